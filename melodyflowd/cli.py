@@ -1,0 +1,137 @@
+"""Command line: `melodyflowd` (the daemon) and `melodyflow` (check, render, ports).
+
+Thin: parse options, call the core, print. A UserError becomes one line on
+stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import UserError
+
+BACKENDS = ["alsa", "jack", "coremidi", "windows"]
+
+
+def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a UserError into one line on stderr and exit 2: no traceback for what users fix."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            click.echo(f"{click.get_current_context().info_name}: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--chart", type=click.Path(dir_okay=False), help="Chord chart (YAML).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="Config file merged over config/default.yaml.")
+@click.option("--backend", type=click.Choice(BACKENDS), help="MIDI backend (default: platform's).")
+@click.option("--in-name", help="Name of the virtual input port.")
+@click.option("--out-name", help="Name of the virtual output port.")
+@click.option("--model", help="Model directory or hub id (default: the embedded model).")
+@click.option("--adapter", help="LoRA adapter directory, or a style name in the model's adapters/.")
+@click.option("--variations", type=click.IntRange(1, 64), help="Phrase variations per bar.")
+@click.option("--seed", type=int, help="Random seed for reproducible phrases.")
+@click.option("--phrases", type=click.Path(dir_okay=False),
+              help="Play a saved phrase bank (.json) instead of generating.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.version_option(__version__, prog_name="melodyflowd")
+@user_errors
+def daemon_main(chart: str | None, config_file: str | None, backend: str | None,
+                in_name: str | None, out_name: str | None, model: str | None,
+                adapter: str | None, variations: int | None, seed: int | None,
+                phrases: str | None, log_level: str | None) -> None:
+    """Virtual MIDI ports that answer your rhythm with jazz phrases over a chord chart."""
+    from .config import load_settings
+
+    settings = load_settings(config_file, {
+        "chart": chart, "phrases": phrases, "log_level": log_level,
+        "ports.backend": backend, "ports.in_name": in_name, "ports.out_name": out_name,
+        "generation.model": model, "generation.adapter": adapter,
+        "generation.variations": variations, "generation.seed": seed,
+    })
+    if settings.chart is None:
+        raise UserError("no chart given: pass --chart song.yaml (or set chart: in the config)")
+    from .daemon import run
+
+    sys.exit(run(settings))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="melodyflow")
+def tools_main() -> None:
+    """Tools for melodyflowd: check charts, render phrases, list ports."""
+
+
+@tools_main.command()
+@click.argument("chart_file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the chart as JSON.")
+@user_errors
+def check(chart_file: str, as_json: bool) -> None:
+    """Validate a chart and show each bar's chords, chord tones and scales."""
+    from .chart import chart_to_json, chart_to_text, load_chart
+
+    chart = load_chart(chart_file)
+    if as_json:
+        click.echo(json.dumps(chart_to_json(chart)))
+    else:
+        click.echo(chart_to_text(chart), nl=False)
+
+
+@tools_main.command()
+@click.option("--chart", "chart_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False),
+              help="Output: .json (phrase bank), .mid (a track a variation) or .png (piano roll).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False))
+@click.option("--model", help="Model directory or hub id (default: the embedded model).")
+@click.option("--adapter", help="LoRA adapter directory or style name.")
+@click.option("--variations", type=click.IntRange(1, 64))
+@click.option("--seed", type=int)
+@click.option("--scale", type=click.Choice(["chord-scale", "pentatonic", "chord-tones",
+                                            "chromatic"]))
+@click.option("--temperature", type=click.FloatRange(0.05, 5.0))
+@user_errors
+def render(chart_file: str, out_file: str, config_file: str | None, model: str | None,
+           adapter: str | None, variations: int | None, seed: int | None, scale: str | None,
+           temperature: float | None) -> None:
+    """Generate phrases without ports and write them to a file."""
+    from .config import load_settings
+    from .render import render_file
+
+    settings = load_settings(config_file, {
+        "chart": chart_file, "generation.model": model, "generation.adapter": adapter,
+        "generation.variations": variations, "generation.seed": seed,
+        "generation.scale": scale, "generation.temperature": temperature,
+    })
+    written = render_file(settings, out_file)
+    click.echo(f"wrote {written}")
+
+
+@tools_main.command()
+@click.option("--backend", type=click.Choice(BACKENDS))
+@user_errors
+def ports(backend: str | None) -> None:
+    """List MIDI input and output ports."""
+    from .config import platform_backend
+    from .ports import list_ports
+
+    inputs, outputs = list_ports(backend or platform_backend())
+    click.echo("inputs:")
+    for name in inputs:
+        click.echo(f"  {name}")
+    click.echo("outputs:")
+    for name in outputs:
+        click.echo(f"  {name}")

@@ -1,0 +1,32 @@
+"""The one exception type a user can fix: the CLI prints it as one line and exits 2."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Something the user can fix: a bad chart, config, model path or port.
+
+    The message is a single line that names the file (and line/column where
+    known), the bad token and what is accepted.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 column: int | None = None) -> None:
+        self.file = file
+        self.line = line
+        self.column = column
+        self.detail = message
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file
+            if self.line is not None:
+                where += f":{self.line}"
+                if self.column is not None:
+                    where += f":{self.column}"
+            where += ": "
+        return where + self.detail

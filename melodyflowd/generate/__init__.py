@@ -1,0 +1,1 @@
+"""Phrase generation: text format, logits constraint, model loading, generator process."""

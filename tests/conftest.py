@@ -1,0 +1,22 @@
+"""Shared test fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+WJAZZD = ROOT.parent / "shared" / "data" / "wjazzd" / "wjazzd-train.db"
+
+
+@pytest.fixture(scope="session")
+def wjazzd_path() -> Path:
+    """The Weimar Jazz Database training copy, beside the clone (skips when absent)."""
+    path = Path(os.environ.get("MELODYFLOW_WJAZZD", WJAZZD))
+    if not path.exists():
+        pytest.skip(f"WJazzD not found at {path}")
+    return path

@@ -1,0 +1,23 @@
+from click.testing import CliRunner
+
+from melodyflowd import __version__
+from melodyflowd.cli import daemon_main, tools_main
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(daemon_main, ["--version"])
+    assert result.exit_code == 0
+    assert __version__ in result.output
+
+
+def test_daemon_without_chart_is_a_user_error() -> None:
+    result = CliRunner().invoke(daemon_main, [])
+    assert result.exit_code == 2
+    assert "--chart" in result.output
+
+
+def test_tools_help_lists_commands() -> None:
+    result = CliRunner().invoke(tools_main, ["--help"])
+    assert result.exit_code == 0
+    for name in ("check", "render", "ports"):
+        assert name in result.output
