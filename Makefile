@@ -30,7 +30,7 @@ run: setup
 	exec melodyflowd --chart $(CHART) --backend jack
 
 lint:
-	$(PYTHON) -m ruff check melodyflowd tests bench training
+	$(PYTHON) -m ruff check .
 
 test: setup lint
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q
