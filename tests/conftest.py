@@ -20,3 +20,18 @@ def wjazzd_path() -> Path:
     if not path.exists():
         pytest.skip(f"WJazzD not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def jack_server():
+    """A private JACK server (dummy driver) for the session; skips when jackd is absent."""
+    from support_jack import JackServer, jack_available
+
+    reason = jack_available()
+    if reason is not None:
+        pytest.skip(reason)
+    server = JackServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
