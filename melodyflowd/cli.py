@@ -120,6 +120,20 @@ def render(chart_file: str, out_file: str, config_file: str | None, model: str |
     click.echo(f"wrote {written}")
 
 
+@tools_main.command("config")
+@click.argument("config_file", required=False, type=click.Path(dir_okay=False))
+@user_errors
+def config_command(config_file: str | None) -> None:
+    """Print the default config (every setting, commented), or check CONFIG_FILE."""
+    from .config import default_config_text, load_settings
+
+    if config_file is None:
+        click.echo(default_config_text(), nl=False)
+        return
+    load_settings(config_file)
+    click.echo(f"{config_file}: ok")
+
+
 @tools_main.command()
 @click.option("--backend", type=click.Choice(BACKENDS))
 @user_errors
