@@ -7,15 +7,20 @@ through the environment variable, which `JackServer.start` sets; subprocesses in
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 JACKD = shutil.which("jackd")
 # 256 frames at 48 kHz: a 5.3 ms period. Shorter periods drop MIDI on the dummy driver.
@@ -246,3 +251,145 @@ class ClockSender:
         self._thread.join(timeout=2)
         if send_stop:
             self.peer.send([0xFC])
+
+
+DAEMON_CMD = (sys.executable, "-c", "from melodyflowd.cli import daemon_main; daemon_main()")
+
+
+class NotifyListener:
+    """A real NOTIFY_SOCKET: a unix datagram socket collecting sd_notify messages."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = str(directory / f"notify-{uuid.uuid4().hex[:6]}.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.1)
+        self.messages: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except (TimeoutError, OSError):
+                continue
+            self.messages.append(data.decode(errors="replace"))
+
+    def lines(self) -> list[str]:
+        return [line for message in list(self.messages) for line in message.split("\n")]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1)
+        self.sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+class DaemonProcess:
+    """`melodyflowd ... --backend jack` as a subprocess on a JackServer, with its stderr
+    collected line by line and its sd_notify messages on a real socket."""
+
+    def __init__(self, server: JackServer, workdir: Path, args: Sequence[str],
+                 tag: str | None = None, env: dict[str, str] | None = None) -> None:
+        tag = tag or uuid.uuid4().hex[:6]
+        self.server = server
+        self.in_name = f"mfd{tag} in"
+        self.out_name = f"mfd{tag} out"
+        self.notify = NotifyListener(workdir)
+        self.lines: list[str] = []
+        cmd = [*DAEMON_CMD, *args, "--backend", "jack", "--in-name", self.in_name,
+               "--out-name", self.out_name]
+        self.proc = subprocess.Popen(
+            cmd, env={**server.env, "NOTIFY_SOCKET": self.notify.path, **(env or {})},
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, cwd=workdir)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_log(self, text: str, timeout: float = 10.0, after: int = 0) -> bool:
+        """True once a stderr line (from index `after` on) contains text."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.lines[after:]):
+                return True
+            if self.proc.poll() is not None:
+                time.sleep(0.1)
+                return any(text in line for line in self.lines[after:])
+            time.sleep(0.02)
+        return False
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "READY=1" in self.notify.lines():
+                self.server.wait_for_ports([self.in_name, self.out_name], timeout=5)
+                return
+            if self.proc.poll() is not None:
+                self._reader.join(timeout=2)
+                raise RuntimeError(f"melodyflowd exited with {self.proc.returncode}:\n"
+                                   + self.log())
+            time.sleep(0.02)
+        raise TimeoutError(f"melodyflowd sent no READY=1 in {timeout} s:\n" + self.log())
+
+    def peer(self, name: str = "mfd test peer") -> MidiPeer:
+        return MidiPeer(to_port=self.in_name, from_port=self.out_name, name=name)
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(timeout=2)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self.notify.close()
+        return self.proc.returncode
+
+
+def write_bank(path: Path, bars: Sequence[Sequence[tuple[str, float, float]]],
+               variations: Sequence[Sequence[Sequence[tuple[int, float, str]]]],
+               title: str = "test", tempo: float = 120, time_sig: tuple[int, int] = (4, 4)
+               ) -> Path:
+    """A phrase bank file in the DESIGN format: bars as (symbol, start_beat, beats) chord
+    spans, each variation's notes per bar as (pitch, beat, chord symbol)."""
+    ms_per_beat = 60000.0 / tempo
+    out_vars = []
+    for variation in variations:
+        out_bars = []
+        for index, notes in enumerate(variation):
+            entries = []
+            for k, (pitch, beat, chord) in enumerate(notes):
+                nxt = notes[k + 1][1] if k + 1 < len(notes) else time_sig[0]
+                wait = max(1, round((nxt - beat) * ms_per_beat))
+                entries.append({"pitch": pitch, "duration_ms": max(1, wait - 10),
+                                "wait_ms": wait, "velocity": 80, "beat": beat,
+                                "chord": chord})
+            out_bars.append({"bar": index, "notes": entries})
+        out_vars.append(out_bars)
+    data = {"format": "melodyflow-bank/1",
+            "chart": {"title": title, "tempo": tempo, "time": list(time_sig)},
+            "model": "test", "adapter": None, "seed": 0,
+            "settings": {"scale": "chord-scale", "temperature": 0.9},
+            "bars": [{"index": i, "chords": [{"symbol": s, "start_beat": b, "beats": n}
+                                             for s, b, n in bar]}
+                     for i, bar in enumerate(bars)],
+            "variations": out_vars}
+    path.write_text(json.dumps(data, indent=1))
+    return path
