@@ -345,7 +345,7 @@ class DaemonProcess:
     def peer(self, name: str = "mfd test peer") -> MidiPeer:
         return MidiPeer(to_port=self.in_name, from_port=self.out_name, name=name)
 
-    def signal(self, signum: int) -> None:
+    def send_signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 10.0) -> int:
