@@ -63,6 +63,11 @@ def reloading() -> bool:
     return notify("RELOADING=1")
 
 
+def extend_timeout(seconds: float) -> bool:
+    """EXTEND_TIMEOUT_USEC=...: starting (or stopping) needs `seconds` more from now."""
+    return notify(f"EXTEND_TIMEOUT_USEC={max(0, round(seconds * 1_000_000))}")
+
+
 def stopping() -> bool:
     """STOPPING=1: shutting down (note-offs are being sent, ports closed)."""
     return notify("STOPPING=1")

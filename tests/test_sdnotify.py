@@ -52,6 +52,8 @@ def test_helpers_send_the_protocol_lines(listener: socket.socket) -> None:
     assert receive(listener) == "RELOADING=1"
     assert sdnotify.stopping()
     assert receive(listener) == "STOPPING=1"
+    assert sdnotify.extend_timeout(90)
+    assert receive(listener) == "EXTEND_TIMEOUT_USEC=90000000"
 
 
 def test_abstract_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
