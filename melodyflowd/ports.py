@@ -79,6 +79,20 @@ def _split_name(port: str) -> tuple[str, str]:
     return (client, rest) if sep else (port, port)
 
 
+def _jack_socket() -> tuple[str, int] | None:
+    """(path, inode) of the jack2 server socket our clients talk to, if it is there."""
+    server = os.environ.get("JACK_DEFAULT_SERVER") or "default"
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    for folder in (os.environ.get("JACK_TMPDIR"), "/dev/shm", "/tmp"):
+        if folder:
+            path = os.path.join(folder, f"jack_{server}_{uid}_0")
+            try:
+                return path, os.stat(path).st_ino
+            except OSError:
+                continue
+    return None
+
+
 def list_ports(backend: str) -> tuple[list[str], list[str]]:
     """(inputs, outputs) as the backend names them: ports we can read from / write to."""
     midi_in = _client("in", backend, "melodyflow ports")
@@ -151,6 +165,7 @@ class Ports:
         self.timing = Timing()
         self._in: Any = None
         self._out: Any = None
+        self._jack_socket = _jack_socket() if backend == "jack" else None
         try:
             self._open(handler)
         except BaseException:
@@ -193,6 +208,22 @@ class Ports:
         raise UserError(f"no MIDI {what} port named {name!r}; existing: "
                         + (", ".join(ports) or "none")
                         + " (on Windows create it with loopMIDI first)")
+
+    def server_gone(self) -> str | None:
+        """For JACK: why the server our clients live on is gone (stopped, or replaced by a
+        restarted one), else None. rtmidi tells nobody, so the main loop asks this about
+        once a second: one stat() of the server's socket, compared with the one at open.
+        Other backends, and JACK set-ups without that socket (jack1, PipeWire): None."""
+        if self._jack_socket is None:
+            return None
+        path, inode = self._jack_socket
+        try:
+            now = os.stat(path).st_ino
+        except OSError:
+            return f"the JACK server stopped ({path} is gone)"
+        if now != inode:
+            return "the JACK server was restarted (our ports were on the old one)"
+        return None
 
     def send(self, message: Sequence[int]) -> None:
         if self._out is not None:

@@ -144,3 +144,30 @@ def test_timing_ring_wraps_and_keeps_the_latest() -> None:
     assert stats["n"] == RING_SIZE
     assert stats["max"] == (RING_SIZE + 10)           # microseconds
     assert Timing().percentiles() == {}
+
+
+@pytest.mark.jack
+def test_server_gone_notices_a_stopped_or_restarted_jack_server(jack_server) -> None:
+    from support_jack import JackServer
+
+    own = JackServer().start()                 # not the session's server: we kill this one
+    ports = None
+    try:
+        settings = names()
+        ports = open_ports(settings, transpose_octave)
+        assert ports.server_gone() is None
+        own.proc.kill()                        # SIGKILL: its socket file stays behind
+        own.proc.wait()
+        assert ports.server_gone() is None     # (undetectable until something replaces it)
+        restarted = JackServer(name=own.name)
+        restarted.start()
+        try:
+            assert "restarted" in (ports.server_gone() or "")
+        finally:
+            restarted.stop()
+        assert "stopped" in (ports.server_gone() or "")
+    finally:
+        if ports is not None:
+            ports.close()
+        own.stop()
+        os.environ["JACK_DEFAULT_SERVER"] = jack_server.name
