@@ -1,0 +1,554 @@
+"""The generator child process and the client the daemon (and `melodyflow render`) talk to.
+
+The model lives in a child process started with multiprocessing's 'spawn' context, so
+its Python work never takes the GIL from the real-time MIDI callback in the parent. The
+child lowers its priority (``os.nice``), limits torch to the cores the parent does not
+need, loads the model once and then serves requests one by one.
+
+Parent side (``GeneratorClient``), all non-blocking, called from the daemon's main loop::
+
+    client = GeneratorClient(settings)
+    client.start()                                    # spawns the child; it loads the model
+    rid = client.request(settings.chart, settings.generation)
+    ...
+    for event in client.poll():                       # Progress / BankReady / Failed /
+        ...                                           # ChildDied
+    client.stop()
+
+``request`` parses the chart and looks in the on-disk cache (``cache.py``) first: a hit
+comes back from the next ``poll()`` as ``BankReady(from_cache=True)`` without the child.
+Every request is answered exactly once, by BankReady or Failed (a chart or model error
+comes back as Failed with its one-line message). If the child dies (killed, out of
+memory), ``poll()`` reports ``ChildDied``, starts a new child and sends it the requests
+that were not answered; a request on which the child died three times fails.
+
+Pipes, not queues: the parent closes its copies of the child's pipe ends, so a child
+that dies mid-message gives EOF to the parent instead of a read that never returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import multiprocessing
+import os
+import random
+import signal
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+from ..config import GenerationSettings, Settings
+from ..errors import UserError
+from . import cache
+
+if TYPE_CHECKING:
+    from ..chart import Chart
+    from ..phrases import PhraseBank
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3              # the child may die this many times on one request
+CHILD_NICE = 10               # niceness added in the child
+_STOP_GRACE = 2.0             # seconds the child gets to leave after "stop"
+_PROGRESS_EVERY = 0.1         # seconds between progress messages from the child
+
+
+# -- events: what poll() returns ---------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Work under way. request_id 0: not about a request (the model loading at start-up)."""
+
+    request_id: int
+    done: int
+    total: int                # 0 when unknown (loading)
+    message: str              # "loading model ...", "generating", "restarting generator"
+
+
+@dataclass(frozen=True, slots=True)
+class BankReady:
+    request_id: int
+    bank: PhraseBank
+    from_cache: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    request_id: int
+    message: str              # one line, a UserError's text where the user can fix it
+
+
+@dataclass(frozen=True, slots=True)
+class ChildDied:
+    """The generator process ended unasked; a new one is started (requests are re-sent)."""
+
+    exitcode: int | None      # negative: killed by that signal
+    message: str              # one line for the log
+
+
+Event = Progress | BankReady | Failed | ChildDied
+
+
+def default_threads() -> int:
+    """Torch threads for the child: the cores this process may use, minus one for the
+    real-time parent (at least one)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
+def _describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "stopped answering"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"was killed by {name}"
+    return f"exited with status {exitcode}"
+
+
+@dataclass
+class _Pending:
+    request_id: int
+    chart: Chart
+    generation: GenerationSettings    # seed always set (picked when the request had none)
+    keys: tuple[str, ...]             # cache keys to store the bank under
+    attempts: int = 0                 # child deaths while working on it
+
+
+# -- the parent side ---------------------------------------------------------------------
+
+class GeneratorClient:
+    """Owns the generator child process; the daemon calls it from its main loop."""
+
+    def __init__(self, settings: Settings, *, threads: int | None = None,
+                 nice: int = CHILD_NICE) -> None:
+        self.settings = settings
+        self.threads = threads if threads is not None else default_threads()
+        self.nice = nice
+        self.restarts = 0                 # children started after the first
+        self.model_ready = False          # the current child has loaded its model
+        self._ctx = multiprocessing.get_context("spawn")
+        self._process: Any = None
+        self._requests: Connection | None = None   # parent -> child
+        self._events: Connection | None = None     # child -> parent
+        self._pending: dict[int, _Pending] = {}    # sent to the child, not answered (in order)
+        self._current: int | None = None           # the request the child works on
+        self._ready: list[Event] = []              # answered in the parent, for the next poll
+        self._next_id = 1
+        self._started_at = 0.0
+        self._quick_deaths = 0
+        self._restart_at: float | None = None
+        self._stopping = False
+        self._fresh_seeded = 0
+
+    # -- lifecycle --------------------------------------------------------------------
+    def start(self) -> None:
+        """Spawn the child; it starts loading the default model of the settings at once."""
+        if self._process is not None:
+            return
+        self._stopping = False
+        self._spawn()
+
+    def _spawn(self) -> None:
+        child_reader, parent_writer = self._ctx.Pipe(duplex=False)    # requests
+        parent_reader, child_writer = self._ctx.Pipe(duplex=False)    # events
+        gen = self.settings.generation
+        process = self._ctx.Process(
+            target=_child_main, name="melodyflowd-generator", daemon=True,
+            args=(child_reader, child_writer, (gen.model, gen.adapter), self.threads,
+                  self.nice, log.getEffectiveLevel(), os.getpid()))
+        process.start()
+        # Our copies of the child's ends: closed, so the child's death reads as EOF here.
+        child_reader.close()
+        child_writer.close()
+        self._process = process
+        self._requests = parent_writer
+        self._events = parent_reader
+        self._started_at = time.monotonic()
+        self._current = None
+        self.model_ready = False
+        self._restart_at = None
+        for pending in self._pending.values():
+            self._send(pending)
+
+    def stop(self) -> None:
+        """Ask the child to leave; kill it if it does not within a moment. Idempotent.
+        Requests not answered yet are dropped (no events for them)."""
+        self._stopping = True
+        process, self._process = self._process, None
+        if process is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._requests.send(("stop",))
+            process.join(_STOP_GRACE)
+            if process.is_alive():
+                process.terminate()
+                process.join(1.0)
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
+        for conn in (self._requests, self._events):
+            if conn is not None:
+                conn.close()
+        self._requests = self._events = None
+        self._pending.clear()
+        self._current = None
+
+    def __enter__(self) -> GeneratorClient:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    @property
+    def pending(self) -> tuple[int, ...]:
+        """Request ids the child has not answered yet, oldest first."""
+        return tuple(self._pending)
+
+    # -- requests ---------------------------------------------------------------------
+    def request(self, chart_path: str, generation: GenerationSettings | None = None, *,
+                fresh: bool = False) -> int:
+        """Ask for a bank for the chart file; returns the request id. Never raises for a user
+        error: a bad chart comes back as Failed from the next poll().
+
+        The cache is used first unless `fresh` (the regenerate control: a new bank, never
+        the one playing). With seed None a seed is picked and recorded in the bank; the cache
+        then holds it as the latest unseeded bank for these inputs (and under its own seed),
+        which is what a restart without a seed plays. With a fixed seed S, the k-th fresh
+        request of this client uses seed S + k: new phrases, still reproducible."""
+        generation = generation or self.settings.generation
+        request_id = self._next_id
+        self._next_id += 1
+        from ..chart import load_chart
+
+        try:
+            chart = load_chart(chart_path)
+        except UserError as exc:
+            self._ready.append(Failed(request_id, str(exc)))
+            return request_id
+        self._submit(request_id, chart, generation, fresh)
+        return request_id
+
+    def request_chart(self, chart: Chart, generation: GenerationSettings | None = None, *,
+                      fresh: bool = False) -> int:
+        """As request(), for a chart already parsed."""
+        request_id = self._next_id
+        self._next_id += 1
+        self._submit(request_id, chart, generation or self.settings.generation, fresh)
+        return request_id
+
+    def _submit(self, request_id: int, chart: Chart, generation: GenerationSettings,
+                fresh: bool) -> None:
+        cache_dir = generation.cache_dir
+        keys: list[str] = []
+        try:
+            keys.append(cache.cache_key(chart, generation))
+        except Exception as exc:  # noqa: BLE001 - a cache that cannot key never stops us
+            log.warning("bank cache unavailable: %s", exc)
+        if not fresh and keys:
+            bank = cache.load_cached(cache_dir, keys[0], bars=len(chart.bars),
+                                     variations=generation.variations, seed=generation.seed)
+            if bank is not None:
+                log.info("bank from cache (%s)", cache.cache_path(cache_dir, keys[0]).name)
+                self._ready.append(BankReady(request_id, bank, from_cache=True))
+                return
+        if generation.seed is None:
+            generation = dataclasses.replace(generation,
+                                             seed=random.SystemRandom().randrange(2**31))
+            with contextlib.suppress(Exception):
+                keys.append(cache.cache_key(chart, generation))
+        elif fresh:
+            # A fixed seed would give the same bank again: the k-th fresh request uses
+            # seed + k (so a session with --seed 7 is still reproducible: 7, 8, 9, ...).
+            self._fresh_seeded += 1
+            generation = dataclasses.replace(
+                generation, seed=(generation.seed + self._fresh_seeded) % 2**63)
+            keys = []
+            with contextlib.suppress(Exception):
+                keys.append(cache.cache_key(chart, generation))
+        pending = _Pending(request_id, chart, generation, tuple(keys))
+        self._pending[request_id] = pending
+        if self._process is None and not self._stopping:
+            self._spawn()
+        elif self._restart_at is None:
+            self._send(pending)
+
+    def cancel(self, request_id: int) -> None:
+        """Forget a request: no event comes for it (the child skips it if not yet begun)."""
+        if self._pending.pop(request_id, None) is not None:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                self._requests.send(("cancel", request_id))
+
+    def _send(self, pending: _Pending) -> None:
+        # If the child is gone, poll() restarts it and sends again.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            self._requests.send(("generate", pending.request_id, pending.chart,
+                                 pending.generation, pending.keys))
+
+    # -- events -----------------------------------------------------------------------
+    def poll(self) -> list[Event]:
+        """Events since the last call (never blocks). Restarts a child that died."""
+        out, self._ready = self._ready, []
+        if self._process is None:
+            return out
+        if self._restart_at is not None:
+            if time.monotonic() >= self._restart_at:
+                self._spawn()
+            return out
+        exited = not self._process.is_alive()     # read what it sent before it died, then act
+        broken = False
+        try:
+            while self._events.poll(0):
+                self._handle(self._events.recv(), out)
+        except (EOFError, OSError):
+            broken = True
+        except Exception as exc:  # noqa: BLE001 - a garbled message: treat the child as lost
+            log.error("generator process sent an unreadable message: %s", exc)
+            broken = True
+        if exited or broken:
+            self._child_lost(out)
+        return out
+
+    def _handle(self, message: tuple, out: list[Event]) -> None:
+        kind = message[0]
+        if kind == "log":
+            _, level, name, text = message
+            logging.getLogger(name).log(level, "%s", text)
+        elif kind == "loading":
+            self.model_ready = False
+            out.append(Progress(self._current or self._oldest(), 0, 0, message[1]))
+        elif kind == "loaded":
+            self.model_ready = True
+            self._quick_deaths = 0
+            log.info("generator: %s", message[1])
+        elif kind == "started":
+            self._current = message[1]
+        elif kind == "progress":
+            _, request_id, done, total, text = message
+            if request_id in self._pending:
+                out.append(Progress(request_id, done, total, text))
+        elif kind == "bank":
+            _, request_id, bank = message
+            self._current = None
+            if self._pending.pop(request_id, None) is not None:
+                out.append(BankReady(request_id, bank, from_cache=False))
+        elif kind == "failed":
+            _, request_id, text = message
+            self._current = None
+            if self._pending.pop(request_id, None) is not None:
+                out.append(Failed(request_id, text))
+        else:
+            log.error("generator process sent an unknown message %r", kind)
+
+    def _oldest(self) -> int:
+        return next(iter(self._pending), 0)
+
+    def _child_lost(self, out: list[Event]) -> None:
+        process = self._process
+        if process.is_alive():          # its pipe broke but it runs: it cannot be trusted
+            process.kill()
+        process.join(1.0)
+        exitcode = process.exitcode
+        for conn in (self._requests, self._events):
+            with contextlib.suppress(OSError):
+                conn.close()
+        lived = time.monotonic() - self._started_at
+        blamed = self._current if self._current in self._pending else self._oldest()
+        message = f"generator process (pid {process.pid}) {_describe_exit(exitcode)}"
+        if blamed:
+            pending = self._pending[blamed]
+            pending.attempts += 1
+            if pending.attempts >= MAX_ATTEMPTS:
+                del self._pending[blamed]
+                out.append(Failed(blamed, f"{message} {pending.attempts} times while "
+                                  "generating this bank; giving up on it"))
+        self.restarts += 1
+        self._quick_deaths = self._quick_deaths + 1 if lived < 5.0 else 0
+        delay = 0.0 if self._quick_deaths <= 1 else min(30.0, 0.5 * 2 ** self._quick_deaths)
+        out.append(ChildDied(exitcode, f"{message}; starting a new one"
+                             + (f" in {delay:.0f} s" if delay else "")))
+        for request_id in self._pending:
+            out.append(Progress(request_id, 0, 0, "restarting generator"))
+        self._current = None
+        self.model_ready = False
+        if delay:
+            self._restart_at = time.monotonic() + delay
+        else:
+            self._spawn()
+
+
+# -- the child side ----------------------------------------------------------------------
+
+class _PipeLogHandler(logging.Handler):
+    """Child log records travel to the parent, which logs them with its own handlers."""
+
+    def __init__(self, events: Connection) -> None:
+        super().__init__()
+        self.events = events
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            self.events.send(("log", record.levelno, record.name, record.getMessage()))
+
+
+def _child_main(requests: Connection, events: Connection,
+                preload: tuple[str | None, str | None], threads: int, nice: int,
+                log_level: int, parent_pid: int) -> None:
+    """Entry point of the generator process (spawned: a fresh interpreter)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)      # the parent decides when we stop
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(nice)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")   # no bars on the daemon's log
+    handler = _PipeLogHandler(events)
+    ours = logging.getLogger("melodyflowd")
+    ours.addHandler(handler)
+    ours.setLevel(log_level)
+    ours.propagate = False
+    with contextlib.suppress(_ParentGone, BrokenPipeError, ConnectionError, EOFError):
+        _Child(requests, events, threads, parent_pid).run(preload)
+
+
+class _ParentGone(Exception):
+    """The daemon is gone: stop working for it."""
+
+
+class _Child:
+    def __init__(self, requests: Connection, events: Connection, threads: int,
+                 parent_pid: int) -> None:
+        self.parent_pid = parent_pid
+        self.requests = requests
+        self.events = events
+        self.threads = threads
+        self.loaded: Any = None
+        self.loaded_key: tuple[str | None, str | None] | None = None
+        self.load_error: str | None = None
+        self.queue: deque[tuple] = deque()
+        self.cancelled: set[int] = set()
+
+    def run(self, preload: tuple[str | None, str | None]) -> None:
+        import torch
+
+        torch.set_num_threads(self.threads)
+        with contextlib.suppress(RuntimeError):       # only allowed before any parallel work
+            torch.set_num_interop_threads(1)
+        with contextlib.suppress(Exception):
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        self.drain()
+        if not any(m[0] == "generate" for m in self.queue):   # a request waits: load its model
+            self.ensure_model(*preload)
+        while True:
+            if not self.queue:
+                try:
+                    self.queue.append(self.requests.recv())
+                except (EOFError, OSError):
+                    return                            # the parent is gone
+            self.drain()
+            message = self.queue.popleft()
+            if message[0] == "stop":
+                return
+            if message[0] == "cancel":
+                self.cancelled.add(message[1])
+                continue
+            _, request_id, chart, generation, keys = message
+            if request_id in self.cancelled:
+                self.cancelled.discard(request_id)
+                continue
+            self.generate(request_id, chart, generation, keys)
+
+    def drain(self) -> None:
+        """Read what else is waiting, so cancels and stop are seen before old work."""
+        with contextlib.suppress(EOFError, OSError):
+            while self.requests.poll(0):
+                self.queue.append(self.requests.recv())
+        if any(m[0] == "stop" for m in self.queue):
+            self.queue = deque([("stop",)])
+            return
+        for message in list(self.queue):
+            if message[0] == "cancel":
+                self.cancelled.add(message[1])
+                self.queue.remove(message)
+
+    def ensure_model(self, model: str | None, adapter: str | None) -> None:
+        if self.loaded_key == (model, adapter):
+            return
+        self.loaded = None                            # free the old one first
+        self.load_error = None
+        self.loaded_key = (model, adapter)
+        name = model or "default"
+        self.events.send(("loading", f"loading model {name}"
+                          + (f" with adapter {adapter}" if adapter else "")))
+        from .model import load_model
+
+        started = time.perf_counter()
+        try:
+            self.loaded = load_model(model, adapter)
+        except UserError as exc:
+            self.load_error = str(exc)
+            logging.getLogger(__name__).error("%s", exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - reported, the child keeps serving
+            self.load_error = f"cannot load model {name}: {type(exc).__name__}: {exc}"
+            logging.getLogger(__name__).error("%s\n%s", self.load_error, traceback.format_exc())
+            return
+        self.events.send(("loaded", f"model {name} loaded in "
+                          f"{time.perf_counter() - started:.1f} s"))
+
+    def generate(self, request_id: int, chart: Chart, generation: GenerationSettings,
+                 keys: tuple[str, ...]) -> None:
+        self.events.send(("started", request_id))
+        adapter = cache.effective_adapter(generation, chart)
+        self.ensure_model(generation.model, adapter)
+        if self.loaded is None:
+            self.events.send(("failed", request_id, self.load_error or "model not loaded"))
+            return
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            if os.getppid() != self.parent_pid:
+                raise _ParentGone
+            now = time.monotonic()
+            if done >= total or now - last[0] >= _PROGRESS_EVERY:
+                last[0] = now
+                self.events.send(("progress", request_id, done, total, "generating"))
+
+        try:
+            from .compose import compose_bank
+
+            bank = compose_bank(chart, self.loaded, generation, progress)
+        except (_ParentGone, BrokenPipeError, ConnectionError):
+            raise
+        except UserError as exc:
+            self.events.send(("failed", request_id, str(exc)))
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug: one line to the caller, trace to log
+            logging.getLogger(__name__).error("generation failed:\n%s", traceback.format_exc())
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            self.events.send(("failed", request_id,
+                              f"generation failed: {type(exc).__name__}: {first}"))
+            return
+        for key in keys:
+            cache.store(generation.cache_dir, key, bank)
+        self.events.send(("bank", request_id, bank))
