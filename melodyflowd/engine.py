@@ -1,0 +1,519 @@
+"""The remapping engine: sans-I/O, like h11. `handle(message, now)` -> messages out.
+
+The player gives the rhythm (which key, when, how hard); the engine answers each remapped
+key with the next note of the phrase the bank holds for the chord sounding at that moment.
+It never reads a clock or touches a port: the caller passes the time (`now`, seconds on
+the clock the Transport is fed with, e.g. time.perf_counter) and sends what comes back.
+Messages are sequences of ints (what python-rtmidi hands the callback); outputs are lists.
+
+Behaviour
+---------
+- Remapped keys: note-ons on a remapped channel (`EngineSettings.channels`, () = all) at or
+  above the split point (`split`, None = every key). Everything else passes through
+  unchanged, in order: other notes, CCs (except the control CCs), pitch bend, program
+  change, channel pressure, SysEx, clock and other system messages.
+- Note-on: look up the chord span (bar and chord) at `now` (plus `anticipation_ms`, read at
+  the current tempo), take the next note of that span's phrase in the current variation and
+  send it with the player's velocity on the key's channel (or `out_channel`). The key is
+  remembered; its note-off (or velocity-0 note-on) ends the note it made. If nothing has
+  started the transport, the first remapped note starts its internal clock.
+- Phrase position: restarts at every new chord span (a chord change, and every bar line) and
+  wraps around when the player plays more notes than the phrase has (as Melody Flow did).
+- Spans with no notes (the player must still sound), first that applies:
+    1. the same span's notes in the other variations (same chord, so still right);
+    2. the chord's own tones as an arpeggio within the octave around the bank's median
+       pitch, entered at the chord tone nearest the last note played;
+    3. for NC (no chord tones): the notes of the nearest bar of this variation that has any
+       (then of any variation);
+    4. a bank with no notes at all: the bank's median pitch (67) alone.
+- mono (default): one engine note at a time, across all channels; a new key ends the
+  sounding note first (the old key's later note-off sends nothing). poly: each key has its
+  note; when two keys land on the same output note it is re-struck (note-off, note-on) and
+  sounds until both keys are up (reference counts), so every output note-on has exactly one
+  note-off.
+- Polyphonic aftertouch on a remapped key follows it to the note it made (dropped when the
+  key's note was already ended); channel pressure, bend etc. pass through.
+- contour (off by default): when the key is above the player's previous key, take, among
+  the variations' notes at the current phrase position, the one that moves up from the last
+  note played (the current variation's when it does, else the smallest such move); below:
+  down. When none moves that way, the one that comes closest to it.
+- Variations: `variation` is the selected one; the control CCs step it (next/previous,
+  wrapping) or select it (value modulo the number of variations); with
+  `rotate_variations` the variation played is `(variation + form repeats) % N`.
+- Control CCs (`EngineSettings.controls`, on `controls.channel` or any channel) are consumed,
+  not passed on: regenerate (value > 0: `regenerate_requests += 1`, the daemon polls it),
+  next/previous/select variation, panic (value > 0). CC 120 (All Sound Off), CC 123 (All
+  Notes Off), MIDI Stop and System Reset end every note the engine started, then pass on.
+- `offer(bank, chart=None)`: the new bank (and chart) is built into lookup tables in the
+  caller's thread and handed over with one reference assignment; the callback installs it at
+  the next bar line (at once when the transport is not running). Sounding notes keep their
+  note-offs: the key -> note memory is not part of the bank.
+- Malformed input (empty, truncated, data bytes > 127, unknown status, a note-off without a
+  note-on, a broken SysEx) never raises: it is dropped and counted in `dropped`.
+
+Real time: `handle` does a few list/dict lookups in tables built when a bank is installed;
+it does no I/O, no logging and takes no lock.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .transport import CLOCK, STOP
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .chart import Chart
+    from .config import EngineSettings
+    from .phrases import PhraseBank
+    from .transport import Transport
+
+NOTE_OFF = 0x80
+NOTE_ON = 0x90
+POLY_PRESSURE = 0xA0
+CONTROL = 0xB0
+ALL_SOUND_OFF = 120
+ALL_NOTES_OFF = 123
+SYSEX = 0xF0
+SYSEX_END = 0xF7
+SYSTEM_RESET = 0xFF
+DEFAULT_CENTRE = 67
+RELEASE_VELOCITY = 64
+
+# Length of every system message by status (SysEx checked apart); missing = undefined.
+_SYSTEM_LENGTH = {0xF1: 2, 0xF2: 3, 0xF3: 2, 0xF6: 1, 0xF8: 1, 0xFA: 1, 0xFB: 1, 0xFC: 1,
+                  0xFE: 1, 0xFF: 1}
+# Length of channel messages by the status's high nibble.
+_CHANNEL_LENGTH = {0x80: 3, 0x90: 3, 0xA0: 3, 0xB0: 3, 0xC0: 2, 0xD0: 2, 0xE0: 3}
+
+# Control actions
+_NONE, _REGENERATE, _NEXT, _PREVIOUS, _SELECT, _PANIC = range(6)
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """Everything `handle` looks up, built once per (bank, chart) outside the callback.
+
+    phrases[v][bar][span] is the tuple of pitches to play over that chord span in variation
+    v; arpeggio[v][bar][span] is True where that tuple is the chord-tone fallback (entered
+    at the tone nearest the last note).
+    """
+
+    bank: PhraseBank
+    chart: Chart
+    n_bars: int
+    bar_len: float
+    n_var: int
+    starts: tuple[tuple[float, ...], ...]                     # [bar] -> span start beats
+    phrases: tuple[tuple[tuple[tuple[int, ...], ...], ...], ...]
+    arpeggio: tuple[tuple[tuple[bool, ...], ...], ...]
+    centre: int
+
+
+def build_program(bank: PhraseBank, chart: Chart) -> Program:
+    """Precompute the per-variation, per-bar, per-chord-span pitch tuples (see module doc)."""
+    if not chart.bars:
+        raise ValueError("the chart has no bars")
+    if not bank.variations or not all(bank.variations):
+        raise ValueError("the phrase bank has no variations")
+    n_bars = len(chart.bars)
+    n_var = len(bank.variations)
+    starts = tuple(tuple(float(s.start_beat) for s in bar.chords) or (0.0,)
+                   for bar in chart.bars)
+    all_pitches = sorted(n.pitch for var in bank.variations for ph in var for n in ph.notes)
+    centre = all_pitches[len(all_pitches) // 2] if all_pitches else DEFAULT_CENTRE
+
+    # raw[v][bar][span]: the bank's own notes, by onset beat, in onset order.
+    raw: list[list[list[tuple[int, ...]]]] = []
+    for variation in bank.variations:
+        rows = []
+        for b in range(n_bars):
+            spans: list[list[int]] = [[] for _ in starts[b]]
+            phrase = variation[b % len(variation)]
+            for note in sorted(phrase.notes, key=lambda n: n.beat):
+                s = max(0, bisect_right(starts[b], note.beat + 1e-6) - 1)
+                spans[s].append(note.pitch)
+            rows.append([tuple(p) for p in spans])
+        raw.append(rows)
+
+    def nearest_bar_notes(v: int, b: int) -> tuple[int, ...] | None:
+        for order in (v, *[(v + k) % n_var for k in range(1, n_var)]):
+            for d in range(1, n_bars + 1):
+                for bb in ((b - d) % n_bars, (b + d) % n_bars):
+                    notes = tuple(p for span in raw[order][bb] for p in span)
+                    if notes:
+                        return notes
+        return None
+
+    phrases = []
+    arpeggio = []
+    for v in range(n_var):
+        bars_p = []
+        bars_a = []
+        for b in range(n_bars):
+            spans_p = []
+            spans_a = []
+            chords = chart.bars[b].chords
+            for s in range(len(starts[b])):
+                notes = raw[v][b][s]
+                arp = False
+                if not notes:
+                    notes = next((raw[(v + k) % n_var][b][s] for k in range(1, n_var)
+                                  if raw[(v + k) % n_var][b][s]), ())
+                if not notes:
+                    tones = set(chords[s].chord.tones) if s < len(chords) else set()
+                    notes = tuple(p for p in range(centre - 6, centre + 6)
+                                  if 0 <= p <= 127 and p % 12 in tones)
+                    arp = bool(notes)
+                if not notes:
+                    notes = nearest_bar_notes(v, b) or (centre,)
+                spans_p.append(notes)
+                spans_a.append(arp)
+            bars_p.append(tuple(spans_p))
+            bars_a.append(tuple(spans_a))
+        phrases.append(tuple(bars_p))
+        arpeggio.append(tuple(bars_a))
+    return Program(bank=bank, chart=chart, n_bars=n_bars, bar_len=float(chart.beats_per_bar),
+                   n_var=n_var, starts=starts, phrases=tuple(phrases),
+                   arpeggio=tuple(arpeggio), centre=centre)
+
+
+@dataclass(frozen=True, slots=True)
+class _Offer:
+    seq: int
+    program: Program
+    bar: int | None          # swap at this absolute bar; None = at the next bar line seen
+
+
+class Engine:
+    """Engine(settings, chart, bank, transport); see the module docstring.
+
+    Public state (read freely from other threads): `bank`, `chart`, `variation`,
+    `notes_remapped`, `regenerate_requests`, `swaps`, `dropped`, `errors`, `pending`.
+    `handle` runs in the MIDI callback thread. `offer` may be called from any thread.
+    `panic` mutates the note memory: call it from the callback thread, or once the input
+    is closed (shutdown).
+    """
+
+    def __init__(self, settings: EngineSettings, chart: Chart, bank: PhraseBank,
+                 transport: Transport) -> None:
+        self.settings = settings
+        self.transport = transport
+        self._program = build_program(bank, chart)
+        transport.beats_per_bar = self._program.bar_len
+        self.variation = 0
+        self.notes_remapped = 0
+        self.regenerate_requests = 0
+        self.swaps = 0
+        self.dropped = 0
+        self.errors = 0
+        self._offer: _Offer | None = None
+        self._offer_seq = 0
+        self._installed_seq = 0
+        self._offer_bar = -1               # bar the callback picked for an offer ...
+        self._offer_bar_seq = 0            # ... and which offer that was
+        self._mono = settings.mode != "poly"
+        self._out_channel = settings.out_channel
+        self._anticipation = max(0.0, float(settings.anticipation_ms)) / 1000.0
+        self._contour = bool(settings.contour)
+        self._rotate = bool(settings.rotate_variations)
+        # Which keys (channel * 128 + note) are remapped.
+        channels = set(settings.channels) if settings.channels else set(range(16))
+        split = settings.split if settings.split is not None else 0
+        self._remap = bytes(1 if (k >> 7) in channels and (k & 127) >= split else 0
+                            for k in range(2048))
+        # Control CC number -> action, and the channel they listen on (-1 = any).
+        controls = settings.controls
+        actions = [_NONE] * 128
+        for number, action in ((controls.regenerate, _REGENERATE),
+                               (controls.next_variation, _NEXT),
+                               (controls.previous_variation, _PREVIOUS),
+                               (controls.select_variation, _SELECT),
+                               (controls.panic, _PANIC)):
+            if number is not None and 0 <= number < 128:
+                actions[number] = action
+        self._cc_action = tuple(actions)
+        self._cc_channel = -1 if controls.channel is None else controls.channel
+        # Note memory: key -> output slot (channel * 128 + pitch); slot -> keys holding it.
+        self._held: dict[int, int] = {}
+        self._ref = [0] * 2048
+        # Phrase position.
+        self._phrase: tuple[int, ...] | None = None
+        self._bar = -1
+        self._span = -1
+        self._pos = 0
+        self._last_out = -1                # last pitch sent
+        self._last_key = -1                # last remapped key's note number
+
+    # -- public ----------------------------------------------------------------------------
+
+    @property
+    def bank(self) -> PhraseBank:
+        return self._program.bank
+
+    @property
+    def chart(self) -> Chart:
+        return self._program.chart
+
+    @property
+    def program(self) -> Program:
+        return self._program
+
+    @property
+    def pending(self) -> bool:
+        """True while an offered bank waits for its bar line."""
+        offer = self._offer
+        return offer is not None and offer.seq != self._installed_seq
+
+    def sounding(self) -> list[tuple[int, int]]:
+        """(channel, pitch) of every output note the engine holds on, sorted."""
+        return sorted((slot >> 7, slot & 127) for slot in set(self._held.values()))
+
+    def offer(self, bank: PhraseBank, chart: Chart | None = None,
+              now: float | None = None) -> None:
+        """Swap in a new bank (and chart) at the next bar line. Safe from another thread:
+        the tables are built here, then handed over by one reference assignment. With
+        `now`, the bar line is the one after `now`; else the one after the callback first
+        sees the offer."""
+        latest = self._offer
+        base = chart if chart is not None else (
+            latest.program.chart if latest is not None else self._program.chart)
+        program = build_program(bank, base)
+        bar = None
+        if now is not None and self.transport.running:
+            beat = self.transport.beat_at(now)
+            if beat is not None:
+                bar = int(beat // self._program.bar_len) + 1
+        self._offer_seq += 1
+        self._offer = _Offer(self._offer_seq, program, bar)
+
+    def panic(self) -> list[list[int]]:
+        """Note-offs for every note the engine started and still holds; forgets them."""
+        out: list[list[int]] = []
+        self._end_all(out)
+        return out
+
+    def handle(self, msg: Sequence[int], now: float) -> list[list[int]]:
+        """One incoming MIDI message at time `now` -> the messages to send, in order."""
+        try:
+            return self._handle(msg, now)
+        except Exception:           # a bug must never take the MIDI callback down
+            self.errors += 1
+            return []
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _handle(self, msg: Sequence[int], now: float) -> list[list[int]]:
+        if not msg:
+            self.dropped += 1
+            return []
+        status = msg[0]
+        if status == CLOCK and len(msg) == 1:     # the most frequent message: fast path
+            self.transport.feed(msg, now)
+            if self._offer is not None and self._offer.seq != self._installed_seq:
+                self._maybe_install(now)
+            return [msg if isinstance(msg, list) else list(msg)]
+        if not 0x80 <= status <= 0xFF:
+            self.dropped += 1
+            return []
+        if status < 0xF0:
+            kind = status & 0xF0
+            if len(msg) != _CHANNEL_LENGTH[kind] or msg[1] > 127 or msg[-1] > 127 \
+                    or msg[1] < 0 or msg[-1] < 0:
+                self.dropped += 1
+                return []
+            if self._offer is not None and self._offer.seq != self._installed_seq:
+                self._maybe_install(now)
+            channel = status & 0x0F
+            if kind in (NOTE_ON, NOTE_OFF):
+                key = (channel << 7) | msg[1]
+                if self._remap[key]:
+                    out: list[list[int]] = []
+                    if kind == NOTE_ON and msg[2] > 0:
+                        self._note_on(key, msg[1], msg[2], channel, now, out)
+                    else:
+                        self._release(key, msg[2] if kind == NOTE_OFF else RELEASE_VELOCITY,
+                                      out)
+                    return out
+            elif kind == POLY_PRESSURE:
+                key = (channel << 7) | msg[1]
+                if self._remap[key]:
+                    slot = self._held.get(key)
+                    if slot is None:
+                        return []
+                    return [[POLY_PRESSURE | (slot >> 7), slot & 127, msg[2]]]
+            elif kind == CONTROL:
+                return self._control(msg, channel, msg[1], msg[2])
+            return [msg if isinstance(msg, list) else list(msg)]
+        # System messages.
+        if status == SYSEX:
+            if len(msg) < 2 or msg[-1] != SYSEX_END or not all(0 <= b < 0x80
+                                                                 for b in msg[1:-1]):
+                self.dropped += 1
+                return []
+            return [msg if isinstance(msg, list) else list(msg)]
+        length = _SYSTEM_LENGTH.get(status)
+        if length is None or len(msg) != length or not all(0 <= b < 0x80 for b in msg[1:]):
+            self.dropped += 1
+            return []
+        self.transport.feed(msg, now)
+        if self._offer is not None and self._offer.seq != self._installed_seq:
+            self._maybe_install(now)
+        passed = msg if isinstance(msg, list) else list(msg)
+        if status in (STOP, SYSTEM_RESET):
+            out = []
+            self._end_all(out)
+            out.append(passed)
+            return out
+        return [passed]
+
+    def _control(self, msg: Sequence[int], channel: int, number: int,
+                 value: int) -> list[list[int]]:
+        action = self._cc_action[number]
+        if action != _NONE and (self._cc_channel < 0 or channel == self._cc_channel):
+            n_var = self._program.n_var
+            if action == _REGENERATE:
+                if value > 0:
+                    self.regenerate_requests += 1
+            elif action == _NEXT:
+                if value > 0:
+                    self.variation = (self.variation + 1) % n_var
+            elif action == _PREVIOUS:
+                if value > 0:
+                    self.variation = (self.variation - 1) % n_var
+            elif action == _SELECT:
+                self.variation = value % n_var
+            elif action == _PANIC and value > 0:
+                out: list[list[int]] = []
+                self._end_all(out)
+                return out
+            return []
+        passed = msg if isinstance(msg, list) else list(msg)
+        if number in (ALL_SOUND_OFF, ALL_NOTES_OFF):
+            out = []
+            self._end_all(out)
+            out.append(passed)
+            return out
+        return [passed]
+
+    def _note_on(self, key: int, note: int, velocity: int, channel: int, now: float,
+                 out: list[list[int]]) -> None:
+        held = self._held
+        if key in held:                       # a second note-on without a note-off
+            self._release(key, RELEASE_VELOCITY, out)
+        if self._mono and held:
+            self._end_all(out)
+        transport = self.transport
+        beat = transport.beat_at(now)
+        if beat is None:
+            transport.ensure_running(now)
+            beat = transport.beat_at(now)
+            if beat is None:
+                beat = 0.0
+        program = self._program
+        if self._anticipation:
+            beat += self._anticipation * transport.tempo / 60.0
+        bar_len = program.bar_len
+        abs_bar = int(beat // bar_len)
+        bar = abs_bar % program.n_bars
+        span = bisect_right(program.starts[bar], beat - abs_bar * bar_len + 1e-9) - 1
+        if span < 0:
+            span = 0
+        if self._rotate:
+            v = (self.variation + abs_bar // program.n_bars) % program.n_var
+        else:
+            v = self.variation % program.n_var
+        phrase = program.phrases[v][bar][span]
+        if phrase is not self._phrase or abs_bar != self._bar or span != self._span:
+            self._phrase = phrase
+            self._bar = abs_bar
+            self._span = span
+            pos = 0
+            if program.arpeggio[v][bar][span] and self._last_out >= 0:
+                last = self._last_out
+                pos = min(range(len(phrase)), key=lambda i: abs(phrase[i] - last))
+        else:
+            pos = self._pos
+        pitch = phrase[pos % len(phrase)]
+        if self._contour and self._last_key >= 0 and self._last_out >= 0 \
+                and note != self._last_key:
+            pitch = self._contour_pick(program, v, bar, span, pos, pitch,
+                                       1 if note > self._last_key else -1)
+        self._pos = pos + 1
+        out_channel = channel if self._out_channel is None else self._out_channel
+        slot = (out_channel << 7) | pitch
+        if self._ref[slot] > 0:               # poly: another key holds it: strike it again
+            out.append([NOTE_OFF | out_channel, pitch, RELEASE_VELOCITY])
+        self._ref[slot] += 1
+        held[key] = slot
+        out.append([NOTE_ON | out_channel, pitch, velocity])
+        self._last_out = pitch
+        self._last_key = note
+        self.notes_remapped += 1
+
+    def _contour_pick(self, program: Program, v: int, bar: int, span: int, pos: int,
+                      own: int, direction: int) -> int:
+        last = self._last_out
+        if (own - last) * direction > 0:
+            return own
+        best = own
+        best_move = (own - last) * direction       # <= 0 here
+        best_ok = False
+        for k in range(1, program.n_var):
+            phrase = program.phrases[(v + k) % program.n_var][bar][span]
+            cand = phrase[pos % len(phrase)]
+            move = (cand - last) * direction
+            if move > 0:
+                if not best_ok or move < best_move:
+                    best, best_move, best_ok = cand, move, True
+            elif not best_ok and move > best_move:
+                best, best_move = cand, move
+        return best
+
+    def _release(self, key: int, velocity: int, out: list[list[int]]) -> None:
+        slot = self._held.pop(key, None)
+        if slot is None:                      # note-off without note-on, or already ended
+            return
+        count = self._ref[slot] - 1
+        if count <= 0:
+            self._ref[slot] = 0
+            out.append([NOTE_OFF | (slot >> 7), slot & 127, velocity])
+        else:
+            self._ref[slot] = count
+
+    def _end_all(self, out: list[list[int]]) -> None:
+        held = self._held
+        if not held:
+            return
+        ref = self._ref
+        for slot in held.values():
+            if ref[slot] > 0:
+                ref[slot] = 0
+                out.append([NOTE_OFF | (slot >> 7), slot & 127, RELEASE_VELOCITY])
+        held.clear()
+
+    def _maybe_install(self, now: float) -> None:
+        offer = self._offer
+        if offer is None or offer.seq == self._installed_seq:
+            return
+        transport = self.transport
+        beat = transport.beat_at(now) if transport.running else None
+        if beat is not None:
+            bar = int(beat // self._program.bar_len)
+            if self._offer_bar_seq != offer.seq:
+                self._offer_bar_seq = offer.seq
+                self._offer_bar = offer.bar if offer.bar is not None else bar + 1
+            if bar < self._offer_bar:
+                return
+        program = offer.program
+        if program.chart is not self._program.chart:
+            transport.set_tempo(program.chart.tempo, now)
+            transport.beats_per_bar = program.bar_len
+        self._program = program
+        self._installed_seq = offer.seq
+        self.variation %= program.n_var
+        self._phrase = None
+        self.swaps += 1
