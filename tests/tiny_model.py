@@ -124,3 +124,46 @@ if __name__ == "__main__":  # pragma: no cover - manual use: python tests/tiny_m
     import sys
 
     print(build_tiny_model(sys.argv[1] if len(sys.argv) > 1 else "tiny-model"))
+
+
+# -- a hand-made chart (no dependence on the chart parser) ---------------------------------
+
+def _chord(symbol: str, root: int, tones: tuple[int, ...], scale: tuple[int, ...],
+           pentatonic: tuple[int, ...], scale_name: str):
+    from melodyflowd.theory import Chord
+
+    def t(pcs: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple((root + pc) % 12 for pc in pcs)
+
+    return Chord(symbol=symbol, root=root, bass=root, tones=t(tones), scale=t(scale),
+                 pentatonic=t(pentatonic), scale_name=scale_name)
+
+
+def hand_chords() -> dict:
+    """A few chords spelled by hand (intervals from the root), for tests."""
+    m7 = ((0, 3, 7, 10), (0, 2, 3, 5, 7, 9, 10), (0, 3, 5, 7, 10), "dorian")
+    dom7 = ((0, 4, 7, 10), (0, 2, 4, 5, 7, 9, 10), (0, 2, 4, 7, 9), "mixolydian")
+    maj7 = ((0, 4, 7, 11), (0, 2, 4, 5, 7, 9, 11), (0, 2, 4, 7, 9), "ionian")
+    alt = ((0, 4, 10, 3, 8), (0, 1, 3, 4, 6, 8, 10), (0, 3, 4, 8, 10), "altered")
+    return {
+        "Dm7": _chord("Dm7", 2, *m7), "G7": _chord("G7", 7, *dom7),
+        "Cmaj7": _chord("Cmaj7", 0, *maj7), "A7alt": _chord("A7alt", 9, *alt),
+        "Fmaj7": _chord("Fmaj7", 5, *maj7), "Bb7": _chord("Bb7", 10, *dom7),
+    }
+
+
+def hand_chart(n_bars: int = 8, tempo: float = 180, time: tuple[int, int] = (4, 4)):
+    """A ii-V-I-VI chart built from dataclasses: two chords a bar, then one, alternating."""
+    from melodyflowd.chart import Bar, Chart, ChordSpan
+
+    chords = hand_chords()
+    beats = time[0] * 4 / time[1]
+    cycle = [("Dm7", "G7"), ("Cmaj7",), ("A7alt",), ("Fmaj7", "Bb7")]
+    bars = []
+    for i in range(n_bars):
+        names = cycle[i % len(cycle)]
+        width = beats / len(names)
+        spans = tuple(ChordSpan(chords[n], k * width, width) for k, n in enumerate(names))
+        bars.append(Bar(index=i, section="A", chords=spans))
+    return Chart(title="Test Changes", tempo=tempo, time=time, key="C", style=None,
+                 bars=tuple(bars), source="<hand>")

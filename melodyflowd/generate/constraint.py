@@ -1,0 +1,632 @@
+"""NoteTokenizer and MelodyControlLogitsProcessor: bend a language model toward the harmony.
+
+The model writes note lines ``pitch duration wait velocity program`` (the columns of the
+model's profile). The processor follows every row of the batch incrementally: each step
+it reads only the tokens added since its last call, through a small per-row line parser,
+and adds up the generated waits, so it knows the time and the chord sounding at the next
+note. Where the next token starts (or continues) a pitch number it computes the allowed
+pitches - the chord's pitch classes for the scale mode, within low..high, near the mean
+of the last few pitches - and pushes every other pitch token down by a number of
+standard deviations of the pitch-token logits (soft), or masks it (hard).
+
+Numbers may take several tokens ("1" "27", or "12" "7" with single-digit tokenizers).
+The constraint works on the digit string: a token is allowed when the digits written so
+far plus its own digits are still the beginning of an allowed number, and the token that
+ends the number (a space, a newline, or a " 200"-style token) only when the digits
+written so far are a whole allowed number. So the first digit token is constrained and
+every later one stays consistent with it.
+
+With ``enforce_format`` (what compose uses) every position of a note line is held to the
+grammar: digits where a number goes, the separator the profile expects, durations and
+velocities in range, and waits bounded so that every bar gets at least
+``min_notes_per_bar`` notes and at most ``max_notes_per_bar``: a wait that would leave a
+bar short is never sampled, the model samples again among the waits that fit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import torch
+from transformers import LogitsProcessor
+
+from ..chart import Chart
+from ..theory import Chord, pitch_classes
+from .textformat import ModelProfile
+
+SCALE_MODES = ("chord-scale", "pentatonic", "chord-tones", "chromatic")
+MAX_DIGITS = 6          # longest number the parser follows; longer makes the line junk
+
+# token kinds
+OTHER, DIGITS, SPACE, NEWLINE, SPACE_DIGITS = range(5)
+
+
+def _byte_decoder() -> dict[str, int]:
+    """Inverse of the GPT-2 byte-level alphabet (printable stand-ins for raw bytes)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs, strict=True)}
+
+
+def _decoder_kinds(tokenizer) -> set[str]:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return set()
+    try:
+        decoder = json.loads(backend.to_str()).get("decoder")
+    except (ValueError, AttributeError):
+        return set()
+    kinds: set[str] = set()
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            if "type" in node:
+                kinds.add(str(node["type"]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(decoder)
+    return kinds
+
+
+def token_texts(tokenizer) -> list[str]:
+    """The text each token id stands for on its own (computed once per tokenizer).
+
+    Byte-level BPE (GPT-2, Llama 3) maps the printable stand-ins back to bytes;
+    sentencepiece-style pieces turn "▁" into a space and "<0x0A>" into a newline;
+    word-level and other tokenizers give the token string itself.
+    """
+    size = len(tokenizer)
+    tokens = tokenizer.convert_ids_to_tokens(list(range(size)))
+    kinds = _decoder_kinds(tokenizer)
+    special = set(getattr(tokenizer, "all_special_tokens", []) or [])
+    out: list[str] = []
+    if "ByteLevel" in kinds:
+        table = _byte_decoder()
+        for tok in tokens:
+            if tok is None or tok in special:
+                out.append(tok or "")
+                continue
+            raw = bytes(table.get(ch, 63) for ch in tok) if all(ch in table for ch in tok) \
+                else tok.encode("utf-8")
+            out.append(raw.decode("utf-8", errors="replace"))
+        return out
+    sentencepiece = "Metaspace" in kinds or "ByteFallback" in kinds or "Replace" in kinds
+    for tok in tokens:
+        if tok is None:
+            out.append("")
+        elif tok in special:
+            out.append(tok)
+        elif sentencepiece:
+            if len(tok) == 6 and tok.startswith("<0x") and tok.endswith(">"):
+                try:
+                    out.append(chr(int(tok[3:5], 16)))
+                    continue
+                except ValueError:
+                    pass
+            out.append(tok.replace("▁", " "))
+        else:
+            out.append(tok)
+    return out
+
+
+class NoteTokenizer:
+    """Which token ids spell numbers, spaces and newlines, for any tokenizer.
+
+    Built once per (tokenizer, profile); the per-step work then uses only small tensors
+    of the digit tokens (about a thousand for Llama 3) and the per-row parser state.
+    """
+
+    def __init__(self, tokenizer, profile: ModelProfile) -> None:
+        self.tokenizer = tokenizer
+        self.profile = profile
+        self.columns = profile.columns
+        self.texts = token_texts(tokenizer)
+        kinds = []
+        for text in self.texts:
+            if text.isascii() and text.isdigit():
+                kinds.append(DIGITS)
+            elif text == " ":
+                kinds.append(SPACE)
+            elif text == "\n":
+                kinds.append(NEWLINE)
+            elif len(text) > 1 and text[0] == " " and text[1:].isascii() and text[1:].isdigit():
+                kinds.append(SPACE_DIGITS)
+            else:
+                kinds.append(OTHER)
+        self.kinds = kinds
+        self.implicit_space = self._detect_implicit_space()
+
+        def group(kind: int, strip: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                   torch.Tensor]:
+            ids = [i for i, k in enumerate(kinds) if k == kind]
+            digits = [self.texts[i][1:] if strip else self.texts[i] for i in ids]
+            return (torch.tensor(ids, dtype=torch.long),
+                    torch.tensor([int(d) if len(d) <= 15 else 0 for d in digits],
+                                 dtype=torch.long),
+                    torch.tensor([len(d) for d in digits], dtype=torch.long),
+                    torch.tensor([len(d) > 1 and d[0] == "0" for d in digits], dtype=torch.bool))
+
+        self.dig_ids, self.dig_val, self.dig_len, self.dig_lead0 = group(DIGITS, False)
+        self.sdig_ids, self.sdig_val, self.sdig_len, self.sdig_lead0 = group(SPACE_DIGITS, True)
+        self.space_ids = torch.tensor([i for i, k in enumerate(kinds) if k == SPACE],
+                                      dtype=torch.long)
+        self.newline_ids = torch.tensor([i for i, k in enumerate(kinds) if k == NEWLINE],
+                                        dtype=torch.long)
+        if len(self.dig_ids) == 0 and len(self.sdig_ids) == 0:
+            raise ValueError("this tokenizer has no number tokens; it cannot write note lines")
+        if len(self.newline_ids) == 0:
+            raise ValueError("this tokenizer has no newline token; it cannot write note lines")
+
+    def _detect_implicit_space(self) -> bool:
+        """True for word-level tokenizers that drop spaces (decode joins tokens with them)."""
+        ids = self.tokenizer("12 34\n", add_special_tokens=False)["input_ids"]
+        joined = "".join(self.texts[i] for i in ids)
+        return " " not in joined and joined.replace("\n", "") == "1234"
+
+    def text_of(self, token_id: int) -> str:
+        """What a token adds to the line parser (with the implied space for word-level)."""
+        if token_id >= len(self.texts):
+            return "\x00"
+        text = self.texts[token_id]
+        if self.implicit_space and self.kinds[token_id] != NEWLINE:
+            return text + " "
+        return text
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def decode(self, ids: list[int]) -> str:
+        """Decode generated ids to text the profile parser reads."""
+        text = "".join(self.text_of(i) for i in ids if i < len(self.texts)
+                       and i not in self._special_ids)
+        return text
+
+    @property
+    def _special_ids(self) -> frozenset[int]:
+        cached = getattr(self, "_special_cache", None)
+        if cached is None:
+            cached = frozenset(getattr(self.tokenizer, "all_special_ids", []) or [])
+            self._special_cache = cached
+        return cached
+
+
+# -- number-field constraints ---------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class PitchSet:
+    """A number field whose value must be one of `values` (the allowed pitches)."""
+
+    values: frozenset[int]
+
+    def accepts(self, value: int) -> bool:
+        return value in self.values
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """A number field whose value must be within lo..hi, with at most `digits` digits."""
+
+    lo: int
+    hi: int
+    digits: int = MAX_DIGITS
+
+    def accepts(self, value: int) -> bool:
+        return self.lo <= value <= self.hi
+
+
+ANY_PITCH = PitchSet(frozenset(range(128)))
+
+
+def _prefix_ok(field_: PitchSet | Range, prefix: str, vals: torch.Tensor, lens: torch.Tensor,
+               lead0: torch.Tensor) -> torch.Tensor:
+    """For digit tokens (vals, lens): is prefix + token the start of an accepted number?"""
+    plen = len(prefix)
+    if plen and prefix == "0":            # "0" is complete; no number continues a leading 0
+        return torch.zeros_like(lead0)
+    pval = int(prefix) if plen else 0
+    new_len = lens + plen
+    scale = torch.pow(torch.full_like(lens, 10), lens)
+    new_val = pval * scale + vals
+    ok = torch.ones_like(lead0) if plen else ~lead0
+    if isinstance(field_, PitchSet):
+        ok = ok & (new_len <= 3)
+        table = _prefix_table(field_)
+        key = torch.clamp(new_len, max=3) * 1000 + torch.clamp(new_val, max=999)
+        return ok & table[key]
+    ok = ok & (new_len <= field_.digits)
+    any_fit = torch.zeros_like(ok)
+    for extra in range(0, field_.digits):
+        low = new_val * (10 ** extra)
+        high = low + (10 ** extra - 1)
+        fits = (new_len + extra <= field_.digits) & (low <= field_.hi) & (high >= field_.lo)
+        if extra:
+            fits = fits & (new_val > 0)     # "0" cannot be extended
+        any_fit = any_fit | fits
+    return ok & any_fit
+
+
+_PREFIX_TABLES: dict[frozenset[int], torch.Tensor] = {}
+
+
+def _prefix_table(pitches: PitchSet) -> torch.Tensor:
+    table = _PREFIX_TABLES.get(pitches.values)
+    if table is None:
+        table = torch.zeros(4000, dtype=torch.bool)
+        for p in pitches.values:
+            s = str(p)
+            for n in range(1, len(s) + 1):
+                table[n * 1000 + int(s[:n])] = True
+        if len(_PREFIX_TABLES) > 4096:
+            _PREFIX_TABLES.clear()
+        _PREFIX_TABLES[pitches.values] = table
+    return table
+
+
+def _whole_ok(field_: PitchSet | Range, vals: torch.Tensor, lens: torch.Tensor,
+              lead0: torch.Tensor) -> torch.Tensor:
+    """For word-level tokenizers: is each digit token a whole accepted number?"""
+    ok = ~lead0
+    if isinstance(field_, PitchSet):
+        allowed = torch.tensor(sorted(field_.values), dtype=torch.long)
+        return ok & (lens <= 3) & torch.isin(vals, allowed)
+    return ok & (lens <= field_.digits) & (vals >= field_.lo) & (vals <= field_.hi)
+
+
+# -- per-row state ----------------------------------------------------------------------
+
+@dataclass(slots=True)
+class LineState:
+    """Where a row is inside the current line: column, digits of the number being written."""
+
+    col: int = 0                 # column being written; -1 = not a note line (until "\n")
+    digits: str = ""
+    values: list[int] = field(default_factory=list)
+
+    def reset(self) -> None:
+        self.col = 0
+        self.digits = ""
+        self.values = []
+
+
+@dataclass(slots=True)
+class RowState:
+    line: LineState = field(default_factory=LineState)
+    time: float = 0.0            # onset (beats from the chart start) of the note being written
+    notes: list[tuple[float, tuple[int, ...]]] = field(default_factory=list)
+    bar_counts: dict[int, int] = field(default_factory=dict)
+    recent: deque = field(default_factory=lambda: deque(maxlen=16))
+    done: bool = False           # reached the end time: no more constraint
+    pitch_field: PitchSet | None = None   # allowed pitches for the note being written
+
+
+class Timeline:
+    """The chart's chords on one beat axis (the form unrolled once, looping after)."""
+
+    def __init__(self, chart: Chart) -> None:
+        self.chart = chart
+        self.beats_per_bar = chart.beats_per_bar
+        self.n_bars = len(chart.bars)
+        self.total_beats = self.n_bars * self.beats_per_bar
+        spans: list[tuple[float, Chord]] = []
+        for bar in chart.bars:
+            base = bar.index * self.beats_per_bar
+            for span in bar.chords:
+                spans.append((base + span.start_beat, span.chord))
+        self.span_starts = [s for s, _ in spans]
+        self.span_chords = [c for _, c in spans]
+
+    def bar_of(self, t: float) -> int:
+        return int(math.floor(t / self.beats_per_bar + 1e-9))
+
+    def span_index(self, t: float) -> int:
+        """Index of the chord span sounding at absolute beat t (counting on across loops)."""
+        loops, local = divmod(t + 1e-9, self.total_beats)
+        lo, hi = 0, len(self.span_starts) - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.span_starts[mid] <= local:
+                lo = mid
+            else:
+                hi = mid - 1
+        return int(loops) * len(self.span_starts) + lo
+
+    def chord_at(self, t: float) -> Chord:
+        return self.span_chords[self.span_index(t) % len(self.span_chords)]
+
+
+def allowed_pitch_classes(chord: Chord, mode: str) -> tuple[int, ...]:
+    try:
+        return pitch_classes(chord, mode)
+    except NotImplementedError:  # theory not implemented yet: same rule from the chord data
+        if chord.root is None or mode == "chromatic":
+            return tuple(range(12))
+        return {"chord-scale": chord.scale, "pentatonic": chord.pentatonic,
+                "chord-tones": chord.tones}[mode]
+
+
+class MelodyControlLogitsProcessor(LogitsProcessor):
+    """Constrain pitches (and with enforce_format, the whole note-line grammar) per row.
+
+    The prompt must end at the start of a line (a newline). The first call only notes
+    the prompt length; later calls read the tokens added since.
+    """
+
+    def __init__(self, note_tokenizer: NoteTokenizer, chart: Chart, *,
+                 scale: str = "chord-scale", hard: bool = False, penalty: float = 2.0,
+                 low: int = 55, high: int = 84, trend_notes: int = 4, trend_range: int = 5,
+                 tempo: float | None = None, start_beat: float = 0.0,
+                 end_beat: float | None = None, enforce_format: bool = False,
+                 min_notes_per_bar: int = 0, max_notes_per_bar: int | None = None,
+                 min_wait_beats: float = 0.0) -> None:
+        if scale not in SCALE_MODES:
+            raise ValueError(f"scale must be one of {', '.join(SCALE_MODES)}, not {scale!r}")
+        if not 0 <= low <= high <= 127:
+            raise ValueError(f"pitch range {low}..{high} is not within 0..127")
+        self.nt = note_tokenizer
+        self.profile = note_tokenizer.profile
+        self.columns = self.profile.columns
+        self.timeline = Timeline(chart)
+        self.scale = scale
+        self.hard = hard
+        self.penalty = penalty
+        self.low, self.high = low, high
+        self.trend_notes = trend_notes
+        self.trend_range = trend_range
+        self.tempo = float(tempo if tempo is not None else chart.tempo)
+        self.start_beat = start_beat
+        self.end_beat = end_beat
+        self.enforce_format = enforce_format
+        self.min_notes = min_notes_per_bar
+        self.max_notes = max_notes_per_bar
+        self.min_wait_beats = min_wait_beats
+        self.units_per_beat = (60000.0 / self.tempo if self.profile.time_unit == "ms"
+                               else float(self.profile.ticks_per_beat))
+        self.rows: list[RowState] = []
+        self._seen: int | None = None
+        self._pitch_cache: dict[tuple, PitchSet] = {}
+        self._mask_cache: dict[tuple, torch.Tensor] = {}
+        max_time = self.profile.max_time
+        self._fixed_fields = {
+            "duration": Range(1, max_time, len(str(max_time))),
+            "velocity": Range(1, 127, 3),
+            "program": Range(0, 127, 3),
+        }
+
+    # -- following the rows -------------------------------------------------------------
+    def reset(self) -> None:
+        self.rows = []
+        self._seen = None
+
+    def _start(self, batch: int, length: int) -> None:
+        self.rows = [RowState(time=self.start_beat) for _ in range(batch)]
+        self._seen = length
+
+    def feed(self, row: int, token_id: int) -> None:
+        """Advance one row by one token (characters through the line parser)."""
+        state = self.rows[row]
+        for ch in self.nt.text_of(token_id):
+            self._feed_char(state, ch)
+
+    def _feed_char(self, state: RowState, ch: str) -> None:
+        line = state.line
+        if ch == "\n":
+            if line.col >= 0:
+                if line.digits:
+                    line.values.append(int(line.digits))
+                if len(line.values) == len(self.columns) and line.values[0] <= 127:
+                    self._note_done(state, tuple(line.values))
+            line.reset()
+            return
+        if line.col < 0:
+            return
+        if "0" <= ch <= "9":
+            if len(line.digits) >= MAX_DIGITS or line.col >= len(self.columns):
+                line.col = -1
+            else:
+                line.digits += ch
+        elif ch == " ":
+            if line.digits:
+                line.values.append(int(line.digits))
+                line.digits = ""
+                line.col += 1
+        else:
+            line.col = -1
+
+    def _note_done(self, state: RowState, values: tuple[int, ...]) -> None:
+        named = dict(zip(self.columns, values, strict=True))
+        onset = state.time
+        state.notes.append((onset, values))
+        bar = self.timeline.bar_of(onset)
+        state.bar_counts[bar] = state.bar_counts.get(bar, 0) + 1
+        state.recent.append(named["pitch"])
+        wait = min(named.get("wait", 0), self.profile.max_time)
+        state.time = onset + self.profile.to_beats(wait, self.tempo)
+        state.pitch_field = None
+        if self.end_beat is not None and state.time >= self.end_beat - 1e-9:
+            state.done = True
+
+    # -- what is allowed ----------------------------------------------------------------
+    def pitches_for(self, state: RowState) -> PitchSet:
+        """Allowed pitches for the note a row is writing (chord at its onset, range, trend)."""
+        if state.pitch_field is not None:
+            return state.pitch_field
+        chord = self.timeline.chord_at(state.time)
+        pcs = frozenset(allowed_pitch_classes(chord, self.scale))
+        recent = list(state.recent)[-self.trend_notes:] if self.trend_notes > 0 else []
+        center = round(sum(recent) / len(recent)) if recent else None
+        key = (pcs, center)
+        cached = self._pitch_cache.get(key)
+        if cached is None:
+            candidates = [p for p in range(self.low, self.high + 1) if p % 12 in pcs] or \
+                list(range(self.low, self.high + 1))
+            if center is not None:
+                near = [p for p in candidates if abs(p - center) <= self.trend_range]
+                if not near:
+                    near = sorted(candidates, key=lambda p: (abs(p - center), p))[:3]
+                candidates = near
+            cached = PitchSet(frozenset(candidates))
+            self._pitch_cache[key] = cached
+        state.pitch_field = cached
+        return cached
+
+    def wait_range(self, state: RowState) -> Range:
+        """Waits (in profile units) that keep every bar at min..max notes."""
+        upb = self.units_per_beat
+        now = state.time
+        tl = self.timeline
+        bar = tl.bar_of(now)
+        count = state.bar_counts.get(bar, 0) + 1         # including the note being written
+        mw = self.min_wait_beats
+        end = (bar + 1) * tl.beats_per_bar
+        if self.min_notes and count < self.min_notes:
+            limit = end - (self.min_notes - count - 1) * mw
+        elif self.min_notes:
+            limit = end + tl.beats_per_bar - (self.min_notes - 1) * mw
+        else:
+            limit = now + self.profile.max_time / upb + 1
+        hi = math.ceil((limit - now) * upb - 1e-6) - 1
+        lo = math.ceil(mw * upb - 1e-6)
+        if self.max_notes is not None and count >= self.max_notes:
+            lo = max(lo, math.ceil((end - now) * upb - 1e-6))
+        hi = min(hi, self.profile.max_time)
+        lo = max(0, min(lo, hi))
+        hi = max(hi, lo)
+        return Range(lo, hi, len(str(self.profile.max_time)))
+
+    def _field(self, state: RowState, col: int) -> PitchSet | Range:
+        name = self.columns[col]
+        if name == "pitch":
+            return self.pitches_for(state)
+        if name == "wait" and self.enforce_format:
+            return self.wait_range(state)
+        return self._fixed_fields.get(name, Range(0, 10 ** MAX_DIGITS - 1))
+
+    def allowed_tokens(self, state: RowState, field_: PitchSet | Range, col: int
+                       ) -> torch.Tensor:
+        """Token ids that keep the current number (col, digits) within `field_`."""
+        nt = self.nt
+        line = state.line
+        last = col == len(self.columns) - 1
+        key = (field_, col, line.digits, last)
+        cached = self._mask_cache.get(key)
+        if cached is not None:
+            return cached
+        parts: list[torch.Tensor] = []
+        if nt.implicit_space:
+            parts.append(nt.dig_ids[_whole_ok(field_, nt.dig_val, nt.dig_len, nt.dig_lead0)])
+        else:
+            parts.append(nt.dig_ids[_prefix_ok(field_, line.digits, nt.dig_val, nt.dig_len,
+                                               nt.dig_lead0)])
+            if line.digits and field_.accepts(int(line.digits)) and \
+                    not (len(line.digits) > 1 and line.digits[0] == "0"):
+                if last:
+                    parts.append(nt.newline_ids)
+                else:
+                    parts.append(nt.space_ids)
+                    nxt = self._field(state, col + 1)
+                    parts.append(nt.sdig_ids[_prefix_ok(nxt, "", nt.sdig_val, nt.sdig_len,
+                                                        nt.sdig_lead0)])
+        result = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
+        if len(self._mask_cache) > 20000:
+            self._mask_cache.clear()
+        self._mask_cache[key] = result
+        return result
+
+    def _implicit_line_end(self, state: RowState) -> bool:
+        return self.nt.implicit_space and state.line.col >= len(self.columns)
+
+    # -- LogitsProcessor ----------------------------------------------------------------
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor
+                 ) -> torch.FloatTensor:
+        self.update(input_ids)
+        for row, state in enumerate(self.rows):
+            if state.done:
+                continue
+            self._constrain_row(state, scores, row)
+        return scores
+
+    def _pitch_tokens(self, state: RowState, col: int
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(allowed, candidates, candidates that are not allowed) for a pitch position."""
+        field_ = self.pitches_for(state)
+        key = ("pitch", field_, col, state.line.digits)
+        cached = self._mask_cache.get(key)
+        if cached is None:
+            allowed = self.allowed_tokens(state, field_, col)
+            candidates = self.allowed_tokens(state, ANY_PITCH, col)
+            bad = candidates[~torch.isin(candidates, allowed)] if len(allowed) else allowed
+            cached = (allowed, candidates, bad)
+            self._mask_cache[key] = cached
+        return cached
+
+    def update(self, input_ids: torch.Tensor) -> None:
+        """Read the tokens added since the last call (the first call marks the prompt end)."""
+        batch, length = input_ids.shape
+        if self._seen is None or len(self.rows) != batch:
+            self._start(batch, length)
+        elif length > self._seen:
+            new = input_ids[:, self._seen:].tolist()
+            for row, ids in enumerate(new):
+                for token_id in ids:
+                    self.feed(row, token_id)
+            self._seen = length
+
+    def _constrain_row(self, state: RowState, scores: torch.Tensor, row: int) -> None:
+        line = state.line
+        if line.col < 0:
+            return
+        if self._implicit_line_end(state):
+            if self.enforce_format:
+                self._keep_only(scores, row, self.nt.newline_ids)
+            return
+        if line.col >= len(self.columns):
+            return
+        col = line.col
+        if self.columns[col] == "pitch":
+            allowed, candidates, bad = self._pitch_tokens(state, col)
+            if self.hard:
+                if self.enforce_format:
+                    self._keep_only(scores, row, allowed)
+                elif len(bad):
+                    scores[row, bad] = -math.inf
+            else:
+                self._penalize(scores, row, candidates, bad)
+                if self.enforce_format:
+                    self._keep_only(scores, row, candidates)
+        elif self.enforce_format:
+            self._keep_only(scores, row, self.allowed_tokens(state, self._field(state, col), col))
+
+    def _penalize(self, scores: torch.Tensor, row: int, candidates: torch.Tensor,
+                  bad: torch.Tensor) -> None:
+        if len(candidates) < 2 or len(bad) == 0:
+            return
+        values = scores[row, candidates]
+        finite = values[torch.isfinite(values)]
+        if len(finite) < 2:
+            return
+        std = float(finite.std())
+        if not math.isfinite(std) or std <= 0:
+            std = 1.0
+        scores[row, bad] -= self.penalty * std
+
+    @staticmethod
+    def _keep_only(scores: torch.Tensor, row: int, keep: torch.Tensor) -> None:
+        if len(keep) == 0:
+            return
+        kept = scores[row, keep].clone()
+        scores[row].fill_(-math.inf)
+        scores[row, keep] = kept
