@@ -301,3 +301,19 @@ def test_melodyflow_config_prints_and_checks(tmp_path: Path) -> None:
     result = CliRunner().invoke(tools_main, ["config", bad])
     assert result.exit_code == 2
     assert f"{bad}:2:" in result.output
+
+
+def test_the_readme_config_example_loads_and_its_error_is_the_real_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in readme.split("```yaml\n")[1:]]
+    example = next(b for b in blocks if b.startswith("# my.yaml\n"))
+    monkeypatch.chdir(tmp_path)
+    Path("my.yaml").write_text(example, encoding="utf-8")
+    settings = load_settings("my.yaml")
+    assert settings.engine.mode == "poly" and settings.engine.channels == (0,)
+    assert settings.chart == str(tmp_path / "charts" / "autumn-leaves.yaml")
+    Path("my.yaml").write_text(example.replace("mode: poly", "mode: mon"), encoding="utf-8")
+    with pytest.raises(UserError) as info:
+        load_settings("my.yaml")
+    assert f"melodyflowd: error: {info.value}\n" in readme
