@@ -572,5 +572,44 @@ def pitch_classes(chord: Chord, mode: str) -> tuple[int, ...]:
 
 
 def note_name(pc: int) -> str:
-    """A readable name for a pitch class (flats for the black keys except F#)."""
+    """A readable name for a pitch class without context (flats for the black keys but F#)."""
     return SHARP_NAMES[pc % 12]
+
+
+_LETTERS = "CDEFGAB"
+_ACCIDENTALS = {-2: "bb", -1: "b", 0: "", 1: "#", 2: "##"}
+
+
+def note_names(chord: Chord, pcs: tuple[int, ...]) -> tuple[str, ...]:
+    """Spell pitch classes the way a jazz player reads them over this chord.
+
+    Each note gets the letter of its degree above the written root (b9 of D is
+    Eb, #9 of G is A#, b5 of E is Bb), chosen from the chord's own intervals.
+    """
+    if chord.root is None:
+        return tuple(note_name(pc) for pc in pcs)
+    letter = _LETTERS.index(chord.symbol.strip().translate(_FOLD)[0])
+    context = {(pc - chord.root) % 12 for pc in (*chord.tones, *pcs)}
+    major_third, fifth = 4 in context, 7 in context
+    diminished = 3 in context and 6 in context and not fifth and 10 not in context
+    names = []
+    for pc in pcs:
+        interval = (pc - chord.root) % 12
+        degrees = {3: (1, 2) if major_third else (2, 1),          # #9 over a major 3rd, else b3
+                   6: (3, 4) if major_third else (4, 3),          # #11, or b5 in minor / dim
+                   8: (4, 5) if major_third and not fifth else (5, 4),   # #5, else b13 / b6
+                   9: (6, 5) if diminished else (5, 6),           # bb7 of a dim7, else 6 / 13
+                   11: (6, 0),                                    # major 7th (C#o7: C, not B#)
+                   }.get(interval, ((0, 1, 1, 2, 2, 3, 3, 4, 5, 5, 6, 6)[interval],))
+        candidates = []
+        for degree in degrees:
+            step = _LETTERS[(letter + degree) % 7]
+            diff = (pc - NOTE_NAMES[step]) % 12
+            diff = diff - 12 if diff > 6 else diff
+            if diff in _ACCIDENTALS:
+                candidates.append(step + _ACCIDENTALS[diff])
+        # an E#, B#, Cb, Fb or double accidental only when no other degree reads better
+        plain = [c for c in candidates if len(c) == 1 or c[1:] in ("b", "#")
+                 and c not in ("E#", "B#", "Cb", "Fb")]
+        names.append((plain or candidates or [note_name(pc)])[0])
+    return tuple(names)
