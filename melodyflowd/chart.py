@@ -530,8 +530,9 @@ def _beats(src: _Source, line: yaml.ScalarNode, token: str, offset: int, count: 
 
 
 def _clean(x: float) -> float:
+    """Snap float noise to whole beats; keep exact fractions otherwise (spans add up)."""
     r = round(x)
-    return float(r) if abs(x - r) < 1e-9 else round(x, 6)
+    return float(r) if abs(x - r) < 1e-9 else x
 
 
 def _fmt(x: float) -> str:
@@ -579,7 +580,7 @@ def chart_to_text(chart: Chart) -> str:
         parts = []
         for span in bar.chords:
             c = span.chord
-            beats = _fmt(_clean(span.beats))
+            beats = _fmt(round(span.beats, 3))
             if c.is_no_chord:
                 parts.append(f"{c.symbol} ({beats}): no chord, any note")
             else:

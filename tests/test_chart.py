@@ -7,6 +7,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from wjazzd_charts import split_glued, wjazzd_lead_sheets
 
 from melodyflowd.chart import (
@@ -120,8 +122,10 @@ def test_even_split_and_beat_counts():
     assert layout(chart, 2) == [("C", 0, 1), ("F", 1, 1), ("G", 2, 1), ("A", 3, 1)]
     assert layout(chart, 3) == [("C7", 0.0, 2.0), ("F7", 2.0, 2.0)]
     assert layout(chart, 4) == [("Bb7", 0.0, 3.0), ("F7", 3.0, 1.0)]
-    assert layout(chart, 5) == [("C", 0.0, 0.8), ("D", 0.8, 0.8), ("E", 1.6, 0.8),
-                                ("F", 2.4, 0.8), ("G", 3.2, 0.8)]
+    five = layout(chart, 5)
+    assert [c for c, _, _ in five] == list("CDEFG")
+    assert [s for _, s, _ in five] == pytest.approx([0.0, 0.8, 1.6, 2.4, 3.2])
+    assert [b for _, _, b in five] == pytest.approx([0.8] * 5)
 
 
 @pytest.mark.parametrize(("time", "bar", "expected", "length"), [
@@ -412,3 +416,75 @@ def test_every_wjazzd_lead_sheet_is_a_valid_chart(wjazzd_path):
             assert sum(s.beats for s in bar.chords) == pytest.approx(chart.beats_per_bar)
         bars += len(chart.bars)
     print(f"validated {len(sheets)} WJazzD lead sheets as charts ({bars} bars)")
+
+
+# --------------------------------------------------------------------------- properties
+
+CHORDS = ["C", "Dm7", "G7", "Cmaj7", "F#m7b5", "B79b", "Eb^7", "Ab-6", "NC", "Bbsus7913"]
+
+
+@given(st.text(max_size=80))
+@settings(max_examples=300, deadline=None)
+def test_random_text_raises_only_chart_error(text):
+    try:
+        chart = parse_chart(text, "fuzz.yaml")
+    except ChartError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("fuzz.yaml")
+        return
+    assert chart.bars
+
+
+@given(st.text(alphabet='|%:/ 0123456789CDEFGmaj7b#-"\n\t', max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_random_bars_raise_only_chart_error(body):
+    try:
+        chart = parse_chart(f"chords: {json.dumps(body)}\n", "fuzz.yaml")
+    except ChartError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("fuzz.yaml:")
+        return
+    for bar in chart.bars:
+        assert sum(s.beats for s in bar.chords) == pytest.approx(chart.beats_per_bar)
+
+
+@st.composite
+def written_charts(draw):
+    num = draw(st.integers(1, 7))
+    den = draw(st.sampled_from([2, 4, 8]))
+    bars = []
+    for _ in range(draw(st.integers(1, 6))):
+        n = draw(st.integers(1, 4))
+        chords = [draw(st.sampled_from(CHORDS)) for _ in range(n)]
+        counted = draw(st.booleans()) and n <= num
+        if counted:               # split num into n positive counts
+            cuts = sorted(draw(st.lists(st.integers(1, num - 1), min_size=n - 1,
+                                        max_size=n - 1, unique=True))) if n > 1 else []
+            edges = [0, *cuts, num]
+            counts = [b - a for a, b in zip(edges, edges[1:], strict=False)]
+            bars.append([(c, k) for c, k in zip(chords, counts, strict=True)])
+        else:
+            bars.append([(c, None) for c in chords])
+    return num, den, bars
+
+
+@given(written_charts())
+@settings(max_examples=200, deadline=None)
+def test_written_bars_round_trip(case):
+    num, den, bars = case
+    body = " | ".join(" ".join(c if k is None else f"{c}:{k}" for c, k in bar) for bar in bars)
+    chart = parse_chart(f'time: {num}/{den}\nchords: "| {body} |"\n', "rt.yaml")
+    assert chart.time == (num, den)
+    assert len(chart.bars) == len(bars)
+    unit = 4 / den
+    for bar, written in zip(chart.bars, bars, strict=True):
+        assert [s.chord.symbol for s in bar.chords] == [c for c, _ in written]
+        assert sum(s.beats for s in bar.chords) == pytest.approx(num * unit)
+        position = 0.0
+        for span, (_, count) in zip(bar.chords, written, strict=True):
+            assert span.start_beat == pytest.approx(position)
+            assert span.beats > 0
+            if count is not None:
+                assert span.beats == pytest.approx(count * unit)
+            position += span.beats
+        # chord_at agrees with the spans
+        for span in bar.chords:
+            assert bar.chord_at(span.start_beat + span.beats / 2) is span.chord

@@ -5,9 +5,11 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from melodyflowd.errors import UserError
-from melodyflowd.theory import ChordError, parse_chord, pitch_classes
+from melodyflowd.theory import ChordError, note_names, parse_chord, pitch_classes
 
 PC = {"C": 0, "C#": 1, "Db": 1, "D": 2, "D#": 3, "Eb": 3, "E": 4, "Fb": 4, "E#": 5, "F": 5,
       "F#": 6, "Gb": 6, "G": 7, "G#": 8, "Ab": 8, "A": 9, "A#": 10, "Bb": 10, "B": 11,
@@ -231,3 +233,85 @@ def test_every_wjazzd_chord_symbol_parses(wjazzd_path):
         assert 6 <= len(chord.scale) <= 8, symbol
         assert chord.bass in chord.tones, symbol
     print(f"parsed {len(symbols)} distinct WJazzD chord symbols")
+
+
+# --------------------------------------------------------------------------- properties
+
+ROOTS = ["C", "C#", "Db", "D", "D#", "Eb", "E", "F", "F#", "Gb", "G", "G#", "Ab", "A", "A#",
+         "Bb", "B"]
+# suffix in standard / iReal spelling, and the same chord in WJazzD spelling
+SUFFIXES = [("maj7", "j7"), ("m7", "-7"), ("7", "7"), ("m7b5", "m7b5"), ("dim7", "o7"),
+            ("m(maj7)", "-j7"), ("6", "6"), ("m6", "-6"), ("7sus4", "sus7"), ("+7", "+7"),
+            ("", ""), ("m", "-"), ("dim", "o"), ("aug", "+"), ("7alt", "7alt"),
+            ("maj9", "j79"), ("m9", "-79"), ("9", "79"), ("13", "7913"), ("7b9", "79b"),
+            ("7#9", "79#"), ("9#11", "7911#"), ("7b9b13", "79b13b"), ("7#9#11", "79#11#"),
+            ("maj7#11", "j711#"), ("m11", "-7911"), ("6/9", "69"),
+            ("9sus4", "sus79"), ("13sus4", "sus7913")]
+
+
+@given(st.text(max_size=12))
+@settings(max_examples=400, deadline=None)
+def test_random_text_raises_only_chord_error(text):
+    try:
+        chord = parse_chord(text)
+    except ChordError as exc:
+        assert "\n" not in str(exc)
+        return
+    if chord.root is not None:
+        assert set(chord.tones) <= set(chord.scale)
+
+
+@given(st.text(alphabet="ABCDEFGb#-+^jomhø()/,74569123 susaltdadMmin", max_size=10))
+@settings(max_examples=600, deadline=None)
+def test_chordlike_text_raises_only_chord_error_and_holds_invariants(text):
+    try:
+        chord = parse_chord(text)
+    except ChordError:
+        return
+    if chord.is_no_chord:
+        return
+    assert chord.scale[0] == chord.root == chord.tones[0]
+    assert len(set(chord.tones)) == len(chord.tones)
+    assert set(chord.tones) <= set(chord.scale)
+    assert set(chord.pentatonic) <= set(chord.scale) and len(chord.pentatonic) == 5
+    assert chord.bass in chord.tones
+    assert all(0 <= pc < 12 for pc in chord.scale)
+
+
+@given(st.sampled_from(ROOTS), st.sampled_from(SUFFIXES))
+@settings(max_examples=300, deadline=None)
+def test_transposition_and_notation_round_trip(root, suffix):
+    standard, wjazzd = suffix
+    chord = parse_chord(root + standard)
+    in_c = parse_chord("C" + standard)
+    shift = PC[root]
+    # the same chord on another root is the C chord moved up
+    assert chord.root == shift
+    assert chord.tones == tuple((pc + shift) % 12 for pc in in_c.tones)
+    assert chord.scale == tuple((pc + shift) % 12 for pc in in_c.scale)
+    assert chord.pentatonic == tuple((pc + shift) % 12 for pc in in_c.pentatonic)
+    assert chord.scale_name == in_c.scale_name
+    # the WJazzD spelling means the same chord
+    other = parse_chord(root + wjazzd)
+    assert (other.tones, other.scale, other.scale_name) == (
+        chord.tones, chord.scale, chord.scale_name)
+    # the spelled names read back as the same pitch classes
+    for pcs_ in (chord.tones, chord.scale):
+        names = note_names(chord, pcs_)
+        assert names[0] == root
+        assert tuple(_pc_of(n) for n in names) == pcs_
+
+
+@given(st.sampled_from(ROOTS), st.sampled_from(SUFFIXES), st.sampled_from(ROOTS))
+@settings(max_examples=200, deadline=None)
+def test_slash_bass_round_trip(root, suffix, bass):
+    chord = parse_chord(f"{root}{suffix[0]}/{bass}")
+    plain = parse_chord(root + suffix[0])
+    assert chord.root == plain.root and chord.bass == PC[bass]
+    assert chord.tones[: len(plain.tones)] == plain.tones
+    assert chord.bass in chord.tones and set(chord.tones) <= set(chord.scale)
+
+
+def _pc_of(name: str) -> int:
+    base = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}[name[0]]
+    return (base + name.count("#") - name.count("b")) % 12
