@@ -487,3 +487,38 @@ def test_flood_of_notes_leaves_nothing_on() -> None:
                 sounding[k] = 0
     assert not any(sounding.values())
     assert e.sounding() == [] and e.notes_remapped == 2000
+
+
+# --- the whole pure path: chart text -> bank file -> engine driven by MIDI clock ----------
+
+def test_chart_bank_file_and_clock_end_to_end(tmp_path) -> None:
+    from melodyflowd.chart import parse_chart
+    from melodyflowd.phrases import check_bank_for_chart, load_bank, save_bank
+
+    chart = parse_chart('tempo: 150\nchords: "| Dm7 G7 | Cmaj7 | % |"\n', "drill.yaml")
+    assert [len(bar.chords) for bar in chart.bars] == [2, 1, 1]
+    bars = bank_bars(chart)
+    phrases = (BarPhrase(0, notes("Dm7", (62, 0), (65, 1)) + notes("G7", (67, 2), (71, 3))),
+               BarPhrase(1, notes("Cmaj7", (72, 0), (76, 2))),
+               BarPhrase(2, notes("Cmaj7", (79, 0))))
+    path = save_bank(PhraseBank("drill", 150.0, (4, 4), bars, (phrases,)), tmp_path / "b.json")
+    bank = load_bank(path)
+    check_bank_for_chart(bank, chart, str(path))
+    e = Engine(EngineSettings(), chart, bank, Transport(chart.tempo, chart.beats_per_bar))
+
+    tick = 60 / 150 / 24                           # the DAW's clock at 150 bpm
+    played: list[tuple[int, int]] = []             # (bar, pitch)
+    now = 0.0
+    e.handle([0xFA], now)
+    for i in range(24 * 4 * 3):                    # three bars of clock
+        now = i * tick
+        e.handle([0xF8], now)
+        if i % 24 == 12:                           # a key on every off-beat eighth
+            out = e.handle(on(60), now + 0.001)
+            played.append((i // 96, out[-1][1]))
+            e.handle(off(60), now + 0.002)
+    assert played == [(0, 62), (0, 65), (0, 67), (0, 71),
+                      (1, 72), (1, 76), (1, 72), (1, 76),
+                      (2, 79), (2, 79), (2, 79), (2, 79)]
+    assert e.transport.tempo == pytest.approx(150)
+    assert e.sounding() == []
