@@ -3,8 +3,9 @@ existing ports opened by name (Windows, which has no virtual ports).
 
 The real-time path is `_make_callback`: it calls the handler (the engine's `handle`)
 with the message and a `time.perf_counter` timestamp, sends what comes back, and writes
-the time it took into a preallocated ring. No logging, no I/O, no locks: the main loop
-reads the ring and the error counter when it prints its stats line.
+the handler's time (perf_counter_ns around `handle`) into a preallocated ring. No
+logging, no I/O, no locks: the main loop reads the ring and the error counter when it
+prints its stats line.
 """
 
 from __future__ import annotations
@@ -110,8 +111,9 @@ def _taken(name: str, existing: Sequence[str]) -> bool:
 
 @dataclass(slots=True)
 class Timing:
-    """Callback times in nanoseconds: a preallocated ring the callback writes, the main
-    loop reads (a torn read costs one sample, never a lock)."""
+    """Handling times in nanoseconds (the handler's call, without the sends): a
+    preallocated ring the callback writes, the main loop reads (a torn read costs one
+    sample, never a lock)."""
 
     ring: array = field(default_factory=lambda: array("q", bytes(8 * RING_SIZE)))
     count: list[int] = field(default_factory=lambda: [0])     # messages handled, ever
@@ -122,7 +124,7 @@ class Timing:
         return sorted(self.ring[:n]) if self.count[0] <= RING_SIZE else sorted(self.ring)
 
     def percentiles(self) -> dict[str, float]:
-        """p50/p99/max of the recent callback times in microseconds ({} before any)."""
+        """p50/p99/max of the recent handling times in microseconds ({} before any)."""
         data = self.samples()
         if not data:
             return {}
@@ -142,12 +144,15 @@ def _make_callback(handler: Handler, send: Callable[[Sequence[int]], None],
     def on_midi(event: tuple[list[int], float], _data: object = None) -> None:
         start = clock()
         try:
-            for message in handler(event[0], start * 1e-9):
+            out = handler(event[0], start * 1e-9)
+            took = clock() - start
+            for message in out:
                 send(message)
         except Exception:
             errors[0] += 1
+            took = clock() - start
         i = count[0]
-        ring[i & _RING_MASK] = clock() - start
+        ring[i & _RING_MASK] = took
         count[0] = i + 1
 
     return on_midi

@@ -133,6 +133,7 @@ class MidiPeer:
         import rtmidi
 
         self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
         self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, f"{self.name} out")
         self.out.open_port(_index(self.out.get_ports(), self.to_port))
         self.inp = None
@@ -148,7 +149,10 @@ class MidiPeer:
             self.received.append(Received(list(event[0]), now))
 
     def send(self, message: Sequence[int]) -> None:
-        self.out.send_message(list(message))
+        # One writer at a time: rtmidi's JACK output is a single-writer ring buffer, and the
+        # clock thread sends while the test plays.
+        with self._send_lock:
+            self.out.send_message(list(message))
 
     def messages(self) -> list[list[int]]:
         with self._lock:
@@ -212,7 +216,8 @@ def note_balance(messages: Iterable[Sequence[int]]
 
 
 class ClockSender:
-    """Sends MIDI clock (24 ppqn) at a tempo from a thread: Start, then 0xF8 ticks."""
+    """Sends MIDI clock (24 ppqn) at a tempo from a thread: Start, then 0xF8 ticks; the
+    first tick (sent at once) is beat 0."""
 
     def __init__(self, peer: MidiPeer, bpm: float) -> None:
         self.peer = peer
@@ -237,7 +242,7 @@ class ClockSender:
             time.sleep(min(left, 0.005))
 
     def _run(self) -> None:
-        tick = 1
+        tick = 0                    # MIDI: the first clock after Start is the downbeat
         while not self._stop.is_set():
             target = self.t0 + tick * self.interval
             left = target - time.perf_counter()

@@ -1,0 +1,113 @@
+"""Bad input through real JACK ports never crashes melodyflowd or leaves a note on."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from support_jack import DaemonProcess, note_balance, note_ons
+from test_daemon_e2e import write_files
+
+pytestmark = pytest.mark.jack
+
+SYSEX = [0xF0, 0x7E, 0x7F, 0x06, 0x01, 0xF7]
+LONG_SYSEX = [0xF0, 0x7D] + [i % 128 for i in range(300)] + [0xF7]
+# A SysEx with a status byte inside, and one cut short that a lone EOX ends later (rtmidi's
+# JACK input joins a SysEx that does not end in 0xF7 with what follows, up to an 0xF7).
+# (python-rtmidi refuses to send a non-SysEx message longer than 3 bytes, so that case
+# cannot be made here.)
+BAD_SYSEX = [[0xF0, 0x90, 0x40, 0xF7], [0xF0, 0x7D, 0x01], [0x92, 50, 90], [0xF7]]
+BAD = [
+    [0x90, 60],                 # truncated note-on
+    [0x90],                     # status only
+    [0x80, 61],                 # truncated note-off
+    [0xB0, 7],                  # truncated CC
+    [0xE0],                     # truncated pitch bend
+    [0xA0, 60],                 # truncated poly aftertouch
+    [0x3C, 0x40, 0x7F],         # running-status data without a status
+    [0x7F],                     # a lone data byte
+    [0xF4], [0xF5, 0x01],       # undefined system common
+    [0xF9], [0xFD],             # undefined realtime
+    [0xF7],                     # end of SysEx with no start
+    [0xF1, 0x20], [0xF3, 0x05], [0xF2, 0x10, 0x00],   # MTC quarter frame, song select, SPP
+    [0x80, 61, 0], [0x93, 70, 0], [0x8F, 127, 127],   # note-offs without a note-on
+    [0xA0, 61, 10],             # aftertouch for a key that is not down
+    [0xFE], [0xFF],             # active sensing, reset
+]
+
+
+def final_stats(daemon: DaemonProcess) -> str:
+    stats = [line for line in daemon.lines if "stats:" in line]
+    assert stats, daemon.log()
+    return stats[-1]
+
+
+def test_bad_input_all_channels_sysex_and_a_flood(jack_server, tmp_path):
+    chart, bank = write_files(tmp_path)
+    daemon = DaemonProcess(jack_server, tmp_path, ["--chart", str(chart), "--phrases", str(bank)])
+    peer = None
+    try:
+        daemon.wait_ready()
+        peer = daemon.peer()
+
+        for message in BAD:
+            peer.send(message)
+            time.sleep(0.002)
+        for message in BAD_SYSEX:
+            peer.send(message)
+            time.sleep(0.002)
+        peer.send(SYSEX)
+        peer.send(LONG_SYSEX)
+        time.sleep(0.2)
+        assert daemon.proc.poll() is None, daemon.log()
+
+        # All 16 channels at once, then all up (and one more up that was never down).
+        for channel in range(16):
+            peer.send([0x90 | channel, 40 + channel, 100])
+        assert peer.wait_for(lambda got: len(note_ons(got)) >= 16, timeout=3), daemon.log()
+        for channel in range(16):
+            peer.send([0x80 | channel, 40 + channel, 0])
+        peer.send([0x80, 40, 0])
+        assert peer.wait_for(lambda got: not note_balance(got)[0], timeout=3)
+        assert daemon.proc.poll() is None, daemon.log()
+
+        # A flood: 1000 note-ons a second for two seconds over 16 channels, each key up
+        # 8 ms later, with bad messages and pitch bends mixed in.
+        down: list[tuple[float, list[int]]] = []
+        start = time.perf_counter()
+        sent = 0
+        while sent < 2000:
+            now = time.perf_counter()
+            while down and down[0][0] <= now:
+                peer.send(down.pop(0)[1])
+            if now - start >= sent / 1000.0:
+                channel, key = sent % 16, 36 + (sent * 5) % 60
+                peer.send([0x90 | channel, key, 1 + sent % 127])
+                down.append((now + 0.008, [0x80 | channel, key, 64]))
+                if sent % 50 == 0:
+                    peer.send(BAD[(sent // 50) % len(BAD)])
+                    peer.send([0xE0 | channel, sent % 128, 64])
+                sent += 1
+            time.sleep(0.0003)
+        for _, message in down:
+            peer.send(message)
+        assert peer.wait_for(lambda got: not note_balance(got)[0], timeout=5), \
+            note_balance(peer.messages())
+        time.sleep(0.1)
+        got = peer.messages()
+        alive = daemon.proc.poll() is None
+    finally:
+        if peer is not None:
+            peer.close()
+        status = daemon.stop()
+    assert alive, daemon.log()
+    assert status == 0, daemon.log()
+    sounding, orphans = note_balance(got)
+    assert sounding == {} and orphans == []
+    assert SYSEX in got and LONG_SYSEX in got               # SysEx passes through whole
+    assert len(note_ons(got)) >= 2000 + 16                  # every key made a note
+    stats = final_stats(daemon)
+    assert "engine errors 0" in stats and "callback errors 0" in stats, stats
+    handled = int(re.search(r"messages (\d+)", stats).group(1))
+    assert handled >= 2 * 2000 + 32 + len(BAD)
