@@ -185,7 +185,8 @@ def build_program(bank: PhraseBank, chart: Chart) -> Program:
 class _Offer:
     seq: int
     program: Program
-    bar: int | None          # swap at this absolute bar; None = at the next bar line seen
+    bar: int | None          # the bar it was offered in (swap once the bar is another one);
+                             # None = the bar the callback first sees it in
 
 
 class Engine:
@@ -213,7 +214,7 @@ class Engine:
         self._offer: _Offer | None = None
         self._offer_seq = 0
         self._installed_seq = 0
-        self._offer_bar = -1               # bar the callback picked for an offer ...
+        self._offer_bar = -1               # bar an offer was made in ...
         self._offer_bar_seq = 0            # ... and which offer that was
         self._mono = settings.mode != "poly"
         self._out_channel = settings.out_channel
@@ -277,7 +278,7 @@ class Engine:
         """Swap in a new bank (and chart) at the next bar line. Safe from another thread:
         the tables are built here, then handed over by one reference assignment. With
         `now`, the bar line is the one after `now`; else the one after the callback first
-        sees the offer."""
+        sees the offer. A jump to another bar (Song Position Pointer) counts as a bar line."""
         latest = self._offer
         base = chart if chart is not None else (
             latest.program.chart if latest is not None else self._program.chart)
@@ -286,7 +287,7 @@ class Engine:
         if now is not None and self.transport.running:
             beat = self.transport.beat_at(now)
             if beat is not None:
-                bar = int(beat // self._program.bar_len) + 1
+                bar = int(beat // self._program.bar_len)
         self._offer_seq += 1
         self._offer = _Offer(self._offer_seq, program, bar)
 
@@ -505,8 +506,8 @@ class Engine:
             bar = int(beat // self._program.bar_len)
             if self._offer_bar_seq != offer.seq:
                 self._offer_bar_seq = offer.seq
-                self._offer_bar = offer.bar if offer.bar is not None else bar + 1
-            if bar < self._offer_bar:
+                self._offer_bar = offer.bar if offer.bar is not None else bar
+            if bar == self._offer_bar:         # a bar line (or a jump by SPP) swaps it in
                 return
         program = offer.program
         if program.chart is not self._program.chart:

@@ -522,3 +522,20 @@ def test_chart_bank_file_and_clock_end_to_end(tmp_path) -> None:
                       (2, 79), (2, 79), (2, 79), (2, 79)]
     assert e.transport.tempo == pytest.approx(150)
     assert e.sounding() == []
+
+
+def test_offer_swaps_when_the_daw_jumps_back() -> None:
+    e = make_engine()
+    e.handle([0xF2, 40, 0], 0.0)                   # SPP: beat 10, bar 2
+    e.handle([0xFB], 0.0)                          # continue, internal clock
+    new = make_bank(shift=3)
+    e.offer(new, now=0.1)
+    e.handle([0xFC], 0.2)                          # stop: installs at once (not running)
+    assert e.bank is new
+    e.offer(make_bank(shift=4), now=0.2)           # stopped: no bar line needed
+    e.handle([0xF2, 0, 0], 0.3)                    # locate to the start
+    assert e.swaps == 2
+    e.handle([0xFA], 1.0)                          # start again at bar 0
+    e.offer(make_bank(shift=5), now=1.1)
+    e.handle([0xF2, 32, 0], 1.2)                   # jump to bar 2 while running
+    assert e.swaps == 3
