@@ -171,3 +171,77 @@ def test_the_stronger_sandbox_offered_in_comments_is_valid(name: str, tmp_path: 
     result = verify(unit, user_env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "" and result.stderr.strip() == "", result.stderr
+
+
+# --- the template unit, run the way systemd runs it -------------------------------------------
+
+def unit_environment(unit: dict[str, dict[str, list[str]]]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for line in unit["Service"].get("Environment", []):
+        for assignment in shlex.split(line):
+            key, _, value = assignment.partition("=")
+            env[key] = value
+    return env
+
+
+@pytest.mark.jack
+def test_template_unit_runs_as_systemd_would(jack_server, user_env: dict[str, str],
+                                             tmp_path: Path) -> None:
+    """ExecStart with its specifiers filled in, the unit's Environment=, a real
+    NOTIFY_SOCKET and WATCHDOG_USEC: READY=1 with the ports named after the instance,
+    WATCHDOG=1 from the live loop, ExecReload -> RELOADING=1 then READY=1, SIGTERM (what
+    KillMode=mixed sends the main process) -> STOPPING=1 and exit 0."""
+    import signal
+    import time
+
+    from support_jack import NotifyListener, write_bank
+
+    unit = parse_unit(UNITS["melodyflowd@.service"].read_text(encoding="utf-8"))
+    home = Path(user_env["HOME"])
+    config_home = Path(user_env["XDG_CONFIG_HOME"])
+    folder = config_home / "melodyflowd"
+    (folder / "charts").mkdir(parents=True)
+    (folder / "charts" / "autumn-leaves.yaml").write_text(
+        'title: Autumn test\ntempo: 120\nchords: "| Am7 D7 | Gmaj7 |"\n')
+    write_bank(folder / "bank.json", [[("Am7", 0, 2), ("D7", 2, 2)], [("Gmaj7", 0, 4)]],
+               [[[(72, 0.0, "Am7"), (66, 2.0, "D7")], [(67, 0.0, "Gmaj7")]]],
+               title="Autumn test", tempo=120)
+    (folder / "config.yaml").write_text("phrases: bank.json\nports:\n  backend: jack\n")
+    argv = shlex.split(expand(one(unit, "Service", "ExecStart"), home, config_home,
+                              "autumn-leaves"))
+    notify = NotifyListener(tmp_path)
+    env = {**user_env, **jack_server.env, **unit_environment(unit),
+           "NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1500000"}
+    proc = subprocess.Popen(argv, env=env, cwd=home, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def wait_for(line: str, count: int = 1, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            if notify.lines().count(line) >= count:
+                return True
+            time.sleep(0.05)
+        return notify.lines().count(line) >= count
+
+    try:
+        assert wait_for("READY=1"), "no READY=1"
+        assert any("melodyflowd autumn-leaves in" in p for p in jack_server.ports())
+        assert any("melodyflowd autumn-leaves out" in p for p in jack_server.ports())
+        assert wait_for("WATCHDOG=1", count=2, timeout=10), notify.lines()
+        reload_cmd = one(unit, "Service", "ExecReload").replace("$MAINPID", str(proc.pid))
+        subprocess.run(shlex.split(reload_cmd), check=True)
+        assert wait_for("RELOADING=1", timeout=10), notify.lines()
+        assert wait_for("READY=1", count=2, timeout=10), notify.lines()
+        proc.send_signal(signal.SIGTERM)
+        status = proc.wait(timeout=20)
+        stderr = proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+        notify.close()
+    assert status == 0, stderr
+    assert "STOPPING=1" in notify.lines()
+    assert not any("autumn-leaves" in p for p in jack_server.ports())
