@@ -12,9 +12,11 @@ External clock (a DAW or drum machine sends it):
   stands still when the clock stops and never jumps backwards when the next tick comes.
 - Start (0xFA): position 0, running. Continue (0xFB): running from where it was (or from
   the last Song Position Pointer). If clock ticks were arriving, the first tick after
-  Start/Continue is the downbeat (as MIDI says) and the position waits for it; if no clock
-  was arriving, an internal clock at the chart's tempo runs until ticks appear, and the
-  ticks then carry on from wherever it is.
+  Start/Continue is the downbeat (as MIDI says) and the position waits for it. If no clock
+  was arriving (many DAWs send ticks only while playing), the position waits up to
+  START_GRACE (0.1 s) for a first tick, which is then the downbeat; when none comes, an
+  internal clock at the chart's tempo runs from the Start, and ticks that appear later
+  carry on from wherever it is.
 - Stop (0xFC): the position freezes where it is; Continue resumes from there.
 - Song Position Pointer (0xF2 lsb msb): position in 16th notes (4 a beat).
 - Ticks while stopped (DAWs send them all the time) only update the tempo estimate.
@@ -39,6 +41,7 @@ TICK_BEATS = 1.0 / PPQN
 SMOOTHING = 0.15            # weight of a new clock interval in the tempo average
 MAX_TICK_GAP = 0.25         # s; a longer gap between ticks (< 10 bpm) is a pause, not tempo
 CLOCK_RECENT = 0.5          # s; ticks this recent mean "a clock is arriving"
+START_GRACE = 0.1           # s; a first tick this soon after Start/Continue is the downbeat
 
 
 class Transport:
@@ -104,7 +107,9 @@ class Transport:
         if not self._started:
             return None
         anchor = self._base + self._ticks * TICK_BEATS
-        if not self._running or self._await_tick:
+        if not self._running:
+            return anchor
+        if self._await_tick and (self._clocked or now - self._anchor_time <= START_GRACE):
             return anchor
         ahead = (now - self._anchor_time) * self.tempo / 60.0
         if ahead <= 0.0:
@@ -199,7 +204,7 @@ class Transport:
         self._ticks = 0
         self._anchor_time = now
         self._clocked = self._clock_recent(now)
-        self._await_tick = self._clocked
+        self._await_tick = True
 
     def _freeze(self, now: float) -> None:
         if not self._clocked:
@@ -222,8 +227,12 @@ class Transport:
         if not self._running:
             return
         if not self._clocked:
-            # Running on the internal clock and ticks appear: carry on from here on them.
-            self._reanchor(now)
+            if self._await_tick and now - self._anchor_time <= START_GRACE:
+                # Ticks started right after Start/Continue: this one is the downbeat.
+                self._anchor_time = now
+            else:
+                # Running on the internal clock and ticks appear: carry on from here on them.
+                self._reanchor(now)
             self._clocked = True
             self._await_tick = False
             return

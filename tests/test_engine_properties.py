@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from test_engine import make_bank, make_chart
 
 from melodyflowd.config import EngineSettings
-from melodyflowd.engine import Engine
+from melodyflowd.engine import Engine, build_program
 from melodyflowd.phrases import BarPhrase, PhraseBank
 from melodyflowd.transport import Transport
 
@@ -80,8 +80,9 @@ def passes(s: EngineSettings, msg: list[int]) -> bool:
 class Checker:
     """Follows the engine's own output notes and checks every step."""
 
-    def __init__(self, s: EngineSettings) -> None:
+    def __init__(self, s: EngineSettings, allowed: set[int] | None = None) -> None:
         self.s = s
+        self.allowed = allowed
         self.sounding: set[tuple[int, int]] = set()
         self.passed: list[list[int]] = []
 
@@ -100,6 +101,7 @@ class Checker:
             kind, key = m[0] & 0xF0, (m[0] & 0x0F, m[1])
             if kind == 0x90:
                 assert m[2] > 0
+                assert self.allowed is None or m[1] in self.allowed
                 assert key not in self.sounding, f"second note-on for {key}"
                 self.sounding.add(key)
             elif kind == 0x80:
@@ -117,7 +119,9 @@ def run(s: EngineSettings, steps: list, first: int = 0
     banks = [make_bank(chart), make_bank(chart, shift=5), make_bank(chart, shift=-7),
              narrow(make_bank(chart))]
     engine = Engine(s, chart, banks[first], Transport(chart.tempo, chart.beats_per_bar))
-    checker = Checker(s)
+    allowed = {p for bank in banks for var in build_program(bank, chart).phrases
+               for bar in var for phrase in bar for p in phrase}
+    checker = Checker(s, allowed)
     inputs: list[list[int]] = []
     pressed: set[tuple[int, int]] = set()
     now = 0.0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from melodyflowd.transport import CLOCK, CONTINUE, SONG_POSITION, START, STOP, Transport
 
@@ -40,7 +42,17 @@ def test_internal_clock_at_start_without_clock() -> None:
     t = Transport(90, 4)
     assert t.feed([START], 1.0)
     assert t.running and not t.clocked
-    assert t.beat_at(3.0) == pytest.approx(3.0)           # 90 bpm = 1.5 beats/s
+    assert t.beat_at(1.05) == 0.0                         # a grace for a first tick ...
+    assert t.beat_at(3.0) == pytest.approx(3.0)           # ... then 90 bpm = 1.5 beats/s
+
+
+def test_ticks_that_start_with_start_count_from_the_downbeat() -> None:
+    t = Transport(90, 4)                                  # the DAW plays at 120
+    t.feed([START], 1.0)                                  # no clock before it
+    t.feed([CLOCK], 1.03)                                 # the downbeat
+    assert t.clocked and t.beat_at(1.03) == 0.0
+    last = send_clock(t, 1.03 + 0.5 / 24, 120, 24)
+    assert t.beat_at(last) == pytest.approx(1.0)
 
 
 def test_clock_drives_position_and_tempo() -> None:
@@ -163,3 +175,33 @@ def test_reset() -> None:
     t.ensure_running(0.0)
     t.reset()
     assert t.beat_at(1.0) is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(60, 240), st.lists(st.floats(-0.3, 0.3), min_size=2, max_size=120),
+       st.lists(st.floats(0, 1), max_size=30))
+def test_clock_position_never_goes_back(bpm: float, jitter: list[float],
+                                        probes: list[float]) -> None:
+    """Jittered ticks after Start: at every tick the position is exactly ticks/24 beats,
+    and probed between ticks it never goes backwards."""
+    t = Transport(120, 4)
+    dt = 60 / bpm / 24
+    now = 1.0
+    t.feed([START], now - 0.001)
+    last_beat = 0.0
+    times = []
+    for j in jitter:
+        now += dt * (1 + j)
+        times.append(now)
+    probe_at = sorted(times[0] + p * (times[-1] - times[0]) for p in probes)
+    events = sorted([(x, 0) for x in times] + [(x, 1) for x in probe_at])
+    ticks = -1
+    for when, kind in events:
+        if kind == 0:
+            t.feed([CLOCK], when)
+            ticks += 1
+            assert t.beat_at(when) == pytest.approx(ticks / 24)
+        beat = t.beat_at(when)
+        assert beat >= last_beat - 1e-9
+        last_beat = beat
+    assert t.tempo == pytest.approx(bpm, rel=0.5)
