@@ -43,8 +43,9 @@ def jack_available() -> str | None:
 class JackServer:
     """`jackd -d dummy` under a unique server name; start() waits until it answers."""
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(self, name: str | None = None, realtime: bool = False) -> None:
         self.name = name or f"mfd-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.realtime = realtime          # SCHED_FIFO process threads (needs the rights)
         self.proc: subprocess.Popen[bytes] | None = None
         self._previous: str | None = None
 
@@ -58,7 +59,8 @@ class JackServer:
         self._previous = os.environ.get("JACK_DEFAULT_SERVER")
         os.environ["JACK_DEFAULT_SERVER"] = self.name
         os.environ["JACK_NO_AUDIO_RESERVATION"] = "1"
-        self.proc = subprocess.Popen([JACKD, *JACKD_ARGS], env=self.env,
+        args = ("--realtime", *JACKD_ARGS[1:]) if self.realtime else JACKD_ARGS
+        self.proc = subprocess.Popen([JACKD, *args], env=self.env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      start_new_session=True)
         deadline = time.monotonic() + timeout

@@ -1,0 +1,328 @@
+"""End-to-end MIDI latency of melodyflowd against a plain echo client, through JACK.
+
+One run, one private JACK server (dummy driver, 48 kHz, 256-frame periods), two
+subjects side by side on it:
+  - melodyflowd (a subprocess, `--backend jack`), and
+  - a plain python-rtmidi echo client (a subprocess: its callback sends back what came).
+A player client in this process sends each note-on to both at the same moment, and
+takes the time from send to the mapped note-on coming back (time.perf_counter, one
+clock). Then the note-offs, a random pause, the next note, >= 2000 notes.
+
+Phase "idle": the daemon plays a bank. Phase "regenerating": the same while the
+generator child is kept busy writing new banks (SIGUSR1 again as soon as one is done).
+The daemon's own handling time (perf_counter_ns around engine.handle inside its
+callback) comes from its final stats line. Prints p50/p99/max and the ratios against
+the echo client in the same phase, with the targets of issue 3.
+
+    python3 bench/latency.py [--notes 2000] [--model DIR] [--skip-regen] [--realtime]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support_jack import JackServer, write_bank  # noqa: E402
+
+CHART = ('title: latency bench\ntempo: 120\ntime: 4/4\n'
+         'chords: "| Dm7 G7 | Cmaj7 | Cm7 F7 | Bbmaj7 | Ebm7 Ab7 | Dbmaj7 | Dm7b5 G7 | Cm6 |"\n')
+ECHO_CLIENT = """
+import signal, sys, rtmidi
+api = rtmidi.API_UNIX_JACK
+out = rtmidi.MidiOut(api, sys.argv[2]); out.open_virtual_port(sys.argv[2])
+inp = rtmidi.MidiIn(api, sys.argv[1]); inp.open_virtual_port(sys.argv[1])
+inp.ignore_types(sysex=False, timing=False, active_sense=False)
+send = out.send_message
+inp.set_callback(lambda event, data: send(event[0]))
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+while True:
+    signal.pause()
+"""
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    data = sorted(values)
+    if not data:
+        return {"n": 0, "p50": float("nan"), "p99": float("nan"), "max": float("nan")}
+
+    def pick(q: float) -> float:
+        return data[min(len(data) - 1, int(q * len(data)))]
+
+    return {"n": len(data), "p50": pick(0.5), "p99": pick(0.99), "max": data[-1]}
+
+
+class Receiver:
+    """An input connected to one subject's output; note-on arrival times, in order."""
+
+    def __init__(self, rtmidi, port: str, name: str) -> None:
+        self.arrivals: list[float] = []
+        self.event = threading.Event()
+        self.inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name)
+        self.inp.open_port(_index(self.inp.get_ports(), port))
+        self.inp.set_callback(self._on)
+
+    def _on(self, event, _data) -> None:
+        now = time.perf_counter()
+        message = event[0]
+        if len(message) == 3 and message[0] & 0xF0 == 0x90 and message[2] > 0:
+            self.arrivals.append(now)
+            self.event.set()
+
+    def close(self) -> None:
+        self.inp.cancel_callback()
+        self.inp.close_port()
+        self.inp.delete()
+
+
+def _index(ports: list[str], name: str) -> int:
+    for i, port in enumerate(ports):
+        if name in port:
+            return i
+    raise LookupError(f"{name!r} not in {ports}")
+
+
+def measure(rtmidi, subjects: dict[str, tuple[str, str]], notes: int, seed: int,
+            during=None) -> dict[str, list[float]]:
+    """Send `notes` note-ons to every subject at once; latency (s) of each answer."""
+    rng = random.Random(seed)
+    outs, recvs = {}, {}
+    for name, (in_port, out_port) in subjects.items():
+        out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, f"bench to {name}")
+        out.open_port(_index(out.get_ports(), in_port))
+        outs[name] = out
+        recvs[name] = Receiver(rtmidi, out_port, f"bench from {name}")
+    latencies: dict[str, list[float]] = {name: [] for name in subjects}
+    lost = dict.fromkeys(subjects, 0)
+    try:
+        names = list(subjects)
+        for i in range(notes):
+            if during is not None:
+                during(i)
+            key, velocity = 48 + rng.randrange(36), 40 + rng.randrange(80)
+            before = {name: len(recvs[name].arrivals) for name in names}
+            order = names if i % 2 == 0 else names[::-1]   # neither always sends first
+            sent = {}
+            for name in order:
+                sent[name] = time.perf_counter()
+                outs[name].send_message([0x90, key, velocity])
+            deadline = time.perf_counter() + 0.5
+            for name in names:                 # block (no polling: the CPU is the daemon's)
+                while len(recvs[name].arrivals) <= before[name]:
+                    left = deadline - time.perf_counter()
+                    if left <= 0 or not recvs[name].event.wait(left):
+                        break
+                    recvs[name].event.clear()
+            for name in names:
+                arrivals = recvs[name].arrivals
+                if len(arrivals) > before[name]:
+                    latencies[name].append(arrivals[before[name]] - sent[name])
+                else:
+                    lost[name] += 1
+                    print(f"  note {i} (key {key}) from {name}: no answer", file=sys.stderr)
+            time.sleep(0.002 + rng.random() * 0.004)
+            for name in order:
+                outs[name].send_message([0x80, key, 0])
+            time.sleep(0.002 + rng.random() * 0.008)       # a random phase to the period
+    finally:
+        for name in subjects:
+            recvs[name].close()
+            outs[name].close_port()
+            outs[name].delete()
+    for name, count in lost.items():
+        if count:
+            print(f"  warning: {count} notes from {name} never came back", file=sys.stderr)
+    return latencies
+
+
+class Daemon:
+    def __init__(self, server: JackServer, workdir: Path, args: list[str], tag: str) -> None:
+        self.in_name, self.out_name = f"mfd {tag} in", f"mfd {tag} out"
+        self.lines: list[str] = []
+        cmd = [sys.executable, "-c", "from melodyflowd.cli import daemon_main; daemon_main()",
+               *args, "--backend", "jack", "--in-name", self.in_name,
+               "--out-name", self.out_name]
+        self.proc = subprocess.Popen(cmd, env=server.env, stderr=subprocess.PIPE, text=True,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     cwd=workdir)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def count(self, text: str) -> int:
+        return sum(text in line for line in self.lines)
+
+    def wait(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.count(text):
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"melodyflowd: no {text!r}:\n" + "\n".join(self.lines[-30:]))
+
+    def stop(self) -> dict[str, float]:
+        """SIGTERM; the handling times (us) of its final stats line."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=30)
+        self._thread.join(timeout=5)
+        stats = [line for line in self.lines if "stats:" in line]
+        if not stats:
+            raise RuntimeError("no stats line:\n" + "\n".join(self.lines[-30:]))
+        match = re.search(r"handling p50 ([\d.]+) us p99 ([\d.]+) us max ([\d.]+) us "
+                          r"\(n=(\d+)\)", stats[-1])
+        if not match:
+            raise RuntimeError(f"cannot read {stats[-1]!r}")
+        p50, p99, peak, n = (float(x) for x in match.groups())
+        return {"p50": p50, "p99": p99, "max": peak, "n": n}
+
+
+def report(phase: str, lat: dict[str, list[float]], handling: dict[str, float],
+           target: float) -> dict:
+    echo = percentiles([x * 1000 for x in lat["echo"]])
+    mfd = percentiles([x * 1000 for x in lat["melodyflowd"]])
+    print(f"\n== {phase} ==")
+    print(f"{'':14}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
+    for name, p in (("echo client", echo), ("melodyflowd", mfd)):
+        print(f"{name:14}{p['n']:>6}{p['p50']:>10.3f}{p['p99']:>10.3f}{p['max']:>10.3f}")
+    r50, r99 = mfd["p50"] / echo["p50"], mfd["p99"] / echo["p99"]
+    print(f"ratio melodyflowd/echo: p50 {r50:.3f}  p99 {r99:.3f}  (target p99 <= {target:.2f}:"
+          f" {'met' if r99 <= target else 'NOT met'})")
+    print(f"engine handling time in the callback (handle()), us: p50 {handling['p50']:.1f} "
+          f"p99 {handling['p99']:.1f} max {handling['max']:.1f} over {handling['n']:.0f} "
+          f"messages (target p99 <= 50 us: {'met' if handling['p99'] <= 50 else 'NOT met'})")
+    return {"echo_ms": echo, "melodyflowd_ms": mfd, "ratio_p50": r50, "ratio_p99": r99,
+            "handling_us": handling}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--notes", type=int, default=2000)
+    parser.add_argument("--model", help="model dir for the regeneration phase "
+                        "(default: the embedded model; a tiny random one if it is missing)")
+    parser.add_argument("--skip-regen", action="store_true")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", help="also write the numbers to this file")
+    parser.add_argument("--realtime", action="store_true",
+                        help="run JACK with SCHED_FIFO process threads, as on a music machine "
+                        "(default: --no-realtime, as in the tests)")
+    args = parser.parse_args()
+    import rtmidi
+
+    results: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                                 "python": platform.python_version(),
+                                 "loadavg_start": os.getloadavg()},
+                     "realtime": args.realtime,
+                     "notes": args.notes}
+    print(f"melodyflowd latency bench: {args.notes} notes a phase; "
+          f"{platform.platform()}, {os.cpu_count()} cpus; JACK dummy 48 kHz / 256 frames, "
+          f"{'realtime' if args.realtime else 'no-realtime'}; load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    with tempfile.TemporaryDirectory(prefix="mfd-bench-") as tmp, \
+            JackServer(realtime=args.realtime) as server:
+        work = Path(tmp)
+        chart = work / "chart.yaml"
+        chart.write_text(CHART)
+        bank = bench_bank(work / "bank.json")
+        echo = subprocess.Popen([sys.executable, "-c", ECHO_CLIENT, "echo in", "echo out"],
+                                env=server.env)
+        try:
+            server.wait_for_ports(["echo in", "echo out"], proc=echo)
+            daemon = Daemon(server, work, ["--chart", str(chart), "--phrases", str(bank),
+                                           "--log-level", "info"], "idle")
+            daemon.wait("ready:", 60)
+            server.wait_for_ports([daemon.in_name, daemon.out_name])
+            subjects = {"echo": ("echo in", "echo out"),
+                        "melodyflowd": (daemon.in_name, daemon.out_name)}
+            lat = measure(rtmidi, subjects, args.notes, args.seed)
+            handling = daemon.stop()
+            results["idle"] = report("idle (playing a bank)", lat, handling, 1.05)
+            if not args.skip_regen:
+                results["regenerating"] = regen_phase(rtmidi, server, work, chart, args)
+        finally:
+            echo.send_signal(signal.SIGTERM)
+            echo.wait(timeout=10)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+def regen_phase(rtmidi, server: JackServer, work: Path, chart: Path, args) -> dict:
+    model = args.model
+    if model is None:
+        default = ROOT / "melodyflowd" / "models" / "default"
+        if (default / "model.safetensors").exists():
+            model = str(default)
+        else:
+            from tiny_model import build_tiny_model
+
+            model = str(build_tiny_model(work / "tiny-model"))
+            print(f"\n(no embedded model yet: the regeneration phase uses a tiny random model"
+                  f" at {model})")
+    config = work / "bench.yaml"
+    config.write_text(f"generation:\n  cache_dir: {work / 'cache'}\n")
+    daemon = Daemon(server, work, ["--chart", str(chart), "--model", model,
+                                   "--config", str(config)], "regen")
+    daemon.wait("ready:", 300)
+    server.wait_for_ports([daemon.in_name, daemon.out_name])
+    subjects = {"echo": ("echo in", "echo out"), "melodyflowd": (daemon.in_name,
+                                                                 daemon.out_name)}
+    state = {"asked": 0, "busy_notes": 0}
+
+    def keep_busy(_i: int) -> None:
+        done = daemon.count("phrase bank ready") - 1       # minus the start-up bank
+        if state["asked"] <= done:
+            daemon.proc.send_signal(signal.SIGUSR1)
+            state["asked"] += 1
+        else:
+            state["busy_notes"] += 1
+
+    lat = measure(rtmidi, subjects, args.notes, args.seed + 1, during=keep_busy)
+    handling = daemon.stop()
+    generated = daemon.count("phrase bank ready") - 1
+    result = report("while regenerating", lat, handling, 1.10)
+    print(f"regenerations finished during the phase: {generated}; a generation was running "
+          f"during {100 * state['busy_notes'] / max(1, args.notes):.0f}% of the notes")
+    result["regenerations"] = generated
+    return result
+
+
+def bench_bank(path: Path) -> Path:
+    """The chart's bars with eight notes each (two per beat), as a saved bank."""
+    spans = [[("Dm7", 0, 2), ("G7", 2, 2)], [("Cmaj7", 0, 4)], [("Cm7", 0, 2), ("F7", 2, 2)],
+             [("Bbmaj7", 0, 4)], [("Ebm7", 0, 2), ("Ab7", 2, 2)], [("Dbmaj7", 0, 4)],
+             [("Dm7b5", 0, 2), ("G7", 2, 2)], [("Cm6", 0, 4)]]
+    rng = random.Random(0)
+    variations = []
+    for _ in range(4):
+        bars = []
+        for bar in spans:
+            notes = []
+            for k in range(8):
+                beat = k * 0.5
+                symbol = next(s for s, b, n in bar if b <= beat < b + n)
+                notes.append((60 + rng.randrange(24), beat, symbol))
+            bars.append(notes)
+        variations.append(bars)
+    return write_bank(path, spans, variations, title="latency bench", tempo=120)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
