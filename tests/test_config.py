@@ -317,3 +317,32 @@ def test_the_readme_config_example_loads_and_its_error_is_the_real_one(
     with pytest.raises(UserError) as info:
         load_settings("my.yaml")
     assert f"melodyflowd: error: {info.value}\n" in readme
+
+
+@pytest.mark.slow
+def test_an_installed_copy_finds_its_default_config(tmp_path: Path) -> None:
+    """`pip install .` (not editable) into a fresh venv: the packaged defaults come along."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "melodyflowd", source / "melodyflowd",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
+                   check=True, timeout=120)
+    pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
+                          "--no-deps", str(source)],
+                         capture_output=True, text=True, timeout=300)
+    assert pip.returncode == 0, pip.stderr
+    run = subprocess.run([str(venv / "bin" / "melodyflow"), "config"], capture_output=True,
+                         text=True, timeout=60, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == default_config_text()
+    where = subprocess.run([str(venv / "bin" / "python"), "-c",
+                            "from melodyflowd.config import default_config_path as p; print(p())"],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert where.stdout.strip().startswith(str(venv)), where.stdout + where.stderr
+    version = subprocess.run([str(venv / "bin" / "melodyflowd"), "--version"],
+                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert version.returncode == 0 and "melodyflowd, version" in version.stdout
