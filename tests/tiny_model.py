@@ -95,7 +95,8 @@ def tiny_profile(chord_markers: bool = True, name: str = "tiny") -> ModelProfile
 
 
 def build_tiny_model(directory: str | Path, chord_markers: bool = True, *, seed: int = 0,
-                     hidden: int = 32, layers: int = 2) -> Path:
+                     hidden: int = 32, layers: int = 2, context: int = 8192,
+                     profile: ModelProfile | None = None) -> Path:
     """Write a tiny random-init model directory and return its path (a few seconds)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -106,14 +107,14 @@ def build_tiny_model(directory: str | Path, chord_markers: bool = True, *, seed:
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2,
         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=8192, pad_token_id=tokenizer.pad_token_id,
+        max_position_embeddings=context, pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=True)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.save_pretrained(directory, safe_serialization=True)
     tokenizer.save_pretrained(directory)
-    tiny_profile(chord_markers).save(directory)
+    (profile or tiny_profile(chord_markers)).save(directory)
     (directory / "MODEL_CARD.md").write_text(
         "# tiny test model\n\nRandom weights, built by tests/tiny_model.py. Not musical.\n",
         encoding="utf-8")

@@ -1,0 +1,298 @@
+"""Write a whole PhraseBank in one batched run: the chart from start to end, N variations.
+
+One row of the batch is one variation: a single continuous document (prompt, header,
+note lines, and chord markers if the model knows them), so phrases run on across bar
+lines. The loop is ours, with the model's KV cache, because chord markers are forced
+into each row at its own chord changes; the constraint and the sampling are ordinary
+transformers LogitsProcessors (ours, then temperature and top-p).
+
+Same chart, model, settings and seed -> the same bank.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+from transformers.generation.logits_process import (
+    TemperatureLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from ..chart import Chart
+from ..config import GenerationSettings
+from ..errors import UserError
+from ..phrases import BarPhrase, PhraseBank, PhraseNote, bank_bars
+from .constraint import MelodyControlLogitsProcessor, Timeline
+from .model import LoadedModel
+from .textformat import TextNote, format_marker, marker_for, parse_text, render_prompt
+
+MIN_NOTES_PER_BAR = 3       # "a few": a bar never ends with fewer
+MAX_NOTES_PER_BAR = 16      # keeps the run bounded whatever the model does
+MIN_WAIT_BEATS = 0.125      # no two onsets closer than a 32nd note
+MAX_ATTEMPTS = 3
+# Decoding runs small matrix products, one token a step: one intra-op thread is fastest
+# (with two, the threads spin-wait on each other and, on a busy machine, on everything else).
+DECODE_THREADS = int(os.environ.get("MELODYFLOW_THREADS", "1"))
+
+
+@dataclass
+class ComposeStats:
+    """What the last run did (for benchmarks and logs)."""
+
+    steps: int = 0
+    tokens: int = 0              # tokens generated over all rows (forced ones included)
+    forced: int = 0              # chord-marker tokens forced
+    seconds: float = 0.0
+    prefills: int = 0            # context windows re-read (models with a short context)
+
+
+LAST_STATS = ComposeStats()
+
+
+class ForceTokens(LogitsProcessor):
+    """Rows with a queued token get exactly that token (chord markers, padding at the end)."""
+
+    def __init__(self, batch: int) -> None:
+        self.queues: list[list[int]] = [[] for _ in range(batch)]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor
+                 ) -> torch.FloatTensor:
+        for row, queue in enumerate(self.queues):
+            if queue:
+                token = queue[0]
+                scores[row].fill_(-math.inf)
+                scores[row, token] = 0.0
+        return scores
+
+    def pop(self, row: int) -> None:
+        if self.queues[row]:
+            self.queues[row].pop(0)
+
+
+def _cache_argument(model) -> str:
+    """The forward() keyword for the KV cache ("cache" in transformers 5, else the old one)."""
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _cache_of(out):
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)
+
+
+def _prompt_text(chart: Chart, loaded: LoadedModel) -> str:
+    num, den = chart.time
+    return render_prompt(loaded.profile, title=chart.title, style=chart.style or "",
+                         key=chart.key or "", tempo=chart.tempo, time=f"{num}/{den}")
+
+
+def _settings_dict(settings: GenerationSettings) -> dict:
+    return {"scale": settings.scale, "constraint": settings.constraint,
+            "penalty": settings.penalty, "temperature": settings.temperature,
+            "top_p": settings.top_p, "trend_notes": settings.trend_notes,
+            "trend_range": settings.trend_range, "low": settings.low, "high": settings.high}
+
+
+def generate_rows(chart: Chart, loaded: LoadedModel, settings: GenerationSettings, batch: int,
+                  seed: int, progress: Callable[[int, int], None] | None = None,
+                  stats: ComposeStats | None = None) -> list[str]:
+    """Generate `batch` documents for the whole chart; returns each row's generated text."""
+    profile = loaded.profile
+    nt = loaded.note_tokenizer
+    model = loaded.model
+    timeline = Timeline(chart)
+    proc = MelodyControlLogitsProcessor(
+        nt, chart, scale=settings.scale, hard=settings.constraint == "hard",
+        penalty=settings.penalty, low=settings.low, high=settings.high,
+        trend_notes=settings.trend_notes, trend_range=settings.trend_range,
+        tempo=chart.tempo, end_beat=timeline.total_beats, enforce_format=True,
+        min_notes_per_bar=MIN_NOTES_PER_BAR, max_notes_per_bar=MAX_NOTES_PER_BAR,
+        min_wait_beats=MIN_WAIT_BEATS)
+    force = ForceTokens(batch)
+    warpers: list[LogitsProcessor] = []
+    if settings.temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(settings.temperature))
+    if settings.top_p < 1.0:
+        warpers.append(TopPLogitsWarper(settings.top_p))
+    processors = LogitsProcessorList([proc, *warpers, force])
+
+    prompt = _prompt_text(chart, loaded)
+    last_marker: list[str | None] = [None] * batch
+    if profile.chord_markers:
+        first = marker_for(timeline.chord_at(0.0))
+        prompt += format_marker(first)
+        last_marker = [first] * batch
+    prompt_ids = list(loaded.tokenizer(prompt)["input_ids"])
+    pad = loaded.tokenizer.pad_token_id
+    if pad is None:
+        pad = nt.newline_ids[0].item()
+    limit = int(getattr(model.config, "max_position_embeddings", 0) or 0) or 1 << 30
+    if len(prompt_ids) + 16 > limit:
+        raise UserError(f"the prompt needs {len(prompt_ids)} tokens but the model reads at "
+                        f"most {limit}; use a shorter title", file=chart.source)
+    n_bars = timeline.n_bars
+    budget = n_bars * MAX_NOTES_PER_BAR * (4 + 6 * len(profile.columns)) + 64 * n_bars
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, DECODE_THREADS))
+    try:
+        return _loop(model, loaded, nt, proc, processors, force, timeline, prompt_ids,
+                     last_marker, pad, limit, budget, batch, seed, progress, stats)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _loop(model, loaded: LoadedModel, nt, proc: MelodyControlLogitsProcessor,
+          processors: LogitsProcessorList, force: ForceTokens, timeline: Timeline,
+          prompt_ids: list[int], last_marker: list[str | None], pad: int, limit: int,
+          budget: int, batch: int, seed: int, progress: Callable[[int, int], None] | None,
+          stats: ComposeStats | None) -> list[str]:
+    profile = loaded.profile
+    n_bars = timeline.n_bars
+    generator = torch.Generator().manual_seed(seed)
+    cache_arg = _cache_argument(model)
+    all_ids = torch.tensor([prompt_ids] * batch, dtype=torch.long)
+    context = all_ids                           # what the model reads after a re-prefill
+    marker_cache: dict[str, list[int]] = {}
+    done_bars = -1
+    note_counts = [0] * batch
+    stats = stats if stats is not None else ComposeStats()
+    started = time.perf_counter()
+    with torch.inference_mode():
+        out = model(input_ids=context, use_cache=True)
+        past = _cache_of(out)
+        cache_len = context.shape[1]
+        stats.prefills += 1
+        for _ in range(budget):
+            logits = out.logits[:, -1, :].float()
+            scores = processors(all_ids, logits)
+            probs = torch.softmax(scores, dim=-1)
+            nxt = torch.multinomial(probs, 1, generator=generator)
+            all_ids = torch.cat([all_ids, nxt], dim=1)
+            stats.steps += 1
+            for row in range(batch):
+                if force.queues[row]:
+                    force.pop(row)
+                    stats.forced += 1
+            proc.update(all_ids)
+            finished = True
+            for row, state in enumerate(proc.rows):
+                if len(state.notes) != note_counts[row]:
+                    note_counts[row] = len(state.notes)
+                    if state.done:
+                        force.queues[row] = [pad]
+                    elif profile.chord_markers:
+                        marker = marker_for(timeline.chord_at(state.time))
+                        if marker != last_marker[row]:
+                            last_marker[row] = marker
+                            ids = marker_cache.get(marker)
+                            if ids is None:
+                                ids = nt.encode(format_marker(marker))
+                                marker_cache[marker] = ids
+                            force.queues[row] = list(ids)
+                if state.done:
+                    force.queues[row] = force.queues[row] or [pad]
+                else:
+                    finished = False
+            if progress is not None:
+                bar_now = min(timeline.bar_of(s.time) for s in proc.rows)
+                if bar_now != done_bars:
+                    done_bars = bar_now
+                    progress(min(bar_now, n_bars), n_bars)
+            if finished:
+                break
+            if cache_len + 1 >= limit:
+                # a short-context model: re-read the prompt and the recent half of the row
+                keep = max(1, limit // 2 - len(prompt_ids))
+                context = torch.cat([all_ids[:, :len(prompt_ids)], all_ids[:, -keep:]], dim=1)
+                out = model(input_ids=context, use_cache=True)
+                cache_len = context.shape[1]
+                stats.prefills += 1
+            else:
+                out = model(input_ids=nxt, use_cache=True, **{cache_arg: past})
+                cache_len += 1
+            past = _cache_of(out)
+    stats.tokens += batch * stats.steps
+    stats.seconds += time.perf_counter() - started
+    if progress is not None:
+        progress(n_bars, n_bars)
+    texts = []
+    for row in range(batch):
+        ids = all_ids[row, len(prompt_ids):].tolist()
+        texts.append(nt.decode(ids))
+    return texts
+
+
+def phrases_from_text(text: str, chart: Chart, loaded: LoadedModel) -> list[list[PhraseNote]]:
+    """Parse a generated document into PhraseNotes per bar (beat in bar, chord at onset)."""
+    profile = loaded.profile
+    timeline = Timeline(chart)
+    bpb = timeline.beats_per_bar
+    bars: list[list[PhraseNote]] = [[] for _ in range(timeline.n_bars)]
+    onset = 0.0
+    for item in parse_text(text, profile):
+        if not isinstance(item, TextNote):
+            continue
+        bar = timeline.bar_of(onset)
+        wait = min(item.wait, profile.max_time)
+        if bar >= timeline.n_bars:
+            break
+        beat = round(onset - bar * bpb, 4)
+        chord = chart.chord_at(bar, beat)
+        bars[bar].append(PhraseNote(
+            pitch=item.pitch, duration_ms=max(1, round(profile.to_ms(item.duration, chart.tempo))),
+            wait_ms=round(profile.to_ms(wait, chart.tempo)), velocity=item.velocity, beat=beat,
+            chord=chord.symbol))
+        onset += profile.to_beats(wait, chart.tempo)
+    return bars
+
+
+def _with_empty_bar(variations: list[list[list[PhraseNote]]]) -> list[int]:
+    return [i for i, bars in enumerate(variations) if any(not notes for notes in bars)]
+
+
+def compose_bank(chart: Chart, loaded: LoadedModel, settings: GenerationSettings,
+                 progress: Callable[[int, int], None] | None = None) -> PhraseBank:
+    """The whole chart, settings.variations variations, in one batched generation run."""
+    global LAST_STATS
+    if "wait" not in loaded.profile.columns:
+        raise UserError("the model's profile has no 'wait' column, so phrases cannot follow "
+                        "the chart; accepted: a profile whose columns include wait",
+                        file=loaded.name)
+    if not chart.bars:
+        raise UserError("the chart has no bars", file=chart.source)
+    seed = settings.seed if settings.seed is not None else secrets.randbelow(2 ** 31)
+    stats = ComposeStats()
+    batch = settings.variations
+    texts = generate_rows(chart, loaded, settings, batch, seed, progress, stats)
+    variations = [phrases_from_text(t, chart, loaded) for t in texts]
+    # A variation with a bar that has no notes is sampled again (with another seed). The
+    # constraint's wait bounds make this rare; the loop makes "never silent" hold anyway.
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        bad = _with_empty_bar(variations)
+        if not bad:
+            break
+        redo = generate_rows(chart, loaded, settings, len(bad), seed + 7919 * attempt,
+                             None, stats)
+        for i, text in zip(bad, redo, strict=True):
+            variations[i] = phrases_from_text(text, chart, loaded)
+    if _with_empty_bar(variations):
+        raise RuntimeError(f"a variation still has an empty bar after {MAX_ATTEMPTS} "
+                           "attempts")
+    LAST_STATS = stats
+    adapter = loaded.adapter
+    return PhraseBank(
+        title=chart.title, tempo=float(chart.tempo), time=tuple(chart.time),
+        bars=bank_bars(chart),
+        variations=tuple(tuple(BarPhrase(bar=i, notes=tuple(notes))
+                               for i, notes in enumerate(bars)) for bars in variations),
+        model=loaded.name, adapter=adapter, seed=seed, settings=_settings_dict(settings))

@@ -1,0 +1,163 @@
+"""compose_bank with tiny random models: reproducible, every bar played, pitches in range
+and in scale, chord markers at chord changes, short-context models, ticks profiles."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from tiny_model import build_tiny_model, hand_chart
+
+from melodyflowd.config import GenerationSettings
+from melodyflowd.generate import compose
+from melodyflowd.generate.compose import compose_bank, generate_rows
+from melodyflowd.generate.constraint import Timeline, allowed_pitch_classes
+from melodyflowd.generate.model import load_model
+from melodyflowd.generate.textformat import (
+    ChordMarker,
+    ModelProfile,
+    TextNote,
+    marker_for,
+    parse_text,
+)
+from melodyflowd.phrases import bank_to_json
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    return load_model(str(build_tiny_model(tmp_path_factory.mktemp("m") / "tiny")))
+
+
+@pytest.fixture(scope="module")
+def loaded_plain(tmp_path_factory):
+    return load_model(str(build_tiny_model(tmp_path_factory.mktemp("p") / "plain",
+                                           chord_markers=False, seed=5)))
+
+
+SETTINGS = GenerationSettings(variations=3, seed=11)
+
+
+def _chord_of(chart, bar, beat):
+    return chart.chord_at(bar, beat)
+
+
+def test_reproducible_with_seed_and_different_without(loaded):
+    chart = hand_chart(6)
+    first = compose_bank(chart, loaded, SETTINGS)
+    again = compose_bank(chart, loaded, SETTINGS)
+    other = compose_bank(chart, loaded, replace(SETTINGS, seed=12))
+    assert first == again
+    assert bank_to_json(first) == bank_to_json(again)
+    assert first.variations != other.variations
+    assert first.seed == 11 and other.seed == 12
+    unseeded = compose_bank(chart, loaded, replace(SETTINGS, seed=None, variations=1))
+    assert isinstance(unseeded.seed, int)     # the seed used is recorded, so it can be replayed
+    replay = compose_bank(chart, loaded, replace(SETTINGS, seed=unseeded.seed, variations=1))
+    assert replay.variations == unseeded.variations
+
+
+@pytest.mark.parametrize("time", [(4, 4), (3, 4)])
+def test_every_bar_has_notes_in_range_and_in_scale_with_hard_mask(loaded, time):
+    chart = hand_chart(8, time=time)
+    settings = replace(SETTINGS, constraint="hard", low=60, high=79, variations=4)
+    bank = compose_bank(chart, loaded, settings)
+    assert bank.n_variations == 4 and len(bank.bars) == 8
+    assert bank.time == time
+    bpb = chart.beats_per_bar
+    for variation in bank.variations:
+        assert [p.bar for p in variation] == list(range(8))
+        for phrase in variation:
+            assert len(phrase.notes) >= compose.MIN_NOTES_PER_BAR
+            beats = [n.beat for n in phrase.notes]
+            assert beats == sorted(beats) and beats[0] >= 0 and beats[-1] < bpb
+            for note in phrase.notes:
+                chord = _chord_of(chart, phrase.bar, note.beat)
+                assert note.chord == chord.symbol
+                assert 60 <= note.pitch <= 79
+                assert note.pitch % 12 in allowed_pitch_classes(chord, "chord-scale")
+                assert 1 <= note.velocity <= 127 and note.duration_ms >= 1
+
+
+def test_soft_penalty_keeps_most_notes_in_scale(loaded):
+    # A random model's pitch logits are nearly flat (tiny std), so it takes many std devs
+    # to matter; a trained model's logits spread far wider.
+    chart = hand_chart(8)
+    soft = compose_bank(chart, loaded, replace(SETTINGS, scale="chord-tones", penalty=40.0))
+    free = compose_bank(chart, loaded, replace(SETTINGS, scale="chord-tones", penalty=0.0))
+
+    def share(bank):
+        notes = [(p.bar, n) for v in bank.variations for p in v for n in p.notes]
+        hits = sum(n.pitch % 12 in allowed_pitch_classes(_chord_of(chart, bar, n.beat),
+                                                         "chord-tones") for bar, n in notes)
+        return hits / len(notes)
+
+    assert share(soft) >= 0.75
+    assert share(soft) > share(free) + 0.2
+
+
+def test_chord_markers_are_forced_at_chord_changes(loaded):
+    chart = hand_chart(8)
+    texts = generate_rows(chart, loaded, SETTINGS, 2, seed=3)
+    timeline = Timeline(chart)
+    for text in texts:
+        onset = 0.0
+        current = marker_for(timeline.chord_at(0.0))   # the prompt's marker
+        for item in parse_text(text, loaded.profile):
+            if isinstance(item, ChordMarker):
+                assert item.marker != current
+                current = item.marker
+                continue
+            assert isinstance(item, TextNote)
+            if onset < timeline.total_beats:
+                assert current == marker_for(timeline.chord_at(onset)), onset
+            onset += loaded.profile.to_beats(item.wait, chart.tempo)
+        assert onset >= timeline.total_beats
+
+
+def test_no_markers_for_a_model_without_them(loaded_plain):
+    texts = generate_rows(hand_chart(4), loaded_plain, SETTINGS, 1, seed=3)
+    assert "@" not in texts[0]
+    items = parse_text(texts[0], loaded_plain.profile)
+    assert items and all(isinstance(i, TextNote) for i in items)
+
+
+def test_progress_reports_bars(loaded):
+    seen = []
+    compose_bank(hand_chart(6), loaded, SETTINGS, lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (6, 6)
+    assert all(total == 6 for _, total in seen)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert len(seen) >= 3
+
+
+def test_short_context_model_rereads_a_window(tmp_path):
+    tiny = load_model(str(build_tiny_model(tmp_path / "short", context=96)))
+    compose.LAST_STATS = compose.ComposeStats()
+    bank = compose_bank(hand_chart(4), tiny, replace(SETTINGS, variations=2))
+    assert compose.LAST_STATS.prefills > 1
+    assert all(len(p.notes) >= compose.MIN_NOTES_PER_BAR for v in bank.variations for p in v)
+
+
+def test_ticks_profile(tmp_path):
+    profile = ModelProfile(name="ticks", columns=("pitch", "duration", "wait"),
+                           time_unit="ticks", ticks_per_beat=12, max_time=96,
+                           chord_markers=True, header="")
+    tiny = load_model(str(build_tiny_model(tmp_path / "ticks", profile=profile)))
+    chart = hand_chart(4, tempo=120)
+    bank = compose_bank(chart, tiny, replace(SETTINGS, variations=2))
+    for variation in bank.variations:
+        for phrase in variation:
+            assert len(phrase.notes) >= compose.MIN_NOTES_PER_BAR
+            for note in phrase.notes:
+                # 12 ticks a beat at 120 bpm: every onset lies on the 1/12-beat grid
+                assert abs(note.beat * 12 - round(note.beat * 12)) < 1e-3
+                assert note.wait_ms % 1 == 0 and note.velocity == profile.default_velocity
+
+
+def test_profile_without_wait_is_a_user_error(tmp_path):
+    from melodyflowd.errors import UserError
+
+    profile = ModelProfile(name="nowait", columns=("pitch", "duration"))
+    tiny = load_model(str(build_tiny_model(tmp_path / "nowait", profile=profile)))
+    with pytest.raises(UserError, match="wait"):
+        compose_bank(hand_chart(2), tiny, SETTINGS)
