@@ -47,7 +47,7 @@ class ComposeStats:
     """What the last run did (for benchmarks and logs)."""
 
     steps: int = 0
-    tokens: int = 0              # tokens generated over all rows (forced ones included)
+    tokens: int = 0              # tokens written by rows still writing (forced ones included)
     forced: int = 0              # chord-marker tokens forced
     seconds: float = 0.0
     prefills: int = 0            # context windows re-read (models with a short context)
@@ -173,6 +173,7 @@ def _loop(model, loaded: LoadedModel, nt, proc: MelodyControlLogitsProcessor,
         cache_len = context.shape[1]
         stats.prefills += 1
         for _ in range(budget):
+            stats.tokens += sum(1 for s in proc.rows if not s.done) if proc.rows else batch
             logits = out.logits[:, -1, :].float()
             scores = processors(all_ids, logits)
             probs = torch.softmax(scores, dim=-1)
@@ -221,7 +222,6 @@ def _loop(model, loaded: LoadedModel, nt, proc: MelodyControlLogitsProcessor,
                 out = model(input_ids=nxt, use_cache=True, **{cache_arg: past})
                 cache_len += 1
             past = _cache_of(out)
-    stats.tokens += batch * stats.steps
     stats.seconds += time.perf_counter() - started
     if progress is not None:
         progress(n_bars, n_bars)

@@ -162,6 +162,8 @@ class NoteTokenizer:
 
         self.dig_ids, self.dig_val, self.dig_len, self.dig_lead0 = group(DIGITS, False)
         self.sdig_ids, self.sdig_val, self.sdig_len, self.sdig_lead0 = group(SPACE_DIGITS, True)
+        self.dig_ext = _Extensions(self.dig_val, self.dig_len, self.dig_lead0)
+        self.sdig_ext = _Extensions(self.sdig_val, self.sdig_len, self.sdig_lead0)
         self.space_ids = torch.tensor([i for i, k in enumerate(kinds) if k == SPACE],
                                       dtype=torch.long)
         self.newline_ids = torch.tensor([i for i, k in enumerate(kinds) if k == NEWLINE],
@@ -231,10 +233,32 @@ class Range:
 ANY_PITCH = PitchSet(frozenset(range(128)))
 
 
+class _Extensions:
+    """For digit tokens at the start of a number: the values each can grow into.
+
+    Row k holds [val * 10**k, (val + 1) * 10**k - 1], the numbers that start with the
+    token's digits and have k more; computed once, so a range check is a few tensor ops.
+    """
+
+    def __init__(self, vals: torch.Tensor, lens: torch.Tensor, lead0: torch.Tensor) -> None:
+        k = torch.arange(MAX_DIGITS, dtype=torch.long)
+        power = torch.pow(torch.full_like(k, 10), k)
+        self.low = vals[:, None] * power[None, :]
+        self.high = (vals[:, None] + 1) * power[None, :] - 1
+        self.length = lens[:, None] + k[None, :]
+        self.usable = ((k[None, :] == 0) | (vals[:, None] > 0)) & ~lead0[:, None]
+
+    def fits(self, field_: Range) -> torch.Tensor:
+        return (self.usable & (self.length <= field_.digits) & (self.low <= field_.hi)
+                & (self.high >= field_.lo)).any(dim=1)
+
+
 def _prefix_ok(field_: PitchSet | Range, prefix: str, vals: torch.Tensor, lens: torch.Tensor,
-               lead0: torch.Tensor) -> torch.Tensor:
+               lead0: torch.Tensor, ext: _Extensions | None = None) -> torch.Tensor:
     """For digit tokens (vals, lens): is prefix + token the start of an accepted number?"""
     plen = len(prefix)
+    if not plen and ext is not None and isinstance(field_, Range):
+        return ext.fits(field_)
     if plen and prefix == "0":            # "0" is complete; no number continues a leading 0
         return torch.zeros_like(lead0)
     pval = int(prefix) if plen else 0
@@ -530,7 +554,7 @@ class MelodyControlLogitsProcessor(LogitsProcessor):
             parts.append(nt.dig_ids[_whole_ok(field_, nt.dig_val, nt.dig_len, nt.dig_lead0)])
         else:
             parts.append(nt.dig_ids[_prefix_ok(field_, line.digits, nt.dig_val, nt.dig_len,
-                                               nt.dig_lead0)])
+                                               nt.dig_lead0, nt.dig_ext)])
             if line.digits and field_.accepts(int(line.digits)) and \
                     not (len(line.digits) > 1 and line.digits[0] == "0"):
                 if last:
@@ -539,7 +563,7 @@ class MelodyControlLogitsProcessor(LogitsProcessor):
                     parts.append(nt.space_ids)
                     nxt = self._field(state, col + 1)
                     parts.append(nt.sdig_ids[_prefix_ok(nxt, "", nt.sdig_val, nt.sdig_len,
-                                                        nt.sdig_lead0)])
+                                                        nt.sdig_lead0, nt.sdig_ext)])
         result = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
         if len(self._mask_cache) > 20000:
             self._mask_cache.clear()
