@@ -141,15 +141,15 @@ class Daemon:
 
     def _on_generator_event(self, event: Any, first: bool = False) -> Any | None:
         kind = type(event).__name__
+        if kind == "ChildDied":                       # about the process, not a request
+            log.warning("%s; %s", event.message, "the current bank keeps playing"
+                        if self.engine is not None else "still waiting for the first bank")
+            return None
         pending = self.pending
         current = pending is not None and event.request_id == pending.request_id
         if kind == "Progress":
             if current or event.request_id == 0:
                 self._progress(event)
-            return None
-        if kind == "ChildDied":
-            log.warning("%s; %s", event.message, "the current bank keeps playing"
-                        if self.engine is not None else "still waiting for the first bank")
             return None
         if kind == "Failed":
             if not current:
@@ -187,12 +187,12 @@ class Daemon:
             text = message or "working"
         else:
             key = (message, (10 * done) // total, done >= total)
-            text = f"{message or 'generating'}: {done}/{total}"
+            text = f"{message or 'generating'} {done}/{total}"
         if key == self._last_progress:
             return
         self._last_progress = key
         log.info("generator: %s", text)
-        sdnotify.status(f"generating phrases: {text}")
+        sdnotify.status(f"phrases: {text}")
 
     def _offer(self, bank: Any, chart: Any, source: str) -> None:
         same_chart = chart is None or chart is self.chart
@@ -325,37 +325,58 @@ class Daemon:
             self.shutdown()
 
     def serve(self) -> int:
+        """The live loop: until a stop signal (exit 0) or a lost JACK server (exit 1). A bug
+        in one turn is logged and the music plays on (the callback does not depend on this
+        loop); ten turns in a row that fail end the daemon with status 1."""
         interval = float(self.settings.stats_interval or 0)
-        next_stats = time.monotonic() + interval if interval > 0 else None
-        next_server_check = time.monotonic() + SERVER_CHECK_SECONDS
+        self._next_stats = time.monotonic() + interval if interval > 0 else None
+        self._next_server_check = time.monotonic() + SERVER_CHECK_SECONDS
+        failures = 0
         while self.flags.stop is None:
-            if time.monotonic() >= next_server_check:
-                next_server_check = time.monotonic() + SERVER_CHECK_SECONDS
-                gone = self.ports.server_gone()
-                if gone is not None:
-                    log.error("%s; exiting with status 1 so that the service manager "
-                              "restarts melodyflowd on the new server", gone)
+            try:
+                status = self._turn(interval)
+                failures = 0
+            except Exception:
+                failures += 1
+                log.exception("internal error in the main loop (%d in a row); the current "
+                              "bank keeps playing", failures)
+                if failures >= 10:
                     return 1
-            if self.flags.reload:
-                self.flags.reload = False
-                self.reload()
-            if self.flags.regenerate:
-                self.flags.regenerate = False
-                self.regenerate("SIGUSR1")
-            requests = self.engine.regenerate_requests
-            if requests != self.regenerate_seen:
-                self.regenerate_seen = requests
-                self.regenerate("control CC")
-            if self.generator is not None:
-                for event in self.generator.poll():
-                    self._on_generator_event(event)
-            self._watchdog()
-            if next_stats is not None and time.monotonic() >= next_stats:
-                log.info("%s", self.stats_line())
-                next_stats = time.monotonic() + interval
+                time.sleep(1.0)
+                continue
+            if status is not None:
+                return status
             time.sleep(LOOP_SECONDS)
         log.info("%s: stopping", self.flags.stop)
         return 0
+
+    def _turn(self, interval: float) -> int | None:
+        now = time.monotonic()
+        if now >= self._next_server_check:
+            self._next_server_check = now + SERVER_CHECK_SECONDS
+            gone = self.ports.server_gone()
+            if gone is not None:
+                log.error("%s; exiting with status 1 so that the service manager "
+                          "restarts melodyflowd on the new server", gone)
+                return 1
+        if self.flags.reload:
+            self.flags.reload = False
+            self.reload()
+        if self.flags.regenerate:
+            self.flags.regenerate = False
+            self.regenerate("SIGUSR1")
+        requests = self.engine.regenerate_requests
+        if requests != self.regenerate_seen:
+            self.regenerate_seen = requests
+            self.regenerate("control CC")
+        if self.generator is not None:
+            for event in self.generator.poll():
+                self._on_generator_event(event)
+        self._watchdog()
+        if self._next_stats is not None and time.monotonic() >= self._next_stats:
+            log.info("%s", self.stats_line())
+            self._next_stats = time.monotonic() + interval
+        return None
 
     def shutdown(self) -> None:
         """Stop the callback, send every note-off owed, close the ports, stop the child."""

@@ -124,7 +124,11 @@ class Received:
 @dataclass
 class MidiPeer:
     """A second client: an output connected to a daemon's input, an input connected to its
-    output, and a log of what arrived (with perf_counter times)."""
+    output, and a log of what arrived (with perf_counter times of when it was read).
+
+    The input is read without a Python callback: rtmidi's JACK thread queues what arrives
+    (no GIL needed there, so this process's own Python work cannot make it miss a JACK
+    cycle and lose events), and a reader thread drains the queue every millisecond."""
 
     to_port: str
     from_port: str | None = None
@@ -136,19 +140,29 @@ class MidiPeer:
 
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
+        self._stop = threading.Event()
         self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, f"{self.name} out")
         self.out.open_port(_index(self.out.get_ports(), self.to_port))
         self.inp = None
+        self._reader: threading.Thread | None = None
         if self.from_port is not None:
-            self.inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, f"{self.name} in")
+            self.inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, f"{self.name} in",
+                                     queue_size_limit=1 << 16)
             self.inp.ignore_types(sysex=False, timing=False, active_sense=False)
             self.inp.open_port(_index(self.inp.get_ports(), self.from_port))
-            self.inp.set_callback(self._on_midi)
+            self._reader = threading.Thread(target=self._read, daemon=True)
+            self._reader.start()
 
-    def _on_midi(self, event: tuple[list[int], float], _data: object) -> None:
-        now = time.perf_counter()
-        with self._lock:
-            self.received.append(Received(list(event[0]), now))
+    def _read(self) -> None:
+        get = self.inp.get_message
+        while not self._stop.is_set():
+            event = get()
+            if event is None:
+                time.sleep(0.001)
+                continue
+            now = time.perf_counter()
+            with self._lock:
+                self.received.append(Received(list(event[0]), now))
 
     def send(self, message: Sequence[int]) -> None:
         # One writer at a time: rtmidi's JACK output is a single-writer ring buffer, and the
@@ -173,8 +187,10 @@ class MidiPeer:
         return predicate(self.messages())
 
     def close(self) -> None:
+        self._stop.set()
+        if self._reader is not None:
+            self._reader.join(timeout=2)
         if self.inp is not None:
-            self.inp.cancel_callback()
             self.inp.close_port()
             self.inp.delete()
             self.inp = None
