@@ -545,7 +545,8 @@ class MelodyControlLogitsProcessor(LogitsProcessor):
         nt = self.nt
         line = state.line
         last = col == len(self.columns) - 1
-        key = (field_, col, line.digits, last)
+        nxt = None if last or nt.implicit_space else self._field(state, col + 1)
+        key = (field_, col, line.digits, nxt)
         cached = self._mask_cache.get(key)
         if cached is not None:
             return cached
@@ -561,7 +562,6 @@ class MelodyControlLogitsProcessor(LogitsProcessor):
                     parts.append(nt.newline_ids)
                 else:
                     parts.append(nt.space_ids)
-                    nxt = self._field(state, col + 1)
                     parts.append(nt.sdig_ids[_prefix_ok(nxt, "", nt.sdig_val, nt.sdig_len,
                                                         nt.sdig_lead0, nt.sdig_ext)])
         result = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
@@ -587,7 +587,8 @@ class MelodyControlLogitsProcessor(LogitsProcessor):
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(allowed, candidates, candidates that are not allowed) for a pitch position."""
         field_ = self.pitches_for(state)
-        key = ("pitch", field_, col, state.line.digits)
+        nxt = None if col + 1 >= len(self.columns) else self._field(state, col + 1)
+        key = ("pitch", field_, col, state.line.digits, nxt)
         cached = self._mask_cache.get(key)
         if cached is None:
             allowed = self.allowed_tokens(state, field_, col)
@@ -632,7 +633,9 @@ class MelodyControlLogitsProcessor(LogitsProcessor):
                 if self.enforce_format:
                     self._keep_only(scores, row, candidates)
         elif self.enforce_format:
-            self._keep_only(scores, row, self.allowed_tokens(state, self._field(state, col), col))
+            keep = self.allowed_tokens(state, self._field(state, col), col)
+            # nothing fits (cannot happen with the bounds above): end the line, drop the note
+            self._keep_only(scores, row, keep if len(keep) else self.nt.newline_ids)
 
     def _penalize(self, scores: torch.Tensor, row: int, candidates: torch.Tensor,
                   bad: torch.Tensor) -> None:
