@@ -83,8 +83,11 @@ def generate_bank(settings: Settings, progress: Callable[[str], None]) -> Phrase
                 elif isinstance(event, Failed) and event.request_id == request_id:
                     raise UserError(event.message)
                 elif isinstance(event, BankReady) and event.request_id == request_id:
-                    progress("from cache" if event.from_cache else "done")
-                    return event.bank
+                    bank = event.bank
+                    progress(f"done{' (from the cache)' if event.from_cache else ''}: "
+                             f"{bank.n_variations} variations x {len(bank.bars)} bars, "
+                             f"seed {bank.seed}")
+                    return bank
             time.sleep(0.05)
     finally:
         client.stop()
@@ -103,12 +106,12 @@ class _StderrProgress:
     def __call__(self, text: str) -> None:
         kind = text.split(":", 1)[0]
         if self.tty:
-            end = "\n" if text in ("done", "from cache") else ""
+            end = "\n" if text.startswith("done") else ""
             self.stream.write(f"\r\x1b[K{text}{end}")
         else:
             now = time.monotonic()
             if kind == self.last_kind and now - self.last_time < 2.0 and \
-                    text not in ("done", "from cache"):
+                    not text.startswith("done"):
                 return
             self.last_kind, self.last_time = kind, now
             self.stream.write(text + "\n")

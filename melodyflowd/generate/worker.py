@@ -18,7 +18,9 @@ Parent side (``GeneratorClient``), all non-blocking, called from the daemon's ma
 ``request`` parses the chart and looks in the on-disk cache (``cache.py``) first: a hit
 comes back from the next ``poll()`` as ``BankReady(from_cache=True)`` without the child.
 Every request is answered exactly once, by BankReady or Failed (a chart or model error
-comes back as Failed with its one-line message). If the child dies (killed, out of
+comes back as Failed with its one-line message), unless cancelled. Without ``start()``,
+the first request that misses the cache spawns the child (``melodyflow render`` from
+the cache never starts one). If the child dies (killed, out of
 memory), ``poll()`` reports ``ChildDied``, starts a new child and sends it the requests
 that were not answered; a request on which the child died three times fails.
 
@@ -148,15 +150,14 @@ class GeneratorClient:
         self._started_at = 0.0
         self._quick_deaths = 0
         self._restart_at: float | None = None
-        self._stopping = False
         self._fresh_seeded = 0
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> None:
-        """Spawn the child; it starts loading the default model of the settings at once."""
+        """Spawn the child now; it loads the settings' model at once (unless a request is
+        already waiting, whose model it loads instead). Idempotent."""
         if self._process is not None:
             return
-        self._stopping = False
         self._spawn()
 
     def _spawn(self) -> None:
@@ -184,7 +185,6 @@ class GeneratorClient:
     def stop(self) -> None:
         """Ask the child to leave; kill it if it does not within a moment. Idempotent.
         Requests not answered yet are dropped (no events for them)."""
-        self._stopping = True
         process, self._process = self._process, None
         if process is not None:
             with contextlib.suppress(OSError, ValueError):
@@ -286,7 +286,7 @@ class GeneratorClient:
                 keys.append(cache.cache_key(chart, generation))
         pending = _Pending(request_id, chart, generation, tuple(keys))
         self._pending[request_id] = pending
-        if self._process is None and not self._stopping:
+        if self._process is None:
             self._spawn()
         elif self._restart_at is None:
             self._send(pending)
