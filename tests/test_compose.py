@@ -97,11 +97,14 @@ def test_soft_penalty_keeps_most_notes_in_scale(loaded):
 
 def test_chord_markers_are_forced_at_chord_changes(loaded):
     chart = hand_chart(8)
-    texts = generate_rows(chart, loaded, SETTINGS, 2, seed=3)
+    rows = generate_rows(chart, loaded, SETTINGS, 2, seed=3)
+    assert len(rows) == 2                            # a long context: one part a variation
     timeline = Timeline(chart)
-    for text in texts:
+    for row in rows:
+        text = row.text
+        assert text.startswith("@" + marker_for(timeline.chord_at(0.0)) + "\n")
         onset = 0.0
-        current = marker_for(timeline.chord_at(0.0))   # the prompt's marker
+        current = None
         for item in parse_text(text, loaded.profile):
             if isinstance(item, ChordMarker):
                 assert item.marker != current
@@ -115,9 +118,9 @@ def test_chord_markers_are_forced_at_chord_changes(loaded):
 
 
 def test_no_markers_for_a_model_without_them(loaded_plain):
-    texts = generate_rows(hand_chart(4), loaded_plain, SETTINGS, 1, seed=3)
-    assert "@" not in texts[0]
-    items = parse_text(texts[0], loaded_plain.profile)
+    rows = generate_rows(hand_chart(4), loaded_plain, SETTINGS, 1, seed=3)
+    assert "@" not in rows[0].text
+    items = parse_text(rows[0].text, loaded_plain.profile)
     assert items and all(isinstance(i, TextNote) for i in items)
 
 
@@ -130,12 +133,33 @@ def test_progress_reports_bars(loaded):
     assert len(seen) >= 3
 
 
-def test_short_context_model_rereads_a_window(tmp_path):
+def test_long_chart_on_a_short_context_is_written_in_parts_side_by_side(tmp_path):
+    tiny = load_model(str(build_tiny_model(tmp_path / "short", context=200)))
+    chart = hand_chart(8)
+    chart = replace(chart, bars=tuple(replace(b, section="AB"[b.index // 4])
+                                      for b in chart.bars))
+    parts = compose.plan_segments(chart, tiny)
+    assert len(parts) > 1
+    assert parts[0].start == 0 and parts[-1].end == 8
+    assert all(a.end == b.start for a, b in zip(parts, parts[1:], strict=False))
+    assert 4 in [p.start for p in parts]             # the B section starts a part
+    bank = compose_bank(chart, tiny, replace(SETTINGS, variations=2))
+    assert compose.LAST_STATS.segments == len(parts)
+    for variation in bank.variations:
+        for phrase in variation:
+            assert len(phrase.notes) >= compose.MIN_NOTES_PER_BAR
+            for note in phrase.notes:
+                assert note.chord == chart.chord_at(phrase.bar, note.beat).symbol
+
+
+def test_a_row_longer_than_the_context_rereads_a_window(tmp_path):
     tiny = load_model(str(build_tiny_model(tmp_path / "short", context=96)))
-    compose.LAST_STATS = compose.ComposeStats()
-    bank = compose_bank(hand_chart(4), tiny, replace(SETTINGS, variations=2))
-    assert compose.LAST_STATS.prefills > 1
-    assert all(len(p.notes) >= compose.MIN_NOTES_PER_BAR for v in bank.variations for p in v)
+    rows = generate_rows(hand_chart(3), tiny, replace(SETTINGS, variations=1), 1, seed=2,
+                         stats=(stats := compose.ComposeStats()),
+                         segments=[compose.Segment(0, 3)])
+    assert stats.prefills > 1
+    bars = compose.phrases_from_text(rows[0].text, hand_chart(3), tiny)
+    assert all(len(notes) >= compose.MIN_NOTES_PER_BAR for notes in bars)
 
 
 def test_ticks_profile(tmp_path):

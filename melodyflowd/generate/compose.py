@@ -37,6 +37,7 @@ MIN_NOTES_PER_BAR = 3       # "a few": a bar never ends with fewer
 MAX_NOTES_PER_BAR = 16      # keeps the run bounded whatever the model does
 MIN_WAIT_BEATS = 0.125      # no two onsets closer than a 32nd note
 MAX_ATTEMPTS = 3
+EXPECTED_NOTES_PER_BAR = 8  # for sizing parts of a long chart to the model's context
 # Decoding runs small matrix products, one token a step: one intra-op thread is fastest
 # (with two, the threads spin-wait on each other and, on a busy machine, on everything else).
 DECODE_THREADS = int(os.environ.get("MELODYFLOW_THREADS", "1"))
@@ -50,7 +51,8 @@ class ComposeStats:
     tokens: int = 0              # tokens written by rows still writing (forced ones included)
     forced: int = 0              # chord-marker tokens forced
     seconds: float = 0.0
-    prefills: int = 0            # context windows re-read (models with a short context)
+    prefills: int = 0            # context windows read (1 + re-reads when a row overruns)
+    segments: int = 1            # parts of the chart written side by side
 
 
 LAST_STATS = ComposeStats()
@@ -102,19 +104,82 @@ def _settings_dict(settings: GenerationSettings) -> dict:
             "trend_range": settings.trend_range, "low": settings.low, "high": settings.high}
 
 
-def generate_rows(chart: Chart, loaded: LoadedModel, settings: GenerationSettings, batch: int,
-                  seed: int, progress: Callable[[int, int], None] | None = None,
-                  stats: ComposeStats | None = None) -> list[str]:
-    """Generate `batch` documents for the whole chart; returns each row's generated text."""
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """Bars start..end-1 of the chart, written by rows of their own."""
+
+    start: int
+    end: int
+
+
+def plan_segments(chart: Chart, loaded: LoadedModel) -> list[Segment]:
+    """The whole chart as one part when it fits the model's context; else parts that do,
+    cut at section starts where possible, written side by side in the same batch.
+
+    A row longer than the context would only see its last few bars anyway (the window
+    slides), so cutting at a section start loses little and makes the run parallel.
+    """
+    n_bars = len(chart.bars)
+    limit = int(getattr(loaded.model.config, "max_position_embeddings", 0) or 0)
+    if not limit:
+        return [Segment(0, n_bars)]
+    profile = loaded.profile
+    nt = loaded.note_tokenizer
+    sample = {"pitch": 67, "duration": 12, "wait": 12, "velocity": 80, "program": 0}
+    line = " ".join(str(sample[c]) for c in profile.columns) + "\n"
+    per_note = len(nt.encode(line))
+    per_bar = EXPECTED_NOTES_PER_BAR * per_note * chart.beats_per_bar / 4
+    if profile.chord_markers:
+        per_bar += 2 * len(nt.encode(format_marker("C:mixolydian")))
+    prompt = len(loaded.tokenizer(_prompt_text(chart, loaded))["input_ids"])
+    max_bars = max(1, int((limit * 0.9 - prompt) // per_bar))
+    if n_bars <= max_bars:
+        return [Segment(0, n_bars)]
+    starts = [0] + [i for i in range(1, n_bars)
+                    if chart.bars[i].section != chart.bars[i - 1].section]
+    sections = [Segment(a, b) for a, b in zip(starts, starts[1:] + [n_bars], strict=True)]
+    chunks: list[Segment] = []
+    for section in sections:              # a section longer than max_bars: even pieces
+        length = section.end - section.start
+        pieces = math.ceil(length / max_bars)
+        edges = [section.start + round(k * length / pieces) for k in range(pieces + 1)]
+        chunks += [Segment(a, b) for a, b in zip(edges, edges[1:], strict=False)]
+    parts: list[Segment] = []
+    for chunk in chunks:                  # short sections in a row: together when they fit
+        if parts and chunk.end - parts[-1].start <= max_bars:
+            parts[-1] = Segment(parts[-1].start, chunk.end)
+        else:
+            parts.append(chunk)
+    return parts
+
+
+@dataclass
+class Row:
+    variation: int
+    segment: Segment
+    text: str = ""
+
+
+def generate_rows(chart: Chart, loaded: LoadedModel, settings: GenerationSettings,
+                  variations: int, seed: int,
+                  progress: Callable[[int, int], None] | None = None,
+                  stats: ComposeStats | None = None,
+                  segments: list[Segment] | None = None) -> list[Row]:
+    """Generate `variations` documents over the whole chart (each possibly in parts)."""
     profile = loaded.profile
     nt = loaded.note_tokenizer
     model = loaded.model
     timeline = Timeline(chart)
+    bpb = timeline.beats_per_bar
+    segments = segments or plan_segments(chart, loaded)
+    rows = [Row(v, seg) for v in range(variations) for seg in segments]
+    batch = len(rows)
     proc = MelodyControlLogitsProcessor(
         nt, chart, scale=settings.scale, hard=settings.constraint == "hard",
         penalty=settings.penalty, low=settings.low, high=settings.high,
         trend_notes=settings.trend_notes, trend_range=settings.trend_range,
-        tempo=chart.tempo, end_beat=timeline.total_beats, enforce_format=True,
+        tempo=chart.tempo, start_beat=[r.segment.start * bpb for r in rows],
+        end_beat=[r.segment.end * bpb for r in rows], enforce_format=True,
         min_notes_per_bar=MIN_NOTES_PER_BAR, max_notes_per_bar=MAX_NOTES_PER_BAR,
         min_wait_beats=MIN_WAIT_BEATS)
     force = ForceTokens(batch)
@@ -125,52 +190,55 @@ def generate_rows(chart: Chart, loaded: LoadedModel, settings: GenerationSetting
         warpers.append(TopPLogitsWarper(settings.top_p))
     processors = LogitsProcessorList([proc, *warpers, force])
 
-    prompt = _prompt_text(chart, loaded)
+    prompt_ids = list(loaded.tokenizer(_prompt_text(chart, loaded))["input_ids"])
     last_marker: list[str | None] = [None] * batch
-    if profile.chord_markers:
-        first = marker_for(timeline.chord_at(0.0))
-        prompt += format_marker(first)
-        last_marker = [first] * batch
-    prompt_ids = list(loaded.tokenizer(prompt)["input_ids"])
+    if profile.chord_markers:                 # each row opens with its first chord's marker
+        for i, row in enumerate(rows):
+            last_marker[i] = marker_for(timeline.chord_at(row.segment.start * bpb))
+            force.queues[i] = nt.encode(format_marker(last_marker[i]))
     pad = loaded.tokenizer.pad_token_id
     if pad is None:
-        pad = nt.newline_ids[0].item()
+        pad = int(nt.newline_ids[0])
     limit = int(getattr(model.config, "max_position_embeddings", 0) or 0) or 1 << 30
-    if len(prompt_ids) + 16 > limit:
+    if len(prompt_ids) + 32 > limit:
         raise UserError(f"the prompt needs {len(prompt_ids)} tokens but the model reads at "
                         f"most {limit}; use a shorter title", file=chart.source)
-    n_bars = timeline.n_bars
-    budget = n_bars * MAX_NOTES_PER_BAR * (4 + 6 * len(profile.columns)) + 64 * n_bars
+    longest = max(seg.end - seg.start for seg in segments)
+    budget = longest * (MAX_NOTES_PER_BAR * (4 + 6 * len(profile.columns)) + 64) + 64
 
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, DECODE_THREADS))
     try:
-        return _loop(model, loaded, nt, proc, processors, force, timeline, prompt_ids,
-                     last_marker, pad, limit, budget, batch, seed, progress, stats)
+        texts = _loop(model, loaded, nt, proc, processors, force, timeline, rows, prompt_ids,
+                      last_marker, pad, limit, budget, seed, progress,
+                      stats if stats is not None else ComposeStats())
     finally:
         torch.set_num_threads(threads)
+    for row, text in zip(rows, texts, strict=True):
+        row.text = text
+    return rows
 
 
 def _loop(model, loaded: LoadedModel, nt, proc: MelodyControlLogitsProcessor,
           processors: LogitsProcessorList, force: ForceTokens, timeline: Timeline,
-          prompt_ids: list[int], last_marker: list[str | None], pad: int, limit: int,
-          budget: int, batch: int, seed: int, progress: Callable[[int, int], None] | None,
-          stats: ComposeStats | None) -> list[str]:
+          rows: list[Row], prompt_ids: list[int], last_marker: list[str | None], pad: int,
+          limit: int, budget: int, seed: int, progress: Callable[[int, int], None] | None,
+          stats: ComposeStats) -> list[str]:
     profile = loaded.profile
+    batch = len(rows)
     n_bars = timeline.n_bars
+    variations = max(r.variation for r in rows) + 1
     generator = torch.Generator().manual_seed(seed)
     cache_arg = _cache_argument(model)
     all_ids = torch.tensor([prompt_ids] * batch, dtype=torch.long)
-    context = all_ids                           # what the model reads after a re-prefill
     marker_cache: dict[str, list[int]] = {}
     done_bars = -1
     note_counts = [0] * batch
-    stats = stats if stats is not None else ComposeStats()
     started = time.perf_counter()
     with torch.inference_mode():
-        out = model(input_ids=context, use_cache=True)
+        out = model(input_ids=all_ids, use_cache=True)
         past = _cache_of(out)
-        cache_len = context.shape[1]
+        cache_len = all_ids.shape[1]
         stats.prefills += 1
         for _ in range(budget):
             stats.tokens += sum(1 for s in proc.rows if not s.done) if proc.rows else batch
@@ -183,15 +251,14 @@ def _loop(model, loaded: LoadedModel, nt, proc: MelodyControlLogitsProcessor,
             for row in range(batch):
                 if force.queues[row]:
                     force.pop(row)
-                    stats.forced += 1
+                    if not proc.rows or not proc.rows[row].done:
+                        stats.forced += 1
             proc.update(all_ids)
             finished = True
             for row, state in enumerate(proc.rows):
                 if len(state.notes) != note_counts[row]:
                     note_counts[row] = len(state.notes)
-                    if state.done:
-                        force.queues[row] = [pad]
-                    elif profile.chord_markers:
+                    if not state.done and profile.chord_markers:
                         marker = marker_for(timeline.chord_at(state.time))
                         if marker != last_marker[row]:
                             last_marker[row] = marker
@@ -205,14 +272,18 @@ def _loop(model, loaded: LoadedModel, nt, proc: MelodyControlLogitsProcessor,
                 else:
                     finished = False
             if progress is not None:
-                bar_now = min(timeline.bar_of(s.time) for s in proc.rows)
-                if bar_now != done_bars:
-                    done_bars = bar_now
-                    progress(min(bar_now, n_bars), n_bars)
+                per_variation = [0] * variations
+                for row, state in zip(rows, proc.rows, strict=True):
+                    bar = min(timeline.bar_of(state.time), row.segment.end)
+                    per_variation[row.variation] += bar - row.segment.start
+                bars_done = min(per_variation)
+                if bars_done != done_bars:
+                    done_bars = bars_done
+                    progress(min(bars_done, n_bars), n_bars)
             if finished:
                 break
             if cache_len + 1 >= limit:
-                # a short-context model: re-read the prompt and the recent half of the row
+                # the context is full: re-read the prompt and the recent half of each row
                 keep = max(1, limit // 2 - len(prompt_ids))
                 context = torch.cat([all_ids[:, :len(prompt_ids)], all_ids[:, -keep:]], dim=1)
                 out = model(input_ids=context, use_cache=True)
@@ -225,26 +296,27 @@ def _loop(model, loaded: LoadedModel, nt, proc: MelodyControlLogitsProcessor,
     stats.seconds += time.perf_counter() - started
     if progress is not None:
         progress(n_bars, n_bars)
-    texts = []
-    for row in range(batch):
-        ids = all_ids[row, len(prompt_ids):].tolist()
-        texts.append(nt.decode(ids))
-    return texts
+    return [nt.decode(all_ids[row, len(prompt_ids):].tolist()) for row in range(batch)]
 
 
-def phrases_from_text(text: str, chart: Chart, loaded: LoadedModel) -> list[list[PhraseNote]]:
-    """Parse a generated document into PhraseNotes per bar (beat in bar, chord at onset)."""
+def phrases_from_text(text: str, chart: Chart, loaded: LoadedModel,
+                      segment: Segment | None = None) -> list[list[PhraseNote]]:
+    """Parse a generated document into PhraseNotes per bar (beat in bar, chord at onset).
+
+    Returns one list a bar of the chart; a part (segment) fills only its own bars.
+    """
     profile = loaded.profile
     timeline = Timeline(chart)
     bpb = timeline.beats_per_bar
+    segment = segment or Segment(0, timeline.n_bars)
     bars: list[list[PhraseNote]] = [[] for _ in range(timeline.n_bars)]
-    onset = 0.0
+    onset = segment.start * bpb
     for item in parse_text(text, profile):
         if not isinstance(item, TextNote):
             continue
         bar = timeline.bar_of(onset)
         wait = min(item.wait, profile.max_time)
-        if bar >= timeline.n_bars:
+        if bar >= segment.end:
             break
         beat = round(onset - bar * bpb, 4)
         chord = chart.chord_at(bar, beat)
@@ -260,6 +332,16 @@ def _with_empty_bar(variations: list[list[list[PhraseNote]]]) -> list[int]:
     return [i for i, bars in enumerate(variations) if any(not notes for notes in bars)]
 
 
+def _assemble(rows: list[Row], chart: Chart, loaded: LoadedModel, variations: int
+              ) -> list[list[list[PhraseNote]]]:
+    out: list[list[list[PhraseNote]]] = [[[] for _ in chart.bars] for _ in range(variations)]
+    for row in rows:
+        bars = phrases_from_text(row.text, chart, loaded, row.segment)
+        for i in range(row.segment.start, row.segment.end):
+            out[row.variation][i] = bars[i]
+    return out
+
+
 def compose_bank(chart: Chart, loaded: LoadedModel, settings: GenerationSettings,
                  progress: Callable[[int, int], None] | None = None) -> PhraseBank:
     """The whole chart, settings.variations variations, in one batched generation run."""
@@ -272,9 +354,11 @@ def compose_bank(chart: Chart, loaded: LoadedModel, settings: GenerationSettings
         raise UserError("the chart has no bars", file=chart.source)
     seed = settings.seed if settings.seed is not None else secrets.randbelow(2 ** 31)
     stats = ComposeStats()
-    batch = settings.variations
-    texts = generate_rows(chart, loaded, settings, batch, seed, progress, stats)
-    variations = [phrases_from_text(t, chart, loaded) for t in texts]
+    segments = plan_segments(chart, loaded)
+    stats.segments = len(segments)
+    rows = generate_rows(chart, loaded, settings, settings.variations, seed, progress, stats,
+                         segments)
+    variations = _assemble(rows, chart, loaded, settings.variations)
     # A variation with a bar that has no notes is sampled again (with another seed). The
     # constraint's wait bounds make this rare; the loop makes "never silent" hold anyway.
     for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -282,17 +366,18 @@ def compose_bank(chart: Chart, loaded: LoadedModel, settings: GenerationSettings
         if not bad:
             break
         redo = generate_rows(chart, loaded, settings, len(bad), seed + 7919 * attempt,
-                             None, stats)
-        for i, text in zip(bad, redo, strict=True):
-            variations[i] = phrases_from_text(text, chart, loaded)
+                             None, stats, segments)
+        again = _assemble(redo, chart, loaded, len(bad))
+        for i, bars in zip(bad, again, strict=True):
+            variations[i] = bars
     if _with_empty_bar(variations):
         raise RuntimeError(f"a variation still has an empty bar after {MAX_ATTEMPTS} "
                            "attempts")
     LAST_STATS = stats
-    adapter = loaded.adapter
     return PhraseBank(
         title=chart.title, tempo=float(chart.tempo), time=tuple(chart.time),
         bars=bank_bars(chart),
         variations=tuple(tuple(BarPhrase(bar=i, notes=tuple(notes))
                                for i, notes in enumerate(bars)) for bars in variations),
-        model=loaded.name, adapter=adapter, seed=seed, settings=_settings_dict(settings))
+        model=loaded.name, adapter=loaded.adapter, seed=seed,
+        settings=_settings_dict(settings))

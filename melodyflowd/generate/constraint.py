@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -334,6 +335,7 @@ class RowState:
     bar_counts: dict[int, int] = field(default_factory=dict)
     recent: deque = field(default_factory=lambda: deque(maxlen=16))
     done: bool = False           # reached the end time: no more constraint
+    end: float | None = None     # the row is done when its time reaches this beat
     pitch_field: PitchSet | None = None   # allowed pitches for the note being written
 
 
@@ -392,8 +394,9 @@ class MelodyControlLogitsProcessor(LogitsProcessor):
     def __init__(self, note_tokenizer: NoteTokenizer, chart: Chart, *,
                  scale: str = "chord-scale", hard: bool = False, penalty: float = 2.0,
                  low: int = 55, high: int = 84, trend_notes: int = 4, trend_range: int = 5,
-                 tempo: float | None = None, start_beat: float = 0.0,
-                 end_beat: float | None = None, enforce_format: bool = False,
+                 tempo: float | None = None, start_beat: float | Sequence[float] = 0.0,
+                 end_beat: float | Sequence[float] | None = None,
+                 enforce_format: bool = False,
                  min_notes_per_bar: int = 0, max_notes_per_bar: int | None = None,
                  min_wait_beats: float = 0.0) -> None:
         if scale not in SCALE_MODES:
@@ -436,7 +439,14 @@ class MelodyControlLogitsProcessor(LogitsProcessor):
         self._seen = None
 
     def _start(self, batch: int, length: int) -> None:
-        self.rows = [RowState(time=self.start_beat) for _ in range(batch)]
+        """Rows start at start_beat (one value, or one a row: a batch may hold parts of the
+        chart side by side) and are done at end_beat."""
+        starts = self.start_beat if isinstance(self.start_beat, Sequence) else \
+            [self.start_beat] * batch
+        ends = self.end_beat if isinstance(self.end_beat, Sequence) else [self.end_beat] * batch
+        if len(starts) != batch or len(ends) != batch:
+            raise ValueError(f"{len(starts)} start and {len(ends)} end beats for {batch} rows")
+        self.rows = [RowState(time=float(s), end=e) for s, e in zip(starts, ends, strict=True)]
         self._seen = length
 
     def feed(self, row: int, token_id: int) -> None:
@@ -480,7 +490,7 @@ class MelodyControlLogitsProcessor(LogitsProcessor):
         wait = min(named.get("wait", 0), self.profile.max_time)
         state.time = onset + self.profile.to_beats(wait, self.tempo)
         state.pitch_field = None
-        if self.end_beat is not None and state.time >= self.end_beat - 1e-9:
+        if state.end is not None and state.time >= state.end - 1e-9:
             state.done = True
 
     # -- what is allowed ----------------------------------------------------------------
