@@ -109,6 +109,9 @@ def test_bank_comes_back_then_from_cache(client, tiny_model, chart_file, tmp_pat
     assert events[0].request_id == second and events[0].from_cache
     assert bank_to_json(events[0].bank) == bank_to_json(bank)
 
+    # signals meant for the daemon that reach the whole group leave the child alone
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+        os.kill(child, signum)
     # the regenerate control: fresh -> a new bank (seed 11 + 1) from the same child
     third = client.request(str(chart_file), generation, fresh=True)
     answer, _ = wait_answer(client, third)

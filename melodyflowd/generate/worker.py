@@ -413,7 +413,11 @@ def _child_main(requests: Connection, events: Connection,
                 preload: tuple[str | None, str | None], threads: int, nice: int,
                 log_level: int, parent_pid: int) -> None:
     """Entry point of the generator process (spawned: a fresh interpreter)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)      # the parent decides when we stop
+    # The parent decides when we stop: Ctrl-C in a terminal, a reload (HUP) or a regenerate
+    # (USR1) sent to the whole process group are the daemon's, not ours.
+    for name in ("SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     with contextlib.suppress(OSError, AttributeError):
         os.nice(nice)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
