@@ -144,14 +144,22 @@ def test_an_interrupted_write_leaves_no_half_file(tmp_path, interrupt):
 def test_render_in_a_real_process(setup, tmp_path):
     out = tmp_path / "sub.mid"
     env = dict(os.environ, HF_HUB_OFFLINE="1")
+    # The model runs in the generator child: the parent never imports torch/transformers.
+    script = ("import atexit, sys\n"
+              "atexit.register(lambda: print('parent imported:', *[m for m in "
+              "('torch', 'transformers') if m in sys.modules], file=sys.stderr))\n"
+              "from melodyflowd.cli import tools_main\n"
+              "tools_main()\n")
     proc = subprocess.run(
-        [sys.executable, "-c", "from melodyflowd.cli import tools_main; tools_main()",
-         "render", "--chart", str(setup["chart"]), "--out", str(out), "--config",
-         str(setup["config"]), "--model", str(setup["model"]), "--variations", "2",
+        [sys.executable, "-c", script, "render", "--chart", str(setup["chart"]),
+         "--out", str(out), "--config", str(setup["config"]), "--model", str(setup["model"]),
+         "--variations", "2",
          "--scale", "pentatonic", "--temperature", "1.2"],
         capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "generating" in proc.stderr and f"wrote {out}" in proc.stdout
+    assert "seed " in proc.stderr                     # an unseeded render names its seed
+    assert proc.stderr.splitlines()[-1].rstrip() == "parent imported:"
     midi = mido.MidiFile(str(out))
     assert len([t for t in midi.tracks if any(m.type == "note_on" for m in t)]) == 2
 
