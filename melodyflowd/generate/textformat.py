@@ -118,10 +118,12 @@ def marker_for(chord: Chord) -> str:
 
     Spelled from the parsed chord, not the symbol, so every notation of the same
     harmony gives the same marker (a small, closed vocabulary for a small model).
+    Spaces in a scale name become "-" ("C:whole-half-diminished"): a marker line is
+    one word.
     """
     if chord.root is None:
         return "NC"
-    return f"{PITCH_NAMES[chord.root]}:{chord.scale_name}"
+    return f"{PITCH_NAMES[chord.root]}:{'-'.join(chord.scale_name.split())}"
 
 
 def render_prompt(profile: ModelProfile, *, title: str = "", style: str = "", key: str = "",
