@@ -132,7 +132,7 @@ def ours(loaded, chart, settings: GenerationSettings) -> dict:
     notes = sum(len(p.notes) for v in bank.variations for p in v)
     empty = sum(1 for v in bank.variations for p in v if not p.notes)
     return {"seconds": seconds, "tokens": stats.tokens, "notes": notes, "empty_bars": empty,
-            "prefills": stats.prefills, "forced": stats.forced}
+            "prefills": stats.prefills, "forced": stats.forced, "segments": stats.segments}
 
 
 def chart_for(bars: int):
@@ -189,7 +189,7 @@ def main() -> int:
     b_rate = b["tokens"] / b["seconds"]
     print(f"(b) ours:     {b['seconds']:.2f} s, {b['tokens']} tokens, {b_rate:.0f} tokens/s, "
           f"{b['notes']} notes ({b['notes'] / (len(chart.bars) * args.variations):.1f}/bar), "
-          f"{b['empty_bars']} empty bars, {b['prefills']} context reads   "
+          f"{b['empty_bars']} empty bars, {b['segments']} parts, {b['prefills']} context reads   "
           f"[target <= 5 s, aim 2 s]")
     if args.skip_original:
         return 0

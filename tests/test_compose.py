@@ -185,3 +185,12 @@ def test_profile_without_wait_is_a_user_error(tmp_path):
     tiny = load_model(str(build_tiny_model(tmp_path / "nowait", profile=profile)))
     with pytest.raises(UserError, match="wait"):
         compose_bank(hand_chart(2), tiny, SETTINGS)
+
+
+def test_transformers_forward_gives_the_same_bank(loaded, monkeypatch):
+    """The lean forward is an optimisation only: transformers' own gives the same phrases."""
+    chart = hand_chart(3)
+    fast = compose_bank(chart, loaded, SETTINGS)
+    monkeypatch.setattr(compose, "USE_FAST_FORWARD", False)
+    slow = compose_bank(chart, loaded, SETTINGS)
+    assert slow == fast

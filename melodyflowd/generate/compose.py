@@ -41,6 +41,9 @@ EXPECTED_NOTES_PER_BAR = 8  # for sizing parts of a long chart to the model's co
 # Decoding runs small matrix products, one token a step: one intra-op thread is fastest
 # (with two, the threads spin-wait on each other and, on a busy machine, on everything else).
 DECODE_THREADS = int(os.environ.get("MELODYFLOW_THREADS", "1"))
+# The lean Llama forward (fastllama.py); MELODYFLOW_HF_FORWARD=1 uses transformers' own.
+USE_FAST_FORWARD = os.environ.get("MELODYFLOW_HF_FORWARD", "") in ("", "0")
+MAX_CACHE = 4096            # tokens of KV cache a row; longer rows slide a window
 
 
 @dataclass
@@ -219,6 +222,34 @@ def generate_rows(chart: Chart, loaded: LoadedModel, settings: GenerationSetting
     return rows
 
 
+class _Decoder:
+    """One forward step a token: FastLlama with its in-place cache when the model is a
+    plain Llama, else transformers' forward with its own cache."""
+
+    def __init__(self, loaded: LoadedModel, batch: int, window: int) -> None:
+        self.model = loaded.model
+        self.fast = loaded.fast_forward if USE_FAST_FORWARD else None
+        self.window = window
+        self.past = None
+        self.cache_arg = _cache_argument(self.model)
+        if self.fast is not None:
+            self.fast.new_cache(batch, window)
+
+    def prefill(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.fast is not None:
+            return self.fast.forward(ids, 0)
+        out = self.model(input_ids=ids, use_cache=True)
+        self.past = _cache_of(out)
+        return out.logits[:, -1, :].float()
+
+    def step(self, ids: torch.Tensor, position: int) -> torch.Tensor:
+        if self.fast is not None:
+            return self.fast.forward(ids, position)
+        out = self.model(input_ids=ids, use_cache=True, **{self.cache_arg: self.past})
+        self.past = _cache_of(out)
+        return out.logits[:, -1, :].float()
+
+
 def _loop(model, loaded: LoadedModel, nt, proc: MelodyControlLogitsProcessor,
           processors: LogitsProcessorList, force: ForceTokens, timeline: Timeline,
           rows: list[Row], prompt_ids: list[int], last_marker: list[str | None], pad: int,
@@ -229,31 +260,34 @@ def _loop(model, loaded: LoadedModel, nt, proc: MelodyControlLogitsProcessor,
     n_bars = timeline.n_bars
     variations = max(r.variation for r in rows) + 1
     generator = torch.Generator().manual_seed(seed)
-    cache_arg = _cache_argument(model)
-    all_ids = torch.tensor([prompt_ids] * batch, dtype=torch.long)
+    n_prompt = len(prompt_ids)
+    window = min(limit, n_prompt + budget + 1, MAX_CACHE)
+    decoder = _Decoder(loaded, batch, window)
+    buffer = torch.zeros(batch, n_prompt + budget, dtype=torch.long)
+    buffer[:, :n_prompt] = torch.tensor(prompt_ids, dtype=torch.long)
+    length = n_prompt
     marker_cache: dict[str, list[int]] = {}
     done_bars = -1
     note_counts = [0] * batch
     started = time.perf_counter()
     with torch.inference_mode():
-        out = model(input_ids=all_ids, use_cache=True)
-        past = _cache_of(out)
-        cache_len = all_ids.shape[1]
+        logits = decoder.prefill(buffer[:, :length])
+        cache_len = length
         stats.prefills += 1
         for _ in range(budget):
             stats.tokens += sum(1 for s in proc.rows if not s.done) if proc.rows else batch
-            logits = out.logits[:, -1, :].float()
-            scores = processors(all_ids, logits)
+            scores = processors(buffer[:, :length], logits)
             probs = torch.softmax(scores, dim=-1)
             nxt = torch.multinomial(probs, 1, generator=generator)
-            all_ids = torch.cat([all_ids, nxt], dim=1)
+            buffer[:, length] = nxt[:, 0]
+            length += 1
             stats.steps += 1
             for row in range(batch):
                 if force.queues[row]:
                     force.pop(row)
                     if not proc.rows or not proc.rows[row].done:
                         stats.forced += 1
-            proc.update(all_ids)
+            proc.update(buffer[:, :length])
             finished = True
             for row, state in enumerate(proc.rows):
                 if len(state.notes) != note_counts[row]:
@@ -280,23 +314,23 @@ def _loop(model, loaded: LoadedModel, nt, proc: MelodyControlLogitsProcessor,
                 if bars_done != done_bars:
                     done_bars = bars_done
                     progress(min(bars_done, n_bars), n_bars)
-            if finished:
+            if finished or length >= buffer.shape[1]:
                 break
-            if cache_len + 1 >= limit:
+            if cache_len + 1 >= window:
                 # the context is full: re-read the prompt and the recent half of each row
-                keep = max(1, limit // 2 - len(prompt_ids))
-                context = torch.cat([all_ids[:, :len(prompt_ids)], all_ids[:, -keep:]], dim=1)
-                out = model(input_ids=context, use_cache=True)
+                keep = max(1, window // 2 - n_prompt)
+                context = torch.cat([buffer[:, :n_prompt], buffer[:, length - keep:length]],
+                                    dim=1)
+                logits = decoder.prefill(context)
                 cache_len = context.shape[1]
                 stats.prefills += 1
             else:
-                out = model(input_ids=nxt, use_cache=True, **{cache_arg: past})
+                logits = decoder.step(nxt, cache_len)
                 cache_len += 1
-            past = _cache_of(out)
     stats.seconds += time.perf_counter() - started
     if progress is not None:
         progress(n_bars, n_bars)
-    return [nt.decode(all_ids[row, len(prompt_ids):].tolist()) for row in range(batch)]
+    return [nt.decode(buffer[row, n_prompt:length].tolist()) for row in range(batch)]
 
 
 def phrases_from_text(text: str, chart: Chart, loaded: LoadedModel,

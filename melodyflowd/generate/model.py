@@ -38,6 +38,7 @@ class LoadedModel:
     path: str = ""                  # the directory (or hub id) the weights came from
     load_seconds: float = 0.0
     _note_tokenizer: Any = field(default=None, repr=False)
+    _fast: Any = field(default=None, repr=False)
 
     @property
     def note_tokenizer(self):
@@ -47,6 +48,16 @@ class LoadedModel:
 
             self._note_tokenizer = NoteTokenizer(self.tokenizer, self.profile)
         return self._note_tokenizer
+
+
+    @property
+    def fast_forward(self):
+        """A FastLlama over this model's weights, or None for other architectures."""
+        if self._fast is None:
+            from .fastllama import FastLlama
+
+            self._fast = FastLlama(self.model) if FastLlama.supports(self.model) else False
+        return self._fast or None
 
 
 # -- profiles ---------------------------------------------------------------------------
