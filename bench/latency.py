@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support_jack import JackServer, write_bank  # noqa: E402
+from support_jack import JackServer, die_with_parent, write_bank  # noqa: E402
 
 CHART = ('title: latency bench\ntempo: 120\ntime: 4/4\n'
          'chords: "| Dm7 G7 | Cmaj7 | Cm7 F7 | Bbmaj7 | Ebm7 Ab7 | Dbmaj7 | Dm7b5 G7 | Cm6 |"\n')
@@ -157,7 +157,7 @@ class Daemon:
                "--out-name", self.out_name]
         self.proc = subprocess.Popen(cmd, env=server.env, stderr=subprocess.PIPE, text=True,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     cwd=workdir)
+                                     cwd=workdir, preexec_fn=die_with_parent)
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
@@ -209,7 +209,10 @@ def report(phase: str, lat: dict[str, list[float]], handling: dict[str, float],
           f"p99 {handling['p99']:.1f} max {handling['max']:.1f} over {handling['n']:.0f} "
           f"messages (target p99 <= 50 us: {'met' if handling['p99'] <= 50 else 'NOT met'})")
     return {"echo_ms": echo, "melodyflowd_ms": mfd, "ratio_p50": r50, "ratio_p99": r99,
-            "handling_us": handling}
+            "handling_us": handling,
+            # every latency, for the histograms of bench/report.py
+            "samples_ms": {name: [round(x * 1000, 4) for x in values]
+                           for name, values in lat.items()}}
 
 
 def main() -> int:
@@ -242,7 +245,7 @@ def main() -> int:
         chart.write_text(CHART)
         bank = bench_bank(work / "bank.json")
         echo = subprocess.Popen([sys.executable, "-c", ECHO_CLIENT, "echo in", "echo out"],
-                                env=server.env)
+                                env=server.env, preexec_fn=die_with_parent)
         try:
             server.wait_for_ports(["echo in", "echo out"], proc=echo)
             daemon = Daemon(server, work, ["--chart", str(chart), "--phrases", str(bank),

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -25,6 +26,15 @@ from pathlib import Path
 JACKD = shutil.which("jackd")
 # 256 frames at 48 kHz: a 5.3 ms period. Shorter periods drop MIDI on the dummy driver.
 JACKD_ARGS = ("--no-realtime", "-d", "dummy", "-r", "48000", "-p", "256")
+
+
+def die_with_parent() -> None:
+    """In a child before exec: SIGTERM it when the process that started it dies (a test
+    run killed by a timeout must not leave jackd or a daemon behind). Linux only."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
 
 
 def jack_available() -> str | None:
@@ -47,6 +57,7 @@ class JackServer:
         self.name = name or f"mfd-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.realtime = realtime          # SCHED_FIFO process threads (needs the rights)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path: str | None = None
         self._previous: str | None = None
 
     @property
@@ -60,13 +71,17 @@ class JackServer:
         os.environ["JACK_DEFAULT_SERVER"] = self.name
         os.environ["JACK_NO_AUDIO_RESERVATION"] = "1"
         args = ("--realtime", *JACKD_ARGS[1:]) if self.realtime else JACKD_ARGS
-        self.proc = subprocess.Popen([JACKD, *args], env=self.env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     start_new_session=True)
+        # Its chatter goes to a file: a pipe that nobody reads fills up, and then jackd
+        # blocks in write() and every client with it.
+        fd, self.log_path = tempfile.mkstemp(prefix=f"{self.name}-", suffix=".log")
+        with os.fdopen(fd, "wb") as log:
+            self.proc = subprocess.Popen([JACKD, *args], env=self.env,
+                                         stdout=subprocess.DEVNULL, stderr=log,
+                                         start_new_session=True, preexec_fn=die_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                err = Path(self.log_path).read_text(errors="replace")
                 raise RuntimeError(f"jackd exited with {self.proc.returncode}: {err[-500:]}")
             if subprocess.run(["jack_lsp"], env=self.env, capture_output=True).returncode == 0:
                 return self
@@ -82,9 +97,11 @@ class JackServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc is not None and self.proc.stderr:
-            self.proc.stderr.close()
         self.proc = None
+        if self.log_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.log_path)
+            self.log_path = None
         if self._previous is None:
             os.environ.pop("JACK_DEFAULT_SERVER", None)
         else:
@@ -327,14 +344,14 @@ class DaemonProcess:
                "--out-name", self.out_name]
         self.proc = subprocess.Popen(
             cmd, env={**server.env, "NOTIFY_SOCKET": self.notify.path, **(env or {})},
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, cwd=workdir)
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, cwd=workdir, preexec_fn=die_with_parent)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
             self.lines.append(line.rstrip("\n"))
 
     def log(self) -> str:
