@@ -56,6 +56,7 @@ class ComposeStats:
     seconds: float = 0.0
     prefills: int = 0            # context windows read (1 + re-reads when a row overruns)
     segments: int = 1            # parts of the chart written side by side
+    dropped: int = 0             # rows the model stopped computing once they were done
 
 
 LAST_STATS = ComposeStats()
@@ -242,6 +243,13 @@ class _Decoder:
         self.past = _cache_of(out)
         return out.logits[:, -1, :].float()
 
+    @property
+    def can_select(self) -> bool:
+        return self.fast is not None
+
+    def select(self, rows: list[int]) -> None:
+        self.fast.select(rows)
+
     def step(self, ids: torch.Tensor, position: int) -> torch.Tensor:
         if self.fast is not None:
             return self.fast.forward(ids, position)
@@ -270,12 +278,19 @@ def _loop(model, loaded: LoadedModel, nt, proc: MelodyControlLogitsProcessor,
     done_bars = -1
     note_counts = [0] * batch
     started = time.perf_counter()
+    active = list(range(batch))         # the rows the model still computes, in cache order
+    active_index = torch.arange(batch)
     with torch.inference_mode():
-        logits = decoder.prefill(buffer[:, :length])
+        out = decoder.prefill(buffer[:, :length])
         cache_len = length
         stats.prefills += 1
         for _ in range(budget):
             stats.tokens += sum(1 for s in proc.rows if not s.done) if proc.rows else batch
+            if len(active) == batch:
+                logits = out
+            else:                           # finished rows only take their forced padding
+                logits = torch.zeros(batch, out.shape[1], dtype=out.dtype)
+                logits[active_index] = out
             scores = processors(buffer[:, :length], logits)
             probs = torch.softmax(scores, dim=-1)
             nxt = torch.multinomial(probs, 1, generator=generator)
@@ -316,16 +331,23 @@ def _loop(model, loaded: LoadedModel, nt, proc: MelodyControlLogitsProcessor,
                     progress(min(bars_done, n_bars), n_bars)
             if finished or length >= buffer.shape[1]:
                 break
+            running = [i for i, r in enumerate(active) if not proc.rows[r].done]
+            if decoder.can_select and len(active) - len(running) >= max(1, len(active) // 4):
+                decoder.select(running)     # stop computing rows that are done
+                stats.dropped += len(active) - len(running)
+                active = [active[i] for i in running]
+            active_index = torch.tensor(active, dtype=torch.long)
             if cache_len + 1 >= window:
                 # the context is full: re-read the prompt and the recent half of each row
                 keep = max(1, window // 2 - n_prompt)
-                context = torch.cat([buffer[:, :n_prompt], buffer[:, length - keep:length]],
+                rows_ids = buffer[active_index]
+                context = torch.cat([rows_ids[:, :n_prompt], rows_ids[:, length - keep:length]],
                                     dim=1)
-                logits = decoder.prefill(context)
+                out = decoder.prefill(context)
                 cache_len = context.shape[1]
                 stats.prefills += 1
             else:
-                logits = decoder.step(nxt, cache_len)
+                out = decoder.step(nxt[active_index], cache_len)
                 cache_len += 1
     stats.seconds += time.perf_counter() - started
     if progress is not None:

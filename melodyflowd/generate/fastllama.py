@@ -75,6 +75,12 @@ class FastLlama:
         self.v_cache = torch.zeros(shape, dtype=self.embed.dtype)
         self._tables(length)
 
+    def select(self, rows: list[int]) -> None:
+        """Keep only these batch rows in the cache (rows that finished drop out)."""
+        index = torch.tensor(rows, dtype=torch.long)
+        self.k_cache = self.k_cache.index_select(1, index)
+        self.v_cache = self.v_cache.index_select(1, index)
+
     def _rms(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
 
