@@ -185,3 +185,16 @@ def test_piano_roll_of_a_hand_built_bank(tmp_path):
     # some pixels are the note colour (blue dominant), so notes were drawn
     blue = (image[..., 2] > 0.5) & (image[..., 0] < 0.4)
     assert blue.sum() > 100
+
+
+def test_a_model_that_cannot_load_is_reported_once(setup, tmp_path):
+    out = tmp_path / "bank.json"
+    missing = tmp_path / "missing-model"
+    args = ["render", "--chart", str(setup["chart"]), "--out", str(out), "--config",
+            str(setup["config"]), "--model", str(missing), "--seed", "1"]
+    result = CliRunner().invoke(tools_main, args, catch_exceptions=False)
+    assert result.exit_code == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("render: error:") and str(missing) in last
+    assert result.stderr.count("model directory not found") == 1, result.stderr
+    assert not out.exists() and os.listdir(tmp_path) == []

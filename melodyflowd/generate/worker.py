@@ -510,8 +510,9 @@ class _Child:
         try:
             self.loaded = load_model(model, adapter)
         except UserError as exc:
+            # Not logged here: the message goes back as Failed, and whoever asked reports
+            # it (the CLI prints it once, as its one line).
             self.load_error = str(exc)
-            logging.getLogger(__name__).error("%s", exc)
             return
         except Exception as exc:  # noqa: BLE001 - reported, the child keeps serving
             self.load_error = f"cannot load model {name}: {type(exc).__name__}: {exc}"
