@@ -52,7 +52,8 @@ def test_missing_directory_is_one_user_error(tmp_path):
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("missing", ["config.json", "model.safetensors", "tokenizer"])
+@pytest.mark.parametrize("missing", ["config.json", "model.safetensors", "tokenizer.json",
+                                     "tokenizer"])
 def test_missing_file_named(tiny_dir, tmp_path, missing):
     copy = Path(shutil.copytree(tiny_dir, tmp_path / "m"))
     if missing == "tokenizer":
@@ -60,7 +61,7 @@ def test_missing_file_named(tiny_dir, tmp_path, missing):
         (copy / "tokenizer_config.json").unlink()
         expect = "tokenizer.json"
     else:
-        (copy / missing).unlink()
+        (copy / missing).unlink()     # tokenizer.json alone: tokenizer_config.json remains
         expect = missing
     with pytest.raises(UserError) as info:
         load_model(str(copy))

@@ -375,13 +375,8 @@ class Timeline:
 
 
 def allowed_pitch_classes(chord: Chord, mode: str) -> tuple[int, ...]:
-    try:
-        return pitch_classes(chord, mode)
-    except NotImplementedError:  # theory not implemented yet: same rule from the chord data
-        if chord.root is None or mode == "chromatic":
-            return tuple(range(12))
-        return {"chord-scale": chord.scale, "pentatonic": chord.pentatonic,
-                "chord-tones": chord.tones}[mode]
+    """The pitch classes a scale mode allows over a chord (theory.pitch_classes)."""
+    return pitch_classes(chord, mode)
 
 
 class MelodyControlLogitsProcessor(LogitsProcessor):

@@ -21,7 +21,6 @@ from .textformat import PROFILE_FILE, ModelProfile
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 ADAPTERS_DIR = "adapters"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
 class ModelError(UserError):
@@ -108,9 +107,13 @@ def _check_model_dir(directory: Path) -> None:
                  "convert them to safetensors)") if pickled else ""
         raise ModelError(f"missing model.safetensors{extra}",
                          file=str(directory / "model.safetensors"))
-    if not any((directory / f).is_file() for f in TOKENIZER_FILES):
-        raise ModelError("missing tokenizer.json / tokenizer_config.json",
-                         file=str(directory / "tokenizer.json"))
+    # A fast tokenizer needs tokenizer.json; without it, only the files a slow tokenizer
+    # is converted from (sentencepiece model, BPE vocab + merges, WordPiece vocab) will do.
+    slow = [("tokenizer.model",), ("vocab.json", "merges.txt"), ("vocab.txt",)]
+    if not (directory / "tokenizer.json").is_file() and \
+            not any(all((directory / f).is_file() for f in files) for files in slow):
+        raise ModelError("missing tokenizer.json (the model's tokenizer); copy it from where "
+                         "the model was trained", file=str(directory / "tokenizer.json"))
 
 
 def _offline() -> bool:
