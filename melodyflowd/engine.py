@@ -48,6 +48,10 @@ Behaviour
   caller's thread and handed over with one reference assignment; the callback installs it at
   the next bar line (at once when the transport is not running). Sounding notes keep their
   note-offs: the key -> note memory is not part of the bank.
+- `update_settings(settings)`: new engine settings live from the next message (one
+  reference assignment, safe from another thread). A key that went down remapped stays the
+  engine's key until it comes up, whatever the new split or channels say: its aftertouch
+  follows its note and its note-off ends it (and is not passed on).
 - Malformed input (empty, truncated, data bytes > 127, unknown status, a note-off without a
   note-on, a broken SysEx) never raises: it is dropped and counted in `dropped`.
 
@@ -182,6 +186,43 @@ def build_program(bank: PhraseBank, chart: Chart) -> Program:
 
 
 @dataclass(frozen=True, slots=True)
+class _Config:
+    """The settings as `handle` uses them (tables), swapped whole by `update_settings`."""
+
+    settings: EngineSettings
+    mono: bool
+    out_channel: int | None
+    anticipation: float                  # seconds
+    contour: bool
+    rotate: bool
+    remap: bytes                         # [channel * 128 + note] -> 1 when remapped
+    cc_action: tuple[int, ...]           # [cc number] -> control action
+    cc_channel: int                      # -1 = any channel
+
+    @classmethod
+    def build(cls, settings: EngineSettings) -> _Config:
+        channels = set(settings.channels) if settings.channels else set(range(16))
+        split = settings.split if settings.split is not None else 0
+        remap = bytes(1 if (k >> 7) in channels and (k & 127) >= split else 0
+                      for k in range(2048))
+        controls = settings.controls
+        actions = [_NONE] * 128
+        for number, action in ((controls.regenerate, _REGENERATE),
+                               (controls.next_variation, _NEXT),
+                               (controls.previous_variation, _PREVIOUS),
+                               (controls.select_variation, _SELECT),
+                               (controls.panic, _PANIC)):
+            if number is not None and 0 <= number < 128:
+                actions[number] = action
+        return cls(settings=settings, mono=settings.mode != "poly",
+                   out_channel=settings.out_channel,
+                   anticipation=max(0.0, float(settings.anticipation_ms)) / 1000.0,
+                   contour=bool(settings.contour), rotate=bool(settings.rotate_variations),
+                   remap=remap, cc_action=tuple(actions),
+                   cc_channel=-1 if controls.channel is None else controls.channel)
+
+
+@dataclass(frozen=True, slots=True)
 class _Offer:
     seq: int
     program: Program
@@ -192,16 +233,16 @@ class _Offer:
 class Engine:
     """Engine(settings, chart, bank, transport); see the module docstring.
 
-    Public state (read freely from other threads): `bank`, `chart`, `variation`,
+    Public state (read freely from other threads): `bank`, `chart`, `settings`, `variation`,
     `notes_remapped`, `regenerate_requests`, `swaps`, `dropped`, `errors`, `pending`.
-    `handle` runs in the MIDI callback thread. `offer` may be called from any thread.
+    `handle` runs in the MIDI callback thread. `offer` and `update_settings` may be called
+    from any thread.
     `panic` mutates the note memory: call it from the callback thread, or once the input
     is closed (shutdown).
     """
 
     def __init__(self, settings: EngineSettings, chart: Chart, bank: PhraseBank,
                  transport: Transport) -> None:
-        self.settings = settings
         self.transport = transport
         self._program = build_program(bank, chart)
         transport.beats_per_bar = self._program.bar_len
@@ -216,30 +257,10 @@ class Engine:
         self._installed_seq = 0
         self._offer_bar = -1               # bar an offer was made in ...
         self._offer_bar_seq = 0            # ... and which offer that was
-        self._mono = settings.mode != "poly"
-        self._out_channel = settings.out_channel
-        self._anticipation = max(0.0, float(settings.anticipation_ms)) / 1000.0
-        self._contour = bool(settings.contour)
-        self._rotate = bool(settings.rotate_variations)
-        # Which keys (channel * 128 + note) are remapped.
-        channels = set(settings.channels) if settings.channels else set(range(16))
-        split = settings.split if settings.split is not None else 0
-        self._remap = bytes(1 if (k >> 7) in channels and (k & 127) >= split else 0
-                            for k in range(2048))
-        # Control CC number -> action, and the channel they listen on (-1 = any).
-        controls = settings.controls
-        actions = [_NONE] * 128
-        for number, action in ((controls.regenerate, _REGENERATE),
-                               (controls.next_variation, _NEXT),
-                               (controls.previous_variation, _PREVIOUS),
-                               (controls.select_variation, _SELECT),
-                               (controls.panic, _PANIC)):
-            if number is not None and 0 <= number < 128:
-                actions[number] = action
-        self._cc_action = tuple(actions)
-        self._cc_channel = -1 if controls.channel is None else controls.channel
+        self._config = _Config.build(settings)
         # Note memory: key -> output slot (channel * 128 + pitch); slot -> keys holding it.
         self._held: dict[int, int] = {}
+        self._down = bytearray(2048)       # keys that went down remapped and are still down
         self._ref = [0] * 2048
         # Phrase position.
         self._phrase: tuple[int, ...] | None = None
@@ -250,6 +271,16 @@ class Engine:
         self._last_key = -1                # last remapped key's note number
 
     # -- public ----------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> EngineSettings:
+        return self._config.settings
+
+    def update_settings(self, settings: EngineSettings) -> None:
+        """New engine settings (a reloaded config), live from the next message on. Safe from
+        another thread (one reference assignment). Keys that are down keep their notes: their
+        note-offs end them even when the new split or channels no longer remap them."""
+        self._config = _Config.build(settings)
 
     @property
     def bank(self) -> PhraseBank:
@@ -329,25 +360,38 @@ class Engine:
             if self._offer is not None and self._offer.seq != self._installed_seq:
                 self._maybe_install(now)
             channel = status & 0x0F
+            config = self._config
             if kind in (NOTE_ON, NOTE_OFF):
                 key = (channel << 7) | msg[1]
-                if self._remap[key]:
-                    out: list[list[int]] = []
-                    if kind == NOTE_ON and msg[2] > 0:
-                        self._note_on(key, msg[1], msg[2], channel, now, out)
+                out: list[list[int]] = []
+                pressed = kind == NOTE_ON and msg[2] > 0
+                if config.remap[key]:
+                    if pressed:
+                        self._down[key] = 1
+                        self._note_on(config, key, msg[1], msg[2], channel, now, out)
                     else:
+                        self._down[key] = 0
                         self._release(key, msg[2] if kind == NOTE_OFF else RELEASE_VELOCITY,
                                       out)
                     return out
+                if self._down[key]:
+                    # It went down remapped (the settings changed since): it stays the
+                    # engine's key until it comes up.
+                    self._down[key] = 0
+                    self._release(key, RELEASE_VELOCITY if pressed else msg[2], out)
+                    if not pressed:
+                        return out
+                out.append(msg if isinstance(msg, list) else list(msg))
+                return out
             elif kind == POLY_PRESSURE:
                 key = (channel << 7) | msg[1]
-                if self._remap[key]:
-                    slot = self._held.get(key)
-                    if slot is None:
-                        return []
+                slot = self._held.get(key)
+                if slot is not None:
                     return [[POLY_PRESSURE | (slot >> 7), slot & 127, msg[2]]]
+                if config.remap[key] or self._down[key]:
+                    return []
             elif kind == CONTROL:
-                return self._control(msg, channel, msg[1], msg[2])
+                return self._control(config, msg, channel, msg[1], msg[2])
             return [msg if isinstance(msg, list) else list(msg)]
         # System messages.
         if status == SYSEX:
@@ -371,10 +415,10 @@ class Engine:
             return out
         return [passed]
 
-    def _control(self, msg: Sequence[int], channel: int, number: int,
+    def _control(self, config: _Config, msg: Sequence[int], channel: int, number: int,
                  value: int) -> list[list[int]]:
-        action = self._cc_action[number]
-        if action != _NONE and (self._cc_channel < 0 or channel == self._cc_channel):
+        action = config.cc_action[number]
+        if action != _NONE and (config.cc_channel < 0 or channel == config.cc_channel):
             n_var = self._program.n_var
             if action == _REGENERATE:
                 if value > 0:
@@ -400,12 +444,12 @@ class Engine:
             return out
         return [passed]
 
-    def _note_on(self, key: int, note: int, velocity: int, channel: int, now: float,
-                 out: list[list[int]]) -> None:
+    def _note_on(self, config: _Config, key: int, note: int, velocity: int, channel: int,
+                 now: float, out: list[list[int]]) -> None:
         held = self._held
         if key in held:                       # a second note-on without a note-off
             self._release(key, RELEASE_VELOCITY, out)
-        if self._mono and held:
+        if config.mono and held:
             self._end_all(out)
         transport = self.transport
         beat = transport.beat_at(now)
@@ -415,15 +459,15 @@ class Engine:
             if beat is None:
                 beat = 0.0
         program = self._program
-        if self._anticipation:
-            beat += self._anticipation * transport.tempo / 60.0
+        if config.anticipation:
+            beat += config.anticipation * transport.tempo / 60.0
         bar_len = program.bar_len
         abs_bar = int(beat // bar_len)
         bar = abs_bar % program.n_bars
         span = bisect_right(program.starts[bar], beat - abs_bar * bar_len + 1e-9) - 1
         if span < 0:
             span = 0
-        if self._rotate:
+        if config.rotate:
             v = (self.variation + abs_bar // program.n_bars) % program.n_var
         else:
             v = self.variation % program.n_var
@@ -439,12 +483,12 @@ class Engine:
         else:
             pos = self._pos
         pitch = phrase[pos % len(phrase)]
-        if self._contour and self._last_key >= 0 and self._last_out >= 0 \
+        if config.contour and self._last_key >= 0 and self._last_out >= 0 \
                 and note != self._last_key:
             pitch = self._contour_pick(program, v, bar, span, pos, pitch,
                                        1 if note > self._last_key else -1)
         self._pos = pos + 1
-        out_channel = channel if self._out_channel is None else self._out_channel
+        out_channel = channel if config.out_channel is None else config.out_channel
         slot = (out_channel << 7) | pitch
         if self._ref[slot] > 0:               # poly: another key holds it: strike it again
             out.append([NOTE_OFF | out_channel, pitch, RELEASE_VELOCITY])

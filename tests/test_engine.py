@@ -539,3 +539,36 @@ def test_offer_swaps_when_the_daw_jumps_back() -> None:
     e.offer(make_bank(shift=5), now=1.1)
     e.handle([0xF2, 32, 0], 1.2)                   # jump to bar 2 while running
     assert e.swaps == 3
+
+
+# --- live settings ---------------------------------------------------------------------------
+
+def test_update_settings_live_and_keys_down_stay_the_engines() -> None:
+    e = make_engine(mode="poly")
+    assert e.handle(on(50), 0.0) == [[0x90, 62, 100]]
+    e.update_settings(EngineSettings(mode="poly", split=60))
+    assert e.settings.split == 60
+    assert e.handle([0xA0, 50, 9], 0.1) == [[0xA0, 62, 9]]   # still follows its note
+    assert e.handle(off(50), 0.2) == [[0x80, 62, 0]]          # ends the engine's note
+    assert e.handle(on(50), 0.3) == [on(50)]                  # now below the split: passes
+    assert e.handle(off(50), 0.4) == [off(50)]
+    assert e.handle(on(70), 0.5)[-1][0] == 0x90                # above: remapped
+
+
+def test_update_settings_key_pressed_again_passes_after_its_note_ends() -> None:
+    e = make_engine()
+    e.handle(on(50, ch=0), 0.0)
+    e.update_settings(EngineSettings(channels=(1,)))
+    assert e.handle(on(50, 90, ch=0), 0.1) == [[0x80, 62, 64], on(50, 90, ch=0)]
+    assert e.handle(off(50, ch=0), 0.2) == [off(50, ch=0)]
+    assert e.sounding() == []
+
+
+def test_update_settings_mono_to_poly_and_controls() -> None:
+    e = make_engine()
+    e.update_settings(EngineSettings(mode="poly", controls=ControlMap(next_variation=30)))
+    e.handle(on(60), 0.0)
+    e.handle(on(61), 0.1)
+    assert len(e.sounding()) == 2
+    assert e.handle([0xB0, 21, 127], 0.2) == [[0xB0, 21, 127]]   # no longer a control
+    assert e.handle([0xB0, 30, 127], 0.2) == [] and e.variation == 1
