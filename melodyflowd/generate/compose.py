@@ -2,9 +2,15 @@
 
 One row of the batch is one variation: a single continuous document (prompt, header,
 note lines, and chord markers if the model knows them), so phrases run on across bar
-lines. The loop is ours, with the model's KV cache, because chord markers are forced
-into each row at its own chord changes; the constraint and the sampling are ordinary
-transformers LogitsProcessors (ours, then temperature and top-p).
+lines. When the chart is longer than the model's context can hold (the embedded model
+reads 512 tokens, about 11 bars), the chart is cut into parts at section starts and
+each variation's parts are written side by side as rows of the same batch; a single
+row would only see its last few bars anyway. The loop is ours, with a KV cache, because
+chord markers are forced into each row at its own chord changes; the constraint and the
+sampling are ordinary transformers LogitsProcessors (ours, then temperature and top-p).
+Rows that are done drop out of the batch. Every bar gets at least MIN_NOTES_PER_BAR
+notes: the constraint never lets a wait skip past them (see constraint.py), and a
+variation that still has an empty bar would be sampled again.
 
 Same chart, model, settings and seed -> the same bank.
 """
