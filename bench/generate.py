@@ -10,7 +10,7 @@ Both decode with the same number of torch threads. Prints model load time, token
 seconds and the ratios. Uses the embedded model when it is installed, else a tiny
 random model (say --tiny to force that, --model DIR for another one).
 
-    python3 bench/generate.py [--model DIR | --tiny] [--bars 32] [--variations 4]
+    python3 bench/generate.py [--model DIR | --tiny] [--chart FILE | --bars N] [--variations 4]
 """
 
 from __future__ import annotations
@@ -136,7 +136,12 @@ def ours(loaded, chart, settings: GenerationSettings) -> dict:
             "prefills": stats.prefills, "forced": stats.forced, "segments": stats.segments}
 
 
-def chart_for(bars: int):
+def chart_for(path: str | None, bars: int):
+    """A real 32-bar chart (rhythm changes, AABA) by default; --bars N for a hand-made one."""
+    if path:
+        from melodyflowd.chart import load_chart
+
+        return load_chart(path)
     from tiny_model import hand_chart
 
     return hand_chart(bars)
@@ -146,7 +151,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model directory (default: the embedded model)")
     parser.add_argument("--tiny", action="store_true", help="use a tiny random model")
-    parser.add_argument("--bars", type=int, default=32)
+    parser.add_argument("--chart", default=str(ROOT / "examples" / "rhythm-changes.yaml"),
+                        help="chart file (default: examples/rhythm-changes.yaml, 32 bars)")
+    parser.add_argument("--bars", type=int, default=None,
+                        help="use a hand-made ii-V chart of this many bars instead")
     parser.add_argument("--variations", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-original", action="store_true")
@@ -175,7 +183,7 @@ def main() -> int:
     nt_seconds = time.perf_counter() - t0
     params = sum(p.numel() for p in loaded.model.parameters())
 
-    chart = chart_for(args.bars)
+    chart = chart_for(None if args.bars else args.chart, args.bars or 32)
     settings = GenerationSettings(variations=args.variations, seed=args.seed)
     print(f"model:        {label}")
     print(f"              {params / 1e6:.2f} M parameters, vocab {len(loaded.tokenizer)}, "
@@ -184,7 +192,7 @@ def main() -> int:
     print(f"load:         {second_load:.2f} s (weights + tokenizer, modules imported) "
           f"+ {nt_seconds:.2f} s NoteTokenizer   [target <= 2 s]; the first load in this "
           f"process took {first_load:.2f} s with transformers' lazy model imports")
-    print(f"chart:        {len(chart.bars)} bars x {args.variations} variations, "
+    print(f"chart:        {chart.title}: {len(chart.bars)} bars x {args.variations} variations, "
           f"tempo {chart.tempo:g}, torch threads for decoding: {compose.DECODE_THREADS}")
 
     b = ours(loaded, chart, settings)
