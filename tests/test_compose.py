@@ -195,3 +195,20 @@ def test_transformers_forward_gives_the_same_bank(loaded, monkeypatch):
     monkeypatch.setattr(compose, "USE_FAST_FORWARD", False)
     slow = compose_bank(chart, loaded, SETTINGS)
     assert slow == fast
+
+
+def test_generation_benchmark_runs():
+    """bench/generate.py end to end on a tiny model (the numbers are for people, not tests)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, str(root / "bench" / "generate.py"), "--tiny",
+                           "--bars", "2", "--variations", "2"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for label in ("load:", "(b) ours:", "(a) original:", "(b) again:", "ratio:"):
+        assert label in proc.stdout, proc.stdout
+    assert "same bank: True" in proc.stdout
+    assert " 0 empty bars" in proc.stdout
