@@ -208,7 +208,13 @@ class Daemon:
     # -- actions of the main loop ---------------------------------------------------------
     def regenerate(self, reason: str, chart: Any = None) -> None:
         chart = chart if chart is not None else self.chart
-        if self.generator is not None:
+        if self.generator is None and not self.settings.phrases:
+            # The config (SIGHUP) switched from a saved bank to generating.
+            from .generate.worker import GeneratorClient
+
+            self.generator = GeneratorClient(self.settings)
+            self.generator.start()
+        if self.generator is not None and not self.settings.phrases:
             log.info("regenerating (%s)", reason)
             self._request(chart, reason)
             return
@@ -254,6 +260,8 @@ class Daemon:
                 log.warning("%s settings changed: they take effect at the next restart", part)
         live = {"engine": self.settings.engine, "ports": self.settings.ports}
         self.settings = replace(settings, **live)
+        logging.getLogger("melodyflowd").setLevel(
+            getattr(logging, str(self.settings.log_level).upper(), logging.INFO))
         self.regenerate("SIGHUP", chart)
 
     def _watchdog(self) -> None:

@@ -94,6 +94,16 @@ def _jack_socket() -> tuple[str, int] | None:
     return None
 
 
+def _listening(path: str) -> bool:
+    """Whether a process listens on the unix socket `path` (Linux: /proc/net/unix; a killed
+    server leaves its socket file behind but not its entry there). True when unknown."""
+    try:
+        with open("/proc/net/unix", encoding="utf-8", errors="replace") as table:
+            return any(line.rstrip("\n").endswith(" " + path) for line in table)
+    except OSError:
+        return True
+
+
 def list_ports(backend: str) -> tuple[list[str], list[str]]:
     """(inputs, outputs) as the backend names them: ports we can read from / write to."""
     midi_in = _client("in", backend, "melodyflow ports")
@@ -215,10 +225,11 @@ class Ports:
                         + " (on Windows create it with loopMIDI first)")
 
     def server_gone(self) -> str | None:
-        """For JACK: why the server our clients live on is gone (stopped, or replaced by a
-        restarted one), else None. rtmidi tells nobody, so the main loop asks this about
-        once a second: one stat() of the server's socket, compared with the one at open.
-        Other backends, and JACK set-ups without that socket (jack1, PipeWire): None."""
+        """For JACK: why the server our clients live on is gone (stopped, killed, or
+        replaced by a restarted one), else None. rtmidi tells nobody, so the main loop asks
+        this about once a second: a stat() of the server's socket, compared with the one at
+        open, and whether anyone still listens on it. Other backends, and JACK set-ups
+        without that socket (jack1, PipeWire): None."""
         if self._jack_socket is None:
             return None
         path, inode = self._jack_socket
@@ -228,6 +239,8 @@ class Ports:
             return f"the JACK server stopped ({path} is gone)"
         if now != inode:
             return "the JACK server was restarted (our ports were on the old one)"
+        if not _listening(path):
+            return f"the JACK server died (nothing listens on {path})"
         return None
 
     def send(self, message: Sequence[int]) -> None:

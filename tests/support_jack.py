@@ -293,7 +293,8 @@ class ClockSender:
             self.peer.send([0xFC])
 
 
-DAEMON_CMD = (sys.executable, "-c", "from melodyflowd.cli import daemon_main; daemon_main()")
+DAEMON_CMD = (sys.executable, "-c",
+              "from melodyflowd.cli import daemon_main; daemon_main(prog_name='melodyflowd')")
 
 
 class NotifyListener:

@@ -3,14 +3,21 @@ client that sends MIDI clock and plays, and what comes out of `melodyflowd out`.
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from support_jack import ClockSender, DaemonProcess, note_balance, note_ons, write_bank
-
-pytestmark = pytest.mark.jack
+from support_jack import (
+    DAEMON_CMD,
+    ClockSender,
+    DaemonProcess,
+    note_balance,
+    note_ons,
+    write_bank,
+)
 
 BPM = 240                       # one 4/4 bar a second
 CHART = 'title: ii-V-I test\ntempo: 120\ntime: 4/4\nchords: "| Dm7 | G7 | Cmaj7 | Em7 A7 |"\n'
@@ -67,6 +74,7 @@ def write_files(tmp_path: Path, notes=NOTES) -> tuple[Path, Path]:
     return chart, bank
 
 
+@pytest.mark.jack
 def test_ii_v_i_with_midi_clock_plays_the_banks_notes_for_each_bar(jack_server, tmp_path):
     chart, bank = write_files(tmp_path)
     daemon = DaemonProcess(jack_server, tmp_path, ["--chart", str(chart), "--phrases", str(bank)])
@@ -102,6 +110,7 @@ def test_ii_v_i_with_midi_clock_plays_the_banks_notes_for_each_bar(jack_server, 
     assert not any(daemon.in_name in p for p in jack_server.ports())   # ports closed
 
 
+@pytest.mark.jack
 def test_sigterm_with_keys_held_sends_note_offs_and_exits_0(jack_server, tmp_path):
     chart, bank = write_files(tmp_path)
     daemon = DaemonProcess(jack_server, tmp_path, ["--chart", str(chart), "--phrases", str(bank)])
@@ -127,6 +136,7 @@ def test_sigterm_with_keys_held_sends_note_offs_and_exits_0(jack_server, tmp_pat
     assert "STOPPING=1" in daemon.notify.lines()
 
 
+@pytest.mark.jack
 def test_sigint_stops_cleanly_too(jack_server, tmp_path):
     chart, bank = write_files(tmp_path)
     daemon = DaemonProcess(jack_server, tmp_path, ["--chart", str(chart), "--phrases", str(bank)])
@@ -138,6 +148,7 @@ def test_sigint_stops_cleanly_too(jack_server, tmp_path):
     assert "Traceback" not in daemon.log()
 
 
+@pytest.mark.jack
 def test_sighup_invalid_chart_keeps_the_old_one_and_a_new_bank_swaps_at_the_bar_line(
         jack_server, tmp_path):
     chart, bank = write_files(tmp_path)
@@ -186,3 +197,71 @@ def test_sighup_invalid_chart_keeps_the_old_one_and_a_new_bank_swaps_at_the_bar_
     assert pitches == old_part + new_part, daemon.log()
     assert note_balance(got) == ({}, [])
     assert "Q#lydian" in daemon.log()                         # the error names the bad token
+
+
+@pytest.mark.jack
+def test_control_cc_watchdog_stats_and_a_bad_config_on_sighup(jack_server, tmp_path):
+    chart, bank = write_files(tmp_path)
+    config = tmp_path / "config.yaml"
+    config.write_text("stats_interval: 0.3\n")
+    daemon = DaemonProcess(jack_server, tmp_path,
+                           ["--chart", str(chart), "--phrases", str(bank), "--config",
+                            str(config)], env={"WATCHDOG_USEC": "600000"})
+    peer = None
+    try:
+        daemon.wait_ready()
+        peer = daemon.peer()
+        # The regenerate control CC (20 by default): with a saved bank it rereads the file.
+        mark = len(daemon.lines)
+        peer.send([0xB0, 20, 127])
+        assert daemon.wait_log("(control CC; saved bank", timeout=3, after=mark), daemon.log()
+        # A config that became invalid: reported, the running one stays, play goes on.
+        config.write_text("stats_interval: 0.3\nno_such_setting: 1\n")
+        mark = len(daemon.lines)
+        daemon.send_signal(signal.SIGHUP)
+        assert daemon.wait_log("config reload failed", timeout=3, after=mark), daemon.log()
+        assert "no_such_setting" in daemon.log()
+        peer.send([0x90, 60, 100])
+        peer.send([0x80, 60, 0])
+        assert peer.wait_for(lambda got: len(note_ons(got)) == 1, timeout=3), daemon.log()
+        time.sleep(0.7)
+    finally:
+        if peer is not None:
+            peer.close()
+        status = daemon.stop()
+    assert status == 0, daemon.log()
+    assert [0xB0, 20, 127] not in peer.messages()               # control CCs are consumed
+    assert daemon.notify.lines().count("WATCHDOG=1") >= 3       # every 0.2 s
+    stats = [line for line in daemon.lines if "stats:" in line]
+    assert len(stats) >= 3 and "notes remapped 1," in stats[-1], stats
+    assert "RELOADING=1" in daemon.notify.lines()
+
+
+@pytest.mark.jack
+def test_port_name_taken_is_exit_2_with_one_line(jack_server, tmp_path):
+    chart, bank = write_files(tmp_path)
+    first = DaemonProcess(jack_server, tmp_path, ["--chart", str(chart), "--phrases", str(bank)])
+    try:
+        first.wait_ready()
+        second = subprocess.run(
+            [*DAEMON_CMD, "--chart", str(chart), "--phrases", str(bank), "--backend", "jack",
+             "--in-name", first.in_name, "--out-name", "someone else out"],
+            env=jack_server.env, capture_output=True, text=True, timeout=60)
+        assert first.proc.poll() is None                        # the first one plays on
+    finally:
+        first.stop()
+    assert second.returncode == 2
+    errors = [line for line in second.stderr.splitlines() if line.startswith("melodyflowd")]
+    assert len(errors) == 1 and "already taken" in errors[0] and "--in-name" in errors[0]
+    assert "Traceback" not in second.stderr
+
+
+@pytest.mark.skipif(os.path.exists("/dev/snd/seq"), reason="this machine has an ALSA sequencer")
+def test_alsa_without_a_sequencer_is_exit_2_suggesting_jack(tmp_path):
+    chart, bank = write_files(tmp_path)
+    result = subprocess.run([*DAEMON_CMD, "--chart", str(chart), "--phrases", str(bank),
+                             "--backend", "alsa"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    ours = [line for line in result.stderr.splitlines() if line.startswith("melodyflowd")]
+    assert len(ours) == 1 and "--backend jack" in ours[0] and "/dev/snd/seq" in ours[0]
+    assert "Traceback" not in result.stderr
