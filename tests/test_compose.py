@@ -178,6 +178,15 @@ def test_ticks_profile(tmp_path):
                 assert note.wait_ms % 1 == 0 and note.velocity == profile.default_velocity
 
 
+@pytest.mark.parametrize("bad", [{"scale": "lydian-ish"}, {"low": 90, "high": 60},
+                                 {"constraint": "medium"}])
+def test_bad_generation_settings_are_user_errors(loaded, bad):
+    from melodyflowd.errors import UserError
+
+    with pytest.raises(UserError):
+        compose_bank(hand_chart(2), loaded, replace(SETTINGS, **bad))
+
+
 def test_profile_without_wait_is_a_user_error(tmp_path):
     from melodyflowd.errors import UserError
 

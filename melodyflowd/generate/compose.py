@@ -184,14 +184,19 @@ def generate_rows(chart: Chart, loaded: LoadedModel, settings: GenerationSetting
     segments = segments or plan_segments(chart, loaded)
     rows = [Row(v, seg) for v in range(variations) for seg in segments]
     batch = len(rows)
-    proc = MelodyControlLogitsProcessor(
-        nt, chart, scale=settings.scale, hard=settings.constraint == "hard",
-        penalty=settings.penalty, low=settings.low, high=settings.high,
-        trend_notes=settings.trend_notes, trend_range=settings.trend_range,
-        tempo=chart.tempo, start_beat=[r.segment.start * bpb for r in rows],
-        end_beat=[r.segment.end * bpb for r in rows], enforce_format=True,
-        min_notes_per_bar=MIN_NOTES_PER_BAR, max_notes_per_bar=MAX_NOTES_PER_BAR,
-        min_wait_beats=MIN_WAIT_BEATS)
+    if settings.constraint not in ("soft", "hard"):
+        raise UserError(f"unknown constraint {settings.constraint!r}; accepted: soft, hard")
+    try:
+        proc = MelodyControlLogitsProcessor(
+            nt, chart, scale=settings.scale, hard=settings.constraint == "hard",
+            penalty=settings.penalty, low=settings.low, high=settings.high,
+            trend_notes=settings.trend_notes, trend_range=settings.trend_range,
+            tempo=chart.tempo, start_beat=[r.segment.start * bpb for r in rows],
+            end_beat=[r.segment.end * bpb for r in rows], enforce_format=True,
+            min_notes_per_bar=MIN_NOTES_PER_BAR, max_notes_per_bar=MAX_NOTES_PER_BAR,
+            min_wait_beats=MIN_WAIT_BEATS)
+    except ValueError as exc:
+        raise UserError(f"generation settings: {exc}") from None
     force = ForceTokens(batch)
     warpers: list[LogitsProcessor] = []
     if settings.temperature != 1.0:
