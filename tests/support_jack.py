@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -50,6 +51,45 @@ def jack_available() -> str | None:
     return None
 
 
+class _SlotsFull(Exception):
+    pass
+
+
+def reclaim_dead_servers() -> list[str]:
+    """Free the jack2 server slots of servers that died without unregistering (SIGKILL):
+    jackd itself reclaims a dead entry when a server of the same name starts, so start one
+    under each such name and stop it cleanly. Returns the names freed."""
+    registry = Path("/dev/shm/jack-shm-registry")
+    try:
+        data = registry.read_bytes()[:8 * 512]
+    except OSError:
+        return []
+    uid = os.getuid()
+    freed = []
+    for match in re.finditer(rb"jack-%d:([^:\x00]+):" % uid, data):
+        pid = int.from_bytes(data[match.start() - 4:match.start()], "little")
+        name = match.group(1).decode(errors="replace")
+        if pid <= 0 or Path(f"/proc/{pid}").exists():
+            continue
+        env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_AUDIO_RESERVATION": "1"}
+        proc = subprocess.Popen([JACKD, *JACKD_ARGS], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        for _ in range(50):
+            if proc.poll() is not None:
+                break
+            if subprocess.run(["jack_lsp"], env=env, capture_output=True).returncode == 0:
+                freed.append(name)
+                break
+            time.sleep(0.1)
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return freed
+
+
 class JackServer:
     """`jackd -d dummy` under a unique server name; start() waits until it answers."""
 
@@ -70,6 +110,21 @@ class JackServer:
         self._previous = os.environ.get("JACK_DEFAULT_SERVER")
         os.environ["JACK_DEFAULT_SERVER"] = self.name
         os.environ["JACK_NO_AUDIO_RESERVATION"] = "1"
+        # jack2 has 8 server slots per machine; a server that was SIGKILLed keeps its slot
+        # until a server of the same name starts. When they are all taken, free the dead
+        # ones and wait a little for live ones (other test runs) to end.
+        give_up = time.monotonic() + 60.0
+        while True:
+            try:
+                return self._start_once(timeout)
+            except _SlotsFull:
+                if time.monotonic() > give_up:
+                    self.stop()
+                    raise RuntimeError("jackd: too many JACK servers already active") from None
+                reclaim_dead_servers()
+                time.sleep(1.0)
+
+    def _start_once(self, timeout: float) -> JackServer:
         args = ("--realtime", *JACKD_ARGS[1:]) if self.realtime else JACKD_ARGS
         # Its chatter goes to a file: a pipe that nobody reads fills up, and then jackd
         # blocks in write() and every client with it.
@@ -82,6 +137,10 @@ class JackServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 err = Path(self.log_path).read_text(errors="replace")
+                os.unlink(self.log_path)
+                self.log_path = None
+                if "Too many servers already active" in err:
+                    raise _SlotsFull
                 raise RuntimeError(f"jackd exited with {self.proc.returncode}: {err[-500:]}")
             if subprocess.run(["jack_lsp"], env=self.env, capture_output=True).returncode == 0:
                 return self
