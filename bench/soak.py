@@ -101,14 +101,39 @@ class StampedDaemon(DaemonProcess):
         super().__init__(*args, **kwargs)
 
     def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
+        # support_jack merges the daemon's stderr into its stdout (older versions: stderr)
+        stream = self.proc.stderr if self.proc.stderr is not None else self.proc.stdout
+        assert stream is not None
+        for line in stream:
             self.stamps.append(time.perf_counter())
             self.lines.append(line.rstrip("\n"))
 
     def events(self, text: str, t0: float) -> list[float]:
         return [round(s - t0, 3) for s, line in zip(self.stamps, list(self.lines), strict=False)
                 if text in line]
+
+
+@contextlib.contextmanager
+def start_jack(realtime: bool):
+    """A private JackServer. With realtime threads, jackd is started without support_jack's
+    PR_SET_PDEATHSIG pre-exec hook: with that hook, a realtime server leaves the Python
+    callback of the echo client "not finished" in every cycle (seen here with jack2 1.9.21;
+    the same server without the hook serves it). Stopped in a finally either way."""
+    import support_jack
+
+    server = JackServer(realtime=realtime)
+    hook = getattr(support_jack, "die_with_parent", None)
+    if realtime and hook is not None:
+        support_jack.die_with_parent = lambda: None
+    try:
+        server.start()
+    finally:
+        if hook is not None:
+            support_jack.die_with_parent = hook
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def _rss_kb(pid: int | None) -> int | None:
@@ -177,7 +202,8 @@ def note_durations(arrivals: list[tuple[float, list[int]]]) -> list[float]:
         if m[0] & 0xF0 == 0x90 and m[2] > 0:
             open_.setdefault(key, []).append(at)
         elif open_.get(key):
-            out.append(at - open_[key].pop(0))
+            out.append(at - open_[key].pop())       # the latest: a lost note-off of an
+            #                                           earlier one must not lengthen all later
     return out
 
 
@@ -247,7 +273,7 @@ def run_soak(cfg: SoakConfig, workdir: Path, log=print) -> dict[str, Any]:
                               "machine": machine_info()}
     reclaim_stale_servers()
     sys.setswitchinterval(0.0005)       # the receivers' JACK threads wait for the GIL
-    with JackServer(realtime=cfg.realtime) as server:
+    with start_jack(cfg.realtime) as server:
         echo = subprocess.Popen([sys.executable, "-c", ECHO_CLIENT, "soak echo in",
                                  "soak echo out"], env=server.env)
         daemon = StampedDaemon(server, workdir, ["--chart", str(chart), "--model", model,
@@ -413,6 +439,9 @@ def _play(cfg: SoakConfig, daemon: StampedDaemon, echo: subprocess.Popen,
         row["swaps"] = sum(1 for s in daemon.events("swaps in at the next bar line", t0)
                            if w * cfg.window <= s < (w + 1) * cfg.window)
         windows.append(row)
+    answered_at = {t for t, _ in lat["melodyflowd"]}
+    unanswered = sorted(round(t - t0, 3) for times in player.sends["melodyflowd"].values()
+                        for t in times if t not in answered_at)
     durations = note_durations(d_arrivals)
     sent_total = player.counter
     answered = len(lat["melodyflowd"])
@@ -453,6 +482,7 @@ def _play(cfg: SoakConfig, daemon: StampedDaemon, echo: subprocess.Popen,
         "stuck_detail": {f"{c + 1}:{p}": n for (c, p), n in sounding.items()},
         "orphan_note_offs": len(orphans),
         "echo_unbalanced": sum(e_sounding.values()),
+        "unanswered_at": unanswered[:500],      # seconds into the soak, for the timeline
         "long_notes": sum(1 for d in durations if d > LONG_NOTE),
         "max_note_seconds": max(durations) if durations else None,
         "rss_kb": {"start": rss[0] if rss else None, "end": rss[-1] if rss else None,

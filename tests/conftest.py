@@ -25,11 +25,13 @@ def wjazzd_path() -> Path:
 @pytest.fixture(scope="session")
 def jack_server():
     """A private JACK server (dummy driver) for the session; skips when jackd is absent."""
+    from jack_registry import reclaim_stale_servers
     from support_jack import JackServer, jack_available
 
     reason = jack_available()
     if reason is not None:
         pytest.skip(reason)
+    reclaim_stale_servers()          # killed servers' slots: jack2 keeps only 8
     server = JackServer().start()
     try:
         yield server
