@@ -57,12 +57,47 @@ bebop Bb 220
 """
 
 
+LIMITS = """\
+## Intended use and limits
+
+Writes monophonic jazz lines for melodyflowd to remap onto a player's rhythm; it is
+meant to be used with melodyflowd's MelodyControlLogitsProcessor, which keeps the
+pitches on the chord-scale. It is small and briefly trained on a shared 2-core CPU:
+it knows typical rhythms, ranges and chord-tone tendencies of the WJazzD solos, not
+long-range motivic development. It has seen only 4/4 and the styles above; other
+meters work only as far as the chord markers carry them.
+"""
+
+
 def _fmt(value, digits: int = 3) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def _pretrain_commands(log: dict) -> list[str]:
+    phases = log.get("phases") or [{"budget_minutes": log.get("config", {}).get(
+        "budget_minutes", 28), "seed": 0, "init": None}]
+    out = []
+    for p in phases:
+        cmd = ("python -m training.pretrain --data runs/data --out melodyflowd/models/default "
+               f"--budget-minutes {p['budget_minutes']:g}")
+        if p.get("init"):
+            cmd += f" --init melodyflowd/models/default --seed {p['seed']}"
+        out.append(cmd)
+    return out
+
+
+def _phases(phases: list[dict]) -> str:
+    if len(phases) < 2:
+        return ""
+    parts = [f"{i + 1}) {p['steps']} steps, {p['minutes']} min, lr {p['lr']}, seed "
+             f"{p['seed']}, best validation loss {p['best_valid_loss']}"
+             + (" (continued from the previous weights)" if p.get("init") else "")
+             for i, p in enumerate(phases)]
+    return " In phases: " + "; ".join(parts) + "."
 
 
 def write_model_card(model_dir: str | Path) -> Path:
@@ -95,15 +130,29 @@ def write_model_card(model_dir: str | Path) -> Path:
                   f"{cfg.get('budget_minutes')} min; early stopping after "
                   f"{cfg.get('patience')} evaluations without improvement "
                   f"(every {cfg.get('eval_steps')} steps).",
-                  f"- Ran {log.get('steps')} steps in {log.get('minutes')} min on "
-                  f"{log.get('threads')} CPU threads (torch {log.get('torch')}), about "
-                  f"{log.get('epochs')} epochs of the transposed data; stopped by "
-                  f"{log.get('stopped_by')}.",
+                  f"- Ran {log.get('total_steps', log.get('steps'))} steps in "
+                  f"{log.get('total_minutes', log.get('minutes'))} min on "
+                  f"{log.get('threads')} CPU threads (torch {log.get('torch')}) shared with "
+                  "other jobs; stopped by "
+                  f"{log.get('stopped_by')}." + _phases(log.get("phases") or []),
                   f"- Loss (nats/token): last training {_fmt(log.get('final_train_loss'))}, "
                   f"best validation {_fmt(log.get('best_valid_loss'))}.", ""]
         if log.get("quick_run"):
             lines += [f"- Note: {log['quick_run']}", ""]
-    lines += [FORMAT.format(max_notes=MAX_NOTES), DATA_SOURCE]
+    stats = log.get("data") or {}
+    if stats:
+        lines += ["## Data used", "",
+                  f"- {stats.get('solos')} solos in 4/4 ({stats.get('notes')} notes) of the "
+                  f"training copy; split by solo with seed {stats.get('split_seed')}: "
+                  f"{stats.get('train_solos')} training, {stats.get('valid_solos')} validation.",
+                  f"- {stats.get('chord_symbols')} distinct chord symbols, all read by "
+                  f"melodyflowd.theory ({len(stats.get('unparsed_symbols', []))} unreadable); "
+                  f"{stats.get('markers')} chord markers in the vocabulary "
+                  f"({stats.get('vocab_size')} tokens in all).",
+                  "- Styles (solos): " + ", ".join(f"{k} {v}" for k, v in
+                                                    sorted(stats.get("styles", {}).items())),
+                  ""]
+    lines += [FORMAT.format(max_notes=MAX_NOTES), DATA_SOURCE, LIMITS]
     adapters = sorted((model_dir / "adapters").glob("*/finetune_log.json"))
     if adapters:
         lines += ["## Style adapters (LoRA)", "",
@@ -126,13 +175,12 @@ def write_model_card(model_dir: str | Path) -> Path:
     lines += ["## Commands", "", "```",
               "python -m training.prepare --db ../shared/data/wjazzd/wjazzd-train.db "
               "--out runs/data",
-              "python -m training.pretrain --data runs/data --out melodyflowd/models/default "
-              f"--budget-minutes {log.get('config', {}).get('budget_minutes', 28)}",
+              *_pretrain_commands(log),
               "python -m training.finetune --base melodyflowd/models/default --data runs/data "
               "--styles bebop,cool,hardbop,postbop,swing "
               "--out melodyflowd/models/default/adapters",
               "python -m training.evaluate --model melodyflowd/models/default --data runs/data "
-              "--out melodyflowd/models/default",
+              "--out training/report --card melodyflowd/models/default",
               "```", "", "See training/README.md for what each step does.", ""]
     path = model_dir / "MODEL_CARD.md"
     path.write_text("\n".join(lines), encoding="utf-8")

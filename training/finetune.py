@@ -63,7 +63,7 @@ class FinetuneConfig:
     warmup_steps: int = 20
     max_steps: int = 2000
     budget_minutes: float = 4.0      # per style
-    eval_steps: int = 40
+    eval_steps: int = 25
     patience: int = 3
     valid_docs: int = 60
     train_docs: int | None = None    # limit, for tests

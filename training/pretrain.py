@@ -30,6 +30,7 @@ from .common import (
     TokenDataset,
     directory_size,
     encode_documents,
+    read_json,
     set_threads,
     time_budget_schedule,
     training_arguments,
@@ -75,6 +76,7 @@ class PretrainConfig:
     prompt_dropout: float = 0.1
     seed: int = 0
     threads: int | None = None
+    init: str | None = None         # continue from this model directory's weights
 
 
 def build_model(size: ModelSize, tokenizer):
@@ -99,6 +101,14 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
     out = Path(cfg.out)
     size = SIZES[cfg.size]
     tokenizer = load_tokenizer(data / "tokenizer")
+    previous = None
+    if cfg.init:
+        init = Path(cfg.init)
+        if load_tokenizer(init).get_vocab() != tokenizer.get_vocab():
+            raise UserError("the model to continue from has another vocabulary than the "
+                            "prepared data; prepare again or start from scratch",
+                            file=str(init / "tokenizer.json"))
+        previous = read_json(init / "training_log.json")
     solos = read_solos(data)
     train_docs = documents(solos, PROFILE, split="train", transpose=True, seed=cfg.seed,
                            prompt_dropout=cfg.prompt_dropout, max_notes=MAX_NOTES)
@@ -110,14 +120,25 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
     rng.shuffle(train_docs)
     if cfg.train_docs:
         train_docs = train_docs[:cfg.train_docs]
-    valid_docs = random.Random(cfg.seed + 1).sample(valid_docs, min(cfg.valid_docs,
-                                                                    len(valid_docs)))
+    # the same validation sample whatever the seed, so runs and continuations compare
+    valid_docs = random.Random(1).sample(valid_docs, min(cfg.valid_docs, len(valid_docs)))
     train = TokenDataset(encode_documents(tokenizer, [d.text for d in train_docs], size.context))
     valid = TokenDataset(encode_documents(tokenizer, [d.text for d in valid_docs], size.context))
     log(f"pretrain: {len(train)} training documents ({train.tokens} tokens), "
         f"{len(valid)} validation documents ({valid.tokens} tokens), vocabulary {len(tokenizer)}")
 
-    model = build_model(size, tokenizer)
+    if cfg.init:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(cfg.init, use_safetensors=True,
+                                                     dtype=torch.float32)
+        c = model.config
+        size = ModelSize(hidden=c.hidden_size, layers=c.num_hidden_layers,
+                         heads=c.num_attention_heads, kv_heads=c.num_key_value_heads,
+                         intermediate=c.intermediate_size, context=c.max_position_embeddings)
+        log(f"pretrain: continuing from {cfg.init}")
+    else:
+        model = build_model(size, tokenizer)
     params = sum(p.numel() for p in model.parameters())
     log(f"pretrain: LlamaForCausalLM {size} = {params / 1e6:.2f} M parameters")
 
@@ -165,7 +186,19 @@ def pretrain(cfg: PretrainConfig, log=print) -> dict:
         "history": progress.history, "threads": torch.get_num_threads(),
         "model_bytes": (out / "model.safetensors").stat().st_size,
         "torch": torch.__version__,
+        "data": read_json(data / "stats.json"),
     }
+    phase = {k: report[k] for k in ("steps", "minutes", "best_valid_loss", "stopped_by")}
+    phase.update(budget_minutes=cfg.budget_minutes, lr=cfg.lr, seed=cfg.seed, init=cfg.init)
+    phases = list((previous or {}).get("phases") or ([] if previous is None else [
+        {k: previous.get(k) for k in ("steps", "minutes", "best_valid_loss", "stopped_by")}
+        | {"budget_minutes": previous.get("config", {}).get("budget_minutes"),
+           "lr": previous.get("config", {}).get("lr"), "seed": previous.get("config", {})
+           .get("seed"), "init": None}]))
+    phases.append(phase)
+    report["phases"] = phases
+    report["total_steps"] = sum(p["steps"] or 0 for p in phases)
+    report["total_minutes"] = round(sum(p["minutes"] or 0 for p in phases), 2)
     write_json(out / "training_log.json", report)
     from .card import write_model_card
 
@@ -206,15 +239,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="evaluations without a better validation loss before stopping")
     parser.add_argument("--valid-docs", type=int, default=PretrainConfig.valid_docs)
     parser.add_argument("--train-docs", type=int, help="use only N training documents")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed (also of the document order)")
     parser.add_argument("--threads", type=int, help="torch threads (default 2)")
+    parser.add_argument("--init", help="continue training the weights of this model directory")
     args = parser.parse_args(argv)
     cfg = PretrainConfig(data=args.data, out=args.out, work=args.work, size=args.size,
                          batch=args.batch, lr=args.lr, warmup_steps=args.warmup_steps,
                          max_steps=args.max_steps, budget_minutes=args.budget_minutes,
                          eval_steps=args.eval_steps, patience=args.patience,
                          valid_docs=args.valid_docs, train_docs=args.train_docs,
-                         seed=args.seed, threads=args.threads)
+                         seed=args.seed, threads=args.threads, init=args.init)
     try:
         pretrain(cfg)
     except UserError as exc:
