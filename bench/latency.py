@@ -53,6 +53,22 @@ while True:
     signal.pause()
 """
 
+# The shell without the engine: ports.py's callback (timing ring and all) with a handler
+# that returns the message. Its handling times are the floor the engine's sit on.
+SHELL_ECHO = """
+import json, signal, sys, time
+from melodyflowd.config import PortSettings
+from melodyflowd.ports import open_ports
+ports = open_ports(PortSettings(backend="jack", in_name=sys.argv[1], out_name=sys.argv[2]),
+                   lambda message, now: (message,))
+stop = []
+signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+while not stop:
+    time.sleep(0.05)
+print(json.dumps(ports.timing.percentiles()), flush=True)
+ports.close()
+"""
+
 
 def percentiles(values: list[float]) -> dict[str, float]:
     data = sorted(values)
@@ -158,16 +174,21 @@ def answering(rtmidi, ports: tuple[str, str]) -> bool:
 class Echo:
     """The baseline: a plain python-rtmidi client whose callback sends back what came."""
 
+    script = ECHO_CLIENT
+    prefix = "echo"
+
     def __init__(self, server: JackServer) -> None:
         self.server = server
         self.proc: subprocess.Popen | None = None
         self.ports = ("", "")
+        self.output = ""
 
     def start(self, rtmidi, tries: int = 3) -> None:
         for attempt in range(1, tries + 1):
-            self.ports = (f"echo{attempt} in", f"echo{attempt} out")
-            self.proc = subprocess.Popen([sys.executable, "-c", ECHO_CLIENT, *self.ports],
-                                         env=self.server.env, preexec_fn=die_with_parent)
+            self.ports = (f"{self.prefix}{attempt} in", f"{self.prefix}{attempt} out")
+            self.proc = subprocess.Popen([sys.executable, "-c", self.script, *self.ports],
+                                         env=self.server.env, preexec_fn=die_with_parent,
+                                         stdout=subprocess.PIPE, text=True)
             self.server.wait_for_ports(self.ports, proc=self.proc)
             if answering(rtmidi, self.ports):
                 return
@@ -179,11 +200,26 @@ class Echo:
         if self.proc is not None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=10)
+                self.output, _ = self.proc.communicate(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.proc.wait()
+                self.output, _ = self.proc.communicate()
             self.proc = None
+
+
+class ShellEcho(Echo):
+    """ports.py's callback with an identity handler: the shell's cost without the engine."""
+
+    script = SHELL_ECHO
+    prefix = "shell"
+
+    def handling(self) -> dict[str, float]:
+        """Stop it; the handling times (us) its timing ring held."""
+        self.stop()
+        for line in reversed(self.output.splitlines()):
+            if line.startswith("{"):
+                return json.loads(line)
+        raise RuntimeError(f"shell echo printed no timing: {self.output!r}")
 
 
 class Daemon:
@@ -234,21 +270,26 @@ class Daemon:
 
 
 def report(phase: str, lat: dict[str, list[float]], handling: dict[str, float],
-           target: float) -> dict:
+           target: float, floor: dict[str, float]) -> dict:
     echo = percentiles([x * 1000 for x in lat["echo"]])
     mfd = percentiles([x * 1000 for x in lat["melodyflowd"]])
+    shell = percentiles([x * 1000 for x in lat["shell"]])
     print(f"\n== {phase} ==")
-    print(f"{'':14}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
-    for name, p in (("echo client", echo), ("melodyflowd", mfd)):
-        print(f"{name:14}{p['n']:>6}{p['p50']:>10.3f}{p['p99']:>10.3f}{p['max']:>10.3f}")
+    print(f"{'':22}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
+    for name, p in (("echo client", echo), ("ports.py, no engine", shell),
+                    ("melodyflowd", mfd)):
+        print(f"{name:22}{p['n']:>6}{p['p50']:>10.3f}{p['p99']:>10.3f}{p['max']:>10.3f}")
     r50, r99 = mfd["p50"] / echo["p50"], mfd["p99"] / echo["p99"]
     print(f"ratio melodyflowd/echo: p50 {r50:.3f}  p99 {r99:.3f}  (target p99 <= {target:.2f}:"
           f" {'met' if r99 <= target else 'NOT met'})")
     print(f"engine handling time in the callback (handle()), us: p50 {handling['p50']:.1f} "
           f"p99 {handling['p99']:.1f} max {handling['max']:.1f} over {handling['n']:.0f} "
           f"messages (target p99 <= 50 us: {'met' if handling['p99'] <= 50 else 'NOT met'})")
+    print(f"  the same callback with an identity handler instead of the engine, us: p50 "
+          f"{floor['p50']:.1f} p99 {floor['p99']:.1f} max {floor['max']:.1f} "
+          f"over {floor['n']:.0f} messages")
     return {"echo_ms": echo, "melodyflowd_ms": mfd, "ratio_p50": r50, "ratio_p99": r99,
-            "handling_us": handling,
+            "shell_ms": shell, "handling_us": handling, "shell_handling_us": floor,
             # every latency, for the histograms of bench/report.py
             "samples_ms": {name: [round(x * 1000, 4) for x in values]
                            for name, values in lat.items()}}
@@ -292,10 +333,14 @@ def main() -> int:
             server.wait_for_ports([daemon.in_name, daemon.out_name])
             if not answering(rtmidi, (daemon.in_name, daemon.out_name)):
                 raise RuntimeError("melodyflowd does not answer notes")
-            subjects = {"echo": echo.ports, "melodyflowd": (daemon.in_name, daemon.out_name)}
+            shell = ShellEcho(server)
+            shell.start(rtmidi)
+            subjects = {"echo": echo.ports, "shell": shell.ports,
+                        "melodyflowd": (daemon.in_name, daemon.out_name)}
             lat = measure(rtmidi, subjects, args.notes, args.seed)
             handling = daemon.stop()
-            results["idle"] = report("idle (playing a bank)", lat, handling, 1.05)
+            results["idle"] = report("idle (playing a bank)", lat, handling, 1.05,
+                                     shell.handling())
             if not args.skip_regen:
                 results["regenerating"] = regen_phase(rtmidi, server, work, chart, echo, args)
         finally:
@@ -326,7 +371,10 @@ def regen_phase(rtmidi, server: JackServer, work: Path, chart: Path, echo: Echo,
     server.wait_for_ports([daemon.in_name, daemon.out_name])
     if not answering(rtmidi, (daemon.in_name, daemon.out_name)):
         raise RuntimeError("melodyflowd (generating) does not answer notes")
-    subjects = {"echo": echo.ports, "melodyflowd": (daemon.in_name, daemon.out_name)}
+    shell = ShellEcho(server)
+    shell.start(rtmidi)
+    subjects = {"echo": echo.ports, "shell": shell.ports,
+                "melodyflowd": (daemon.in_name, daemon.out_name)}
     state = {"asked": 0, "busy_notes": 0}
 
     def keep_busy(_i: int) -> None:
@@ -340,7 +388,7 @@ def regen_phase(rtmidi, server: JackServer, work: Path, chart: Path, echo: Echo,
     lat = measure(rtmidi, subjects, args.notes, args.seed + 1, during=keep_busy)
     handling = daemon.stop()
     generated = daemon.count("phrase bank ready") - 1
-    result = report("while regenerating", lat, handling, 1.10)
+    result = report("while regenerating", lat, handling, 1.10, shell.handling())
     print(f"regenerations finished during the phase: {generated}; a generation was running "
           f"during {100 * state['busy_notes'] / max(1, args.notes):.0f}% of the notes")
     result["regenerations"] = generated
