@@ -255,11 +255,12 @@ class Daemon:
             log.error("chart reload failed: %s: %s; the old chart keeps playing",
                       settings.chart, exc.strerror or exc)
             return
-        for part in ("engine", "ports"):
-            if getattr(settings, part) != getattr(self.settings, part):
-                log.warning("%s settings changed: they take effect at the next restart", part)
-        live = {"engine": self.settings.engine, "ports": self.settings.ports}
-        self.settings = replace(settings, **live)
+        if settings.ports != self.settings.ports:
+            log.warning("port settings changed: they take effect at the next restart")
+        if settings.engine != self.settings.engine:
+            self.engine.update_settings(settings.engine)      # live from the next message
+            log.info("engine settings updated")
+        self.settings = replace(settings, ports=self.settings.ports)
         logging.getLogger("melodyflowd").setLevel(
             getattr(logging, str(self.settings.log_level).upper(), logging.INFO))
         self.regenerate("SIGHUP", chart)

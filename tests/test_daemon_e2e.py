@@ -215,6 +215,11 @@ def test_control_cc_watchdog_stats_and_a_bad_config_on_sighup(jack_server, tmp_p
         mark = len(daemon.lines)
         peer.send([0xB0, 20, 127])
         assert daemon.wait_log("(control CC; saved bank", timeout=3, after=mark), daemon.log()
+        # A changed engine setting applies live: phrase notes now go out on channel 5.
+        config.write_text("stats_interval: 0.3\nengine:\n  out_channel: 5\n")
+        mark = len(daemon.lines)
+        daemon.send_signal(signal.SIGHUP)
+        assert daemon.wait_log("engine settings updated", timeout=3, after=mark), daemon.log()
         # A config that became invalid: reported, the running one stays, play goes on.
         config.write_text("stats_interval: 0.3\nno_such_setting: 1\n")
         mark = len(daemon.lines)
@@ -224,6 +229,7 @@ def test_control_cc_watchdog_stats_and_a_bad_config_on_sighup(jack_server, tmp_p
         peer.send([0x90, 60, 100])
         peer.send([0x80, 60, 0])
         assert peer.wait_for(lambda got: len(note_ons(got)) == 1, timeout=3), daemon.log()
+        assert note_ons(peer.messages())[0][0] == 4           # channel 5, still
         time.sleep(0.7)
     finally:
         if peer is not None:
