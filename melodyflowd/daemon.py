@@ -6,11 +6,18 @@ Thin shell around the pure engine. Two threads matter:
   which takes effect at the next bar line), the systemd watchdog and the stats line.
 
 Signals only set flags; the main loop acts on them between two sleeps:
-  SIGHUP           reread config and chart, regenerate, swap at the next bar line; an
+  SIGHUP           reread config and chart, regenerate, swap at the next bar line; changed
+                   engine settings apply at once, port settings at the next start; an
                    invalid chart or config is logged and the old one keeps playing
-  SIGUSR1          regenerate (a new bank for the same chart)
+  SIGUSR1          regenerate (a new bank for the same chart; with --phrases: reread it)
   SIGTERM, SIGINT  stop the callback, send the note-offs owed (engine.panic), close the
                    ports, exit 0
+
+Exit status: 0 after SIGTERM/SIGINT; 2 for what the user fixes (chart, bank, config,
+model, port name; raised as UserError to the CLI); 1 when the JACK server under the
+ports went away or restarted (systemd's Restart=on-failure then starts us on the new one),
+or when the main loop failed ten turns in a row. A generator child that dies is restarted
+by the GeneratorClient while the current bank keeps playing.
 """
 
 from __future__ import annotations
@@ -279,21 +286,18 @@ class Daemon:
         pct = timing.percentiles() if timing is not None else {}
         handling = ("handling p50 {p50:.1f} us p99 {p99:.1f} us max {max:.1f} us (n={n:.0f})"
                     .format(**pct) if pct else "handling: no messages yet")
-        variation = getattr(engine, "variation", None)
-        n_var = getattr(getattr(engine, "bank", None), "n_variations", None)
-        var_text = f"{variation + 1}/{n_var}" if isinstance(variation, int) and n_var else "-"
-        return (f"stats: notes remapped {getattr(engine, 'notes_remapped', 0)}, "
+        return (f"stats: notes remapped {engine.notes_remapped}, "
                 f"messages {timing.count[0] if timing else 0}, {handling}, "
-                f"dropped {getattr(engine, 'dropped', 0)}, "
-                f"engine errors {getattr(engine, 'errors', 0)}, "
+                f"dropped {engine.dropped}, engine errors {engine.errors}, "
                 f"callback errors {timing.errors[0] if timing else 0}, "
-                f"bank swaps {getattr(engine, 'swaps', 0)}, "
+                f"bank swaps {engine.swaps}, "
                 f"bank age {_age(time.monotonic() - self.bank_since)} ({self.bank_source}), "
-                f"variation {var_text}")
+                f"variation {engine.variation + 1}/{engine.bank.n_variations}")
 
     def _status(self) -> str:
-        title = getattr(self.chart, "title", None) or self.settings.chart
-        return f"playing {title}; {getattr(self.engine, 'notes_remapped', 0)} notes remapped"
+        title = self.chart.title or self.settings.chart
+        remapped = self.engine.notes_remapped if self.engine is not None else 0
+        return f"playing {title}; {remapped} notes remapped"
 
     # -- lifecycle -----------------------------------------------------------------------
     def run(self) -> int:
