@@ -287,7 +287,8 @@ class Daemon:
         handling = ("handling p50 {p50:.1f} us p99 {p99:.1f} us max {max:.1f} us (n={n:.0f})"
                     .format(**pct) if pct else "handling: no messages yet")
         return (f"stats: notes remapped {engine.notes_remapped}, "
-                f"messages {timing.count[0] if timing else 0}, {handling}, "
+                f"messages {timing.count[0] if timing else 0}, "
+                f"sent {timing.sent[0] if timing else 0}, {handling}, "
                 f"dropped {engine.dropped}, engine errors {engine.errors}, "
                 f"callback errors {timing.errors[0] if timing else 0}, "
                 f"bank swaps {engine.swaps}, "

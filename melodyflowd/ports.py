@@ -127,6 +127,7 @@ class Timing:
 
     ring: array = field(default_factory=lambda: array("q", bytes(8 * RING_SIZE)))
     count: list[int] = field(default_factory=lambda: [0])     # messages handled, ever
+    sent: list[int] = field(default_factory=lambda: [0])      # messages the callback sent
     errors: list[int] = field(default_factory=lambda: [0])    # handler exceptions, ever
 
     def samples(self) -> list[int]:
@@ -148,7 +149,7 @@ class Timing:
 
 def _make_callback(handler: Handler, send: Callable[[Sequence[int]], None],
                    timing: Timing) -> Callable[[tuple[list[int], float], object], None]:
-    ring, count, errors = timing.ring, timing.count, timing.errors
+    ring, count, errors, sent = timing.ring, timing.count, timing.errors, timing.sent
     clock = time.perf_counter_ns
 
     def on_midi(event: tuple[list[int], float], _data: object = None) -> None:
@@ -158,6 +159,7 @@ def _make_callback(handler: Handler, send: Callable[[Sequence[int]], None],
             took = clock() - start
             for message in out:
                 send(message)
+            sent[0] += len(out)
         except Exception:
             errors[0] += 1
             took = clock() - start
@@ -244,8 +246,10 @@ class Ports:
         return None
 
     def send(self, message: Sequence[int]) -> None:
+        """Send from the main loop (the note-offs owed at shutdown, after stop_input)."""
         if self._out is not None:
             self._out.send_message(list(message))
+            self.timing.sent[0] += 1
 
     def stop_input(self) -> None:
         """Stop calling the handler (the input port stays until close)."""

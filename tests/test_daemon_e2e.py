@@ -68,38 +68,59 @@ def play(clock: ClockSender, peer, presses: list[tuple[int, float]], hold: float
 
 
 def write_files(tmp_path: Path, notes=NOTES) -> tuple[Path, Path]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     chart = tmp_path / "iivi.yaml"
     chart.write_text(CHART)
     bank = write_bank(tmp_path / "bank.json", BARS, [notes], title="ii-V-I test", tempo=120)
     return chart, bank
 
 
-@pytest.mark.jack
-def test_ii_v_i_with_midi_clock_plays_the_banks_notes_for_each_bar(jack_server, tmp_path):
+PRESSES = [(0, 0.5), (0, 1.5), (0, 2.5), (1, 0.5), (1, 1.5), (1, 2.5),
+           (2, 0.5), (2, 2.5), (3, 0.5), (3, 1.5), (3, 2.5), (3, 3.5)]
+
+
+def _ii_v_i_once(jack_server, tmp_path: Path):
+    """One take: the daemon, a clock at 240 bpm, the presses. Returns what came out, the
+    velocities played, the daemon, and why JACK may have lost messages (None: it did not).
+    """
     chart, bank = write_files(tmp_path)
     daemon = DaemonProcess(jack_server, tmp_path, ["--chart", str(chart), "--phrases", str(bank)])
     peer = None
     try:
         daemon.wait_ready()
         peer = daemon.peer()
-        presses = [(0, 0.5), (0, 1.5), (0, 2.5), (1, 0.5), (1, 1.5), (1, 2.5),
-                   (2, 0.5), (2, 2.5), (3, 0.5), (3, 1.5), (3, 2.5), (3, 3.5)]
         clock = ClockSender(peer, BPM).start()
         try:
             clock.wait_until_beat(0.2)
             peer.send([0xB0, 7, 99])                         # a CC: passes through
-            velocities = play(clock, peer, presses)
+            velocities = play(clock, peer, PRESSES)
         finally:
             clock.stop(send_stop=True)
-        assert peer.wait_for(lambda got: not note_balance(got)[0], timeout=3)
+        peer.wait_for(lambda got: not note_balance(got)[0], timeout=3)
+        daemon.stop()
+        time.sleep(0.1)
         got = peer.messages()
+        loss = daemon.transport_loss(peer)
     finally:
         if peer is not None:
             peer.close()
-        status = daemon.stop()
-    assert status == 0, daemon.log()
+        daemon.stop()
+    return got, velocities, daemon, loss
+
+
+@pytest.mark.jack
+def test_ii_v_i_with_midi_clock_plays_the_banks_notes_for_each_bar(jack_server, tmp_path):
+    # A take in which JACK dropped messages (a client that missed a period on this busy
+    # machine: the daemon's own counters show it) proves nothing either way: take again.
+    for take in range(3):
+        got, velocities, daemon, loss = _ii_v_i_once(jack_server, tmp_path / f"take{take}")
+        if loss is None:
+            break
+        print(f"take {take}: {loss}; again")
+    assert loss is None, f"every take lost messages in JACK: {loss}"
+    assert daemon.proc.returncode == 0, daemon.log()
     ons = [m for m in got if len(m) == 3 and m[0] == 0x90 and m[2] > 0]
-    assert [m[1] for m in ons] == expected_pitches(NOTES, presses), daemon.log()
+    assert [m[1] for m in ons] == expected_pitches(NOTES, PRESSES), daemon.log()
     assert [m[2] for m in ons] == velocities                 # the player's dynamics
     assert [0xB0, 7, 99] in got
     sounding, orphans = note_balance(got)

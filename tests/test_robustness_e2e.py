@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import time
 from pathlib import Path
@@ -47,10 +46,13 @@ def final_stats(daemon: DaemonProcess) -> str:
     return stats[-1]
 
 
-def test_bad_input_all_channels_sysex_and_a_flood(jack_server, tmp_path):
+def _bad_input_once(jack_server, tmp_path: Path):
+    """One take: bad messages, SysEx, all 16 channels, then a flood of 1000 notes/s for
+    two seconds. Returns (alive, exit status, messages out, daemon, peer, JACK loss)."""
     chart, bank = write_files(tmp_path)
     daemon = DaemonProcess(jack_server, tmp_path, ["--chart", str(chart), "--phrases", str(bank)])
     peer = None
+    alive = False
     try:
         daemon.wait_ready()
         peer = daemon.peer()
@@ -69,11 +71,11 @@ def test_bad_input_all_channels_sysex_and_a_flood(jack_server, tmp_path):
         # All 16 channels at once, then all up (and one more up that was never down).
         for channel in range(16):
             peer.send([0x90 | channel, 40 + channel, 100])
-        assert peer.wait_for(lambda got: len(note_ons(got)) >= 16, timeout=3), daemon.log()
+        peer.wait_for(lambda got: len(note_ons(got)) >= 16, timeout=3)
         for channel in range(16):
             peer.send([0x80 | channel, 40 + channel, 0])
         peer.send([0x80, 40, 0])
-        assert peer.wait_for(lambda got: not note_balance(got)[0], timeout=3)
+        peer.wait_for(lambda got: not note_balance(got)[0], timeout=3)
         assert daemon.proc.poll() is None, daemon.log()
 
         # A flood: 1000 note-ons a second for two seconds over 16 channels, each key up
@@ -96,29 +98,38 @@ def test_bad_input_all_channels_sysex_and_a_flood(jack_server, tmp_path):
             time.sleep(0.0003)
         for _, message in down:
             peer.send(message)
-        assert peer.wait_for(lambda got: not note_balance(got)[0], timeout=5), \
-            note_balance(peer.messages())
-        time.sleep(0.1)
-        got = peer.messages()
+        peer.wait_for(lambda got: not note_balance(got)[0], timeout=5)
         alive = daemon.proc.poll() is None
     finally:
-        if peer is not None:
-            peer.close()
         status = daemon.stop()
-    assert alive, daemon.log()
-    assert status == 0, daemon.log()
+        if peer is not None:
+            time.sleep(0.1)
+            peer.close()
+    joined = 2                           # the cut SysEx takes the next two messages in
+    return alive, status, peer.messages(), daemon, peer, daemon.transport_loss(peer, joined)
+
+
+def test_bad_input_all_channels_sysex_and_a_flood(jack_server, tmp_path):
+    # A take in which JACK dropped messages (a client missed a period on this busy machine:
+    # the daemon's counters against the peer's show it) cannot prove note balance at the
+    # far end: take again (the daemon must have survived every take).
+    for take in range(3):
+        alive, status, got, daemon, peer, loss = _bad_input_once(jack_server,
+                                                                 tmp_path / f"take{take}")
+        assert alive and status == 0, daemon.log()
+        stats = final_stats(daemon)
+        assert "engine errors 0" in stats and "callback errors 0" in stats, stats
+        if loss is None:
+            break
+        print(f"take {take}: {loss}; again")
+    assert loss is None, f"every take lost messages in JACK: {loss}"
     sounding, orphans = note_balance(got)
     assert sounding == {} and orphans == []
     assert SYSEX in got and LONG_SYSEX in got               # SysEx passes through whole
-    # Every key made a note. Not exactly every one: JACK drops the events of a period that a
-    # client misses, and on a busy 2-core machine without realtime scheduling the daemon
-    # misses one now and then (its stats line says how many messages it got).
-    stats = final_stats(daemon)
-    handled = int(re.search(r"messages (\d+)", stats).group(1))
-    remapped = int(re.search(r"notes remapped (\d+)", stats).group(1))
-    assert handled >= 0.99 * (2 * 2000 + 32 + len(BAD)), stats
-    assert len(note_ons(got)) == remapped >= 0.99 * (2000 + 16), stats
-    assert "engine errors 0" in stats and "callback errors 0" in stats, stats
+    counters = daemon.final_stats()
+    joined = 2                                              # see _bad_input_once
+    assert counters["messages"] == peer.sent - joined       # nothing lost, nothing invented
+    assert len(note_ons(got)) == counters["notes_remapped"] >= 2000 + 16
 
 
 def _generator_child(pid: int) -> int | None:
@@ -191,11 +202,15 @@ def test_generator_child_killed_the_old_bank_keeps_playing_and_a_new_child_comes
         assert _play_notes(peer, 2) == 2, daemon.log()
         alive = daemon.proc.poll() is None
     finally:
-        if peer is not None:
-            peer.close()
         status = daemon.stop()
+        if peer is not None:
+            time.sleep(0.1)
+            peer.close()
     assert alive and status == 0, daemon.log()
-    assert note_balance(peer.messages()) == ({}, [])
+    sounding, orphans = note_balance(peer.messages())
+    assert sounding == {}
+    if daemon.transport_loss(peer) is None:          # (a lost note-on leaves its off alone)
+        assert orphans == []
 
 
 @pytest.mark.jack
