@@ -172,46 +172,58 @@ def test_sigint_stops_cleanly_too(jack_server, tmp_path):
 @pytest.mark.jack
 def test_sighup_invalid_chart_keeps_the_old_one_and_a_new_bank_swaps_at_the_bar_line(
         jack_server, tmp_path):
-    chart, bank = write_files(tmp_path)
-    daemon = DaemonProcess(jack_server, tmp_path, ["--chart", str(chart), "--phrases", str(bank)])
-    peer = None
-    try:
-        daemon.wait_ready()
-        peer = daemon.peer()
-        clock = ClockSender(peer, BPM).start()
+    first = [(0, 0.5), (0, 1.5)]
+    second = [(1, 2.5), (2, 0.5)]
+    third = [(3, 2.5)]
+    fourth = [(4, 0.5), (5, 0.5)]                    # the form loops: bars 0 and 1
+
+    def take(workdir: Path):
+        chart, bank = write_files(workdir)
+        daemon = DaemonProcess(jack_server, workdir,
+                               ["--chart", str(chart), "--phrases", str(bank)])
+        peer = None
         try:
-            first = [(0, 0.5), (0, 1.5)]
-            play(clock, peer, first)
-            # Bar 1: the chart file turns invalid; SIGHUP; the old chart keeps playing.
-            clock.wait_until_beat(4.1)
-            chart.write_text(CHART.replace("G7", "Q#lydian"))
-            mark = len(daemon.lines)
-            daemon.send_signal(signal.SIGHUP)
-            assert daemon.wait_log("chart reload failed", timeout=2, after=mark), daemon.log()
-            second = [(1, 2.5), (2, 0.5)]
-            play(clock, peer, second)
-            # Bar 3: a valid chart and a new bank (an octave lower); SIGHUP mid-bar. The rest
-            # of this bar is still the old bank; from the next bar line on, the new one.
-            clock.wait_until_beat(12.2)
-            write_files(tmp_path, NOTES_LOW)
-            mark = len(daemon.lines)
-            daemon.send_signal(signal.SIGHUP)
-            assert daemon.wait_log("swaps in at the next bar line", timeout=2, after=mark), \
-                daemon.log()
-            third = [(3, 2.5)]
-            fourth = [(4, 0.5), (5, 0.5)]                    # the form loops: bars 0 and 1
-            play(clock, peer, third)
-            play(clock, peer, fourth)
+            daemon.wait_ready()
+            peer = daemon.peer()
+            clock = ClockSender(peer, BPM).start()
+            try:
+                play(clock, peer, first)
+                # Bar 1: the chart file turns invalid; SIGHUP; the old chart keeps playing.
+                clock.wait_until_beat(4.1)
+                chart.write_text(CHART.replace("G7", "Q#lydian"))
+                mark = len(daemon.lines)
+                daemon.send_signal(signal.SIGHUP)
+                assert daemon.wait_log("chart reload failed", timeout=2, after=mark), \
+                    daemon.log()
+                play(clock, peer, second)
+                # Bar 3: a valid chart and a new bank (an octave lower); SIGHUP mid-bar. The
+                # rest of this bar is still the old bank; from the next bar line, the new.
+                clock.wait_until_beat(12.2)
+                write_files(workdir, NOTES_LOW)
+                mark = len(daemon.lines)
+                daemon.send_signal(signal.SIGHUP)
+                assert daemon.wait_log("swaps in at the next bar line", timeout=2,
+                                       after=mark), daemon.log()
+                play(clock, peer, third)
+                play(clock, peer, fourth)
+            finally:
+                clock.stop(send_stop=True)
+            peer.wait_for(lambda got: not note_balance(got)[0], timeout=3)
+            daemon.stop()
+            time.sleep(0.1)
+            return peer.messages(), daemon, daemon.transport_loss(peer)
         finally:
-            clock.stop(send_stop=True)
-        assert peer.wait_for(lambda got: not note_balance(got)[0], timeout=3)
-        got = peer.messages()
-    finally:
-        if peer is not None:
-            peer.close()
-        status = daemon.stop()
-    assert status == 0, daemon.log()
-    assert daemon.proc.returncode == 0
+            if peer is not None:
+                peer.close()
+            daemon.stop()
+
+    for attempt in range(3):                  # again when JACK dropped messages (see above)
+        got, daemon, loss = take(tmp_path / f"take{attempt}")
+        if loss is None:
+            break
+        print(f"take {attempt}: {loss}; again")
+    assert loss is None, f"every take lost messages in JACK: {loss}"
+    assert daemon.proc.returncode == 0, daemon.log()
     pitches = [p for _, p in note_ons(got)]
     old_part = expected_pitches(NOTES, first + second + third)
     new_part = expected_pitches(NOTES_LOW, fourth)
