@@ -305,7 +305,7 @@ def run_soak(cfg: SoakConfig, workdir: Path, log=print) -> dict[str, Any]:
     crashes["exit_status_nonzero"] = int(status != 0)
     stats = [line for line in daemon.lines if "stats:" in line]
     last = stats[-1] if stats else ""
-    for name in ("notes remapped", "messages"):
+    for name in ("notes remapped", "messages", "sent"):
         found = re.search(rf"{name} (\d+)", last)
         result[f"daemon_{name.replace(' ', '_')}"] = int(found.group(1)) if found else None
     sent = result.get("sent")
@@ -319,6 +319,12 @@ def run_soak(cfg: SoakConfig, workdir: Path, log=print) -> dict[str, Any]:
     owed = [line for line in daemon.lines if "note-offs for what was sounding" in line]
     result["engine_owed_at_stop"] = sum(int(re.search(r"sent (\d+)", line).group(1))
                                         for line in owed)
+    if "transport_lost" in result and result.get("daemon_sent") is not None:
+        # every message the daemon's callback sent (its stats line counts them; the
+        # note-offs owed at SIGTERM went out after the peer's account was taken)
+        result["transport_lost"]["from_melodyflowd"] = (
+            result["daemon_sent"] - result["engine_owed_at_stop"]
+            - result["received"]["melodyflowd"]["total"])
     for name in ("engine errors", "callback errors"):
         found = re.search(rf"{name} (\d+)", last)
         crashes[name.replace(" ", "_")] = int(found.group(1)) if found else -1
