@@ -1,7 +1,7 @@
 """Run the benchmarks into bench/results/*.json and write docs/benchmarks.md with plots.
 
     python3 bench/report.py machine              # this machine -> results/machine.json
-    python3 bench/report.py latency [--realtime] # bench/latency.py -> results/latency.json
+    python3 bench/report.py latency [ARGS...]    # bench/latency.py -> results/latency.json
     python3 bench/report.py generate [ARGS...]   # bench/generate.py -> results/generate.json
     python3 bench/report.py soak [ARGS...]       # bench/soak.py -> results/soak.json
     python3 bench/report.py write                # results/*.json -> docs/benchmarks.md,
@@ -452,8 +452,9 @@ def main() -> int:
         if step == "machine":
             (RESULTS / "machine.json").write_text(json.dumps(machine(), indent=1))
         elif step == "latency":
+            # no --realtime in "all": see the observations on realtime JACK in the report
             _run([py, "bench/latency.py", "--json", str(RESULTS / "latency.json"),
-                  *(rest if command != "all" else ["--realtime"])])
+                  *(rest if command != "all" else [])])
         elif step == "generate":
             before = os.getloadavg()
             text = _run([py, "bench/generate.py", *(rest if command != "all" else [])])
