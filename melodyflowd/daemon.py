@@ -22,6 +22,7 @@ by the GeneratorClient while the current bank keeps playing.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -329,6 +330,11 @@ class Daemon:
             transport = Transport(self.chart.tempo, self.chart.beats_per_bar)
             self.engine = Engine(settings.engine, self.chart, bank, transport)
             self.regenerate_seen = self.engine.regenerate_requests
+            # What start-up made lives as long as we do: out of the collector's sight, so
+            # a full collection (it runs in whichever thread allocates, the callback too)
+            # walks only what came later.
+            gc.collect()
+            gc.freeze()
             self.ports = open_ports(settings.ports, self.engine.handle)
             log.info("ready: %r -> %r on %s; %d bars, %d variations", settings.ports.in_name,
                      settings.ports.out_name, settings.ports.backend, len(self.chart.bars),
