@@ -483,6 +483,18 @@ def make_plots(result: dict, out_dir: Path) -> list[str]:
     return files
 
 
+def _verdict(nll: dict) -> str:
+    gap = nll["trigram_pitch_nll"] - nll["model_pitch_nll"]
+    if gap > 0:
+        return (f"The model beats the trigram baseline by {gap:.3f} nats per note "
+                f"(pitch perplexity {math.exp(nll['model_pitch_nll']):.1f} vs "
+                f"{math.exp(nll['trigram_pitch_nll']):.1f}).")
+    return (f"The model does **not** beat the trigram baseline: it is {-gap:.3f} nats per "
+            f"note worse (pitch perplexity {math.exp(nll['model_pitch_nll']):.1f} vs "
+            f"{math.exp(nll['trigram_pitch_nll']):.1f}); it is under-trained for want of CPU "
+            "time, and the generator leans on the chord-scale processor for pitch.")
+
+
 def markdown_report(result: dict, plots: list[str]) -> str:
     nll = result["nll"]
     lines = ["# Evaluation", "",
@@ -499,6 +511,7 @@ def markdown_report(result: dict, plots: list[str]) -> str:
              f"{nll['trigram_pitch_nll']:.3f} |",
              f"| **this model** (sees rhythm and chord markers too) | "
              f"**{nll['model_pitch_nll']:.3f}** |", "",
+             _verdict(nll),
              f"The model's NLL of the whole note line (pitch, duration, wait, newline) is "
              f"{nll['model_note_nll']:.3f} nats per note.", "",
              "### Generated lines vs the humans", "",
