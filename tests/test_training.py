@@ -180,3 +180,21 @@ def test_pipeline_end_to_end(data_dir, solos, tmp_path):
                  "nll.png"):
         assert (out / name).is_file(), name
     assert "pitch NLL" in (model_dir / "MODEL_CARD.md").read_text()
+
+
+def test_llama_midi_documents_use_its_format_and_the_instrument(solos):
+    from training.finetune import base_profile
+
+    profile = base_profile("dx2102/llama-midi")
+    assert profile.columns == ("pitch", "duration", "wait", "velocity", "program")
+    solo = solos[0]
+    doc = prep.documents([solo], profile)[0]
+    title, header = doc.text.split("\n")[:2]
+    assert title == solo.title and header == profile.header
+    notes = [i for i in parse_text(doc.text, profile) if isinstance(i, TextNote)]
+    assert {n.program for n in notes} == {prep.GM_PROGRAMS[solo.instrument]}
+    assert {n.velocity for n in notes} == {prep.DEFAULT_VELOCITY}
+    # milliseconds: an eighth note at the solo's tempo is 30000 / tempo ms
+    chunk = prep.chunk_notes(solo.notes)[0]
+    ticks = chunk[1].onset - chunk[0].onset
+    assert notes[0].wait == round(ticks * 60000 / (solo.tempo * prep.TICKS_PER_BEAT))

@@ -56,6 +56,9 @@ PITCH_RANGE = (34, 100)             # transposed notes stay inside this (WJazzD:
 MAX_NOTES = 110                     # notes a document: <= ~512 tokens with markers
 DEFAULT_VELOCITY = 80               # the copy has no loudness: every note gets this
 DEFAULT_PROGRAM = 66                # GM tenor sax (0-based), for profiles with a program column
+#: WJazzD instrument -> General MIDI program (0-based), for formats with a program column
+GM_PROGRAMS = {"ss": 64, "as": 65, "ts": 66, "bs": 67, "tp": 56, "cor": 56, "tb": 57,
+               "cl": 71, "bcl": 71, "fl": 73, "p": 0, "g": 26, "vib": 11, "b": 32, "ts-c": 66}
 GENERIC_STYLE = "jazz"              # render_prompt's word for "no style given"
 STYLES = {"BEBOP": "bebop", "COOL": "cool", "HARDBOP": "hardbop", "POSTBOP": "postbop",
           "SWING": "swing", "TRADITIONAL": "traditional", "FUSION": "fusion", "FREE": "free"}
@@ -98,12 +101,14 @@ class Solo:
     tempo: float          # quarter-note bpm
     lead_sheet: str       # solo_info.chord_changes
     notes: list[Note] = field(default_factory=list)
+    instrument: str = ""  # solo_info.instrument: "ts", "as", "tp", ...
     split: str = "train"
 
     def to_json(self) -> dict:
         return {"melid": self.melid, "performer": self.performer, "title": self.title,
                 "style": self.style, "key_root": self.key_root, "key_minor": self.key_minor,
                 "tempo": self.tempo, "split": self.split, "lead_sheet": self.lead_sheet,
+                "instrument": self.instrument,
                 "notes": [[n.onset, n.duration, n.pitch, n.chord, int(n.downbeat)]
                           for n in self.notes]}
 
@@ -114,7 +119,7 @@ class Solo:
         return cls(melid=data["melid"], performer=data["performer"], title=data["title"],
                    style=data["style"], key_root=data["key_root"], key_minor=data["key_minor"],
                    tempo=data["tempo"], lead_sheet=data.get("lead_sheet", ""), notes=notes,
-                   split=data["split"])
+                   split=data["split"], instrument=data.get("instrument", ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,10 +196,10 @@ def load_solos(db_path: str | Path, *, limit: int | None = None) -> list[Solo]:
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         infos = con.execute(
-            "SELECT melid, performer, title, style, avgtempo, key, signature, chord_changes "
-            "FROM solo_info ORDER BY melid").fetchall()
+            "SELECT melid, performer, title, style, avgtempo, key, signature, chord_changes, "
+            "instrument FROM solo_info ORDER BY melid").fetchall()
         solos: list[Solo] = []
-        for melid, performer, title, style, tempo, key, signature, changes in infos:
+        for melid, performer, title, style, tempo, key, signature, changes, instr in infos:
             if limit is not None and len(solos) >= limit:
                 break
             if signature not in ("4/4", "") or not tempo:
@@ -213,6 +218,7 @@ def load_solos(db_path: str | Path, *, limit: int | None = None) -> list[Solo]:
                 melid=melid, performer=performer or "", title=title or "",
                 style=STYLES.get((style or "").upper(), GENERIC_STYLE), key_root=root,
                 key_minor=minor, tempo=float(tempo), lead_sheet=changes or "",
+                instrument=(instr or "").strip().lower(),
                 notes=_solo_notes(melody, [b[:4] for b in beats])))
         return solos
     except sqlite3.DatabaseError as exc:
@@ -303,6 +309,7 @@ def render_chunk(notes: Sequence[Note], solo: Solo, profile: ModelProfile, *, sh
                  style: str | None = None, key: str | None = None) -> str:
     """One document: prompt, then a marker line at each chord change and one note a line."""
     tempo = solo.tempo
+    program = GM_PROGRAMS.get(solo.instrument, profile.default_program)
     items: list[TextNote | ChordMarker] = []
     last: str | None = None
     for i, note in enumerate(notes):
@@ -316,7 +323,7 @@ def render_chunk(notes: Sequence[Note], solo: Solo, profile: ModelProfile, *, sh
             pitch=note.pitch + shift,
             duration=max(1, _units(note.duration, tempo, profile)),
             wait=_units(nxt - note.onset, tempo, profile),
-            velocity=profile.default_velocity, program=profile.default_program))
+            velocity=profile.default_velocity, program=program))
     if key is None:
         key = key_name(None if solo.key_root is None else (solo.key_root + shift) % 12,
                        solo.key_minor)
