@@ -81,13 +81,23 @@ def _pretrain_commands(log: dict) -> list[str]:
     phases = log.get("phases") or [{"budget_minutes": log.get("config", {}).get(
         "budget_minutes", 28), "seed": 0, "init": None}]
     out = []
-    for p in phases:
+    for i, p in enumerate(phases):
         cmd = ("python -m training.pretrain --data runs/data --out melodyflowd/models/default "
                f"--budget-minutes {p['budget_minutes']:g}")
+        if p.get("lr") and p["lr"] != 1.5e-3:
+            cmd += f" --lr {p['lr']:g}"
+        if i == len(phases) - 1 and log.get("config", {}).get("warmup_steps", 60) != 60:
+            cmd += f" --warmup-steps {log['config']['warmup_steps']}"
         if p.get("init"):
             cmd += f" --init melodyflowd/models/default --seed {p['seed']}"
         out.append(cmd)
     return out
+
+
+def _finetune_budget(adapters: list[Path]) -> str:
+    budgets = {(read_json(p) or {}).get("budget_minutes") for p in adapters}
+    budgets.discard(None)
+    return f" --budget-minutes {budgets.pop():g}" if len(budgets) == 1 else ""
 
 
 def _phases(phases: list[dict]) -> str:
@@ -178,7 +188,7 @@ def write_model_card(model_dir: str | Path) -> Path:
               *_pretrain_commands(log),
               "python -m training.finetune --base melodyflowd/models/default --data runs/data "
               "--styles bebop,cool,hardbop,postbop,swing "
-              "--out melodyflowd/models/default/adapters",
+              "--out melodyflowd/models/default/adapters" + _finetune_budget(adapters),
               "python -m training.evaluate --model melodyflowd/models/default --data runs/data "
               "--out training/report --card melodyflowd/models/default",
               "```", "", "See training/README.md for what each step does.", ""]

@@ -495,6 +495,22 @@ def _verdict(nll: dict) -> str:
             "time, and the generator leans on the chord-scale processor for pitch.")
 
 
+def _reading(table: dict) -> str:
+    """One data-driven sentence: which generated lines sit closest to the humans."""
+    rows = {k: v for k, v in table.items() if k != "humans"}
+    if not rows:
+        return ""
+    best_pc = min(rows, key=lambda k: rows[k]["js_pc"])
+    best_iv = min(rows, key=lambda k: rows[k]["js_interval"])
+    human = table["humans"]
+    return (f"Closest to the humans: *{best_pc}* in pitch classes relative to the root "
+            f"(JS {rows[best_pc]['js_pc']:.3f}) and *{best_iv}* in intervals "
+            f"(JS {rows[best_iv]['js_interval']:.3f}). The humans play "
+            f"{human['in_scale']:.0%} of their notes inside the chord-scale and repeat a "
+            f"pitch {human['repeat_share']:.0%} of the time; a constraint that raises the "
+            "first to 100 % moves the pitch-class histogram away from theirs.")
+
+
 def markdown_report(result: dict, plots: list[str]) -> str:
     nll = result["nll"]
     lines = ["# Evaluation", "",
@@ -526,6 +542,7 @@ def markdown_report(result: dict, plots: list[str]) -> str:
         lines.append(f"| {name} | {row['notes']} | {row['in_scale']:.1%} | "
                      f"{row['js_pc']:.3f} | {row['js_interval']:.3f} | "
                      f"{row['repeat_share']:.1%} |")
+    lines += ["", _reading(result["generation"])]
     lines += ["", "Conditions: *chord-scale processor* = the shipped generation settings "
               "(soft penalty on pitches outside the chord-scale and away from the recent "
               "trend); *pentatonic/trend (original)* = a hard mask to the chord's pentatonic "
