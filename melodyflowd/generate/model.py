@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,7 +184,12 @@ def _apply_adapter(model, directory: Path):
     from peft import PeftModel
 
     try:
-        peft_model = PeftModel.from_pretrained(model, str(directory), is_trainable=False)
+        with warnings.catch_warnings():
+            # peft asks transformers a deprecated question; the warning is not ours to fix
+            # and would land in every journal.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing",
+                                    category=FutureWarning)
+            peft_model = PeftModel.from_pretrained(model, str(directory), is_trainable=False)
     except (ValueError, RuntimeError, KeyError) as exc:
         raise ModelError(f"adapter does not fit this model: {_first_line(exc)}",
                          file=str(directory)) from None
