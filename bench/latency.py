@@ -36,22 +36,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support_jack import JackServer, die_with_parent, write_bank  # noqa: E402
+from support_jack import (  # noqa: E402
+    ECHO_CLIENT,
+    JackServer,
+    bench_chart,
+    die_with_parent,
+    write_bank,
+)
 
-CHART = ('title: latency bench\ntempo: 120\ntime: 4/4\n'
-         'chords: "| Dm7 G7 | Cmaj7 | Cm7 F7 | Bbmaj7 | Ebm7 Ab7 | Dbmaj7 | Dm7b5 G7 | Cm6 |"\n')
-ECHO_CLIENT = """
-import signal, sys, rtmidi
-api = rtmidi.API_UNIX_JACK
-out = rtmidi.MidiOut(api, sys.argv[2]); out.open_virtual_port(sys.argv[2])
-inp = rtmidi.MidiIn(api, sys.argv[1]); inp.open_virtual_port(sys.argv[1])
-inp.ignore_types(sysex=False, timing=False, active_sense=False)
-send = out.send_message
-inp.set_callback(lambda event, data: send(event[0]))
-signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
-while True:
-    signal.pause()
-"""
+CHART = bench_chart("latency bench")
 
 # The shell without the engine: ports.py's callback (timing ring and all) with a handler
 # that returns the message. Its handling times are the floor the engine's sit on.

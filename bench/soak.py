@@ -55,22 +55,16 @@ for _p in (ROOT / "tests", ROOT / "bench"):
         sys.path.insert(0, str(_p))
 
 from jack_registry import reclaim_stale_servers  # noqa: E402
-from support_jack import DaemonProcess, JackServer, MidiPeer, note_balance  # noqa: E402
+from support_jack import (  # noqa: E402
+    ECHO_CLIENT,
+    DaemonProcess,
+    JackServer,
+    MidiPeer,
+    bench_chart,
+    note_balance,
+)
 
-CHART = ('title: soak\ntempo: 120\ntime: 4/4\n'
-         'chords: "| Dm7 G7 | Cmaj7 | Cm7 F7 | Bbmaj7 | Ebm7 Ab7 | Dbmaj7 | Dm7b5 G7 | Cm6 |"\n')
-ECHO_CLIENT = """
-import signal, sys, rtmidi
-api = rtmidi.API_UNIX_JACK
-out = rtmidi.MidiOut(api, sys.argv[2]); out.open_virtual_port(sys.argv[2])
-inp = rtmidi.MidiIn(api, sys.argv[1]); inp.open_virtual_port(sys.argv[1])
-inp.ignore_types(sysex=False, timing=False, active_sense=False)
-send = out.send_message
-inp.set_callback(lambda event, data: send(event[0]))
-signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
-while True:
-    signal.pause()
-"""
+CHART = bench_chart("soak")
 REGENERATE_CC = 20              # config/default.yaml: engine.controls.regenerate
 TAGS = 16 * 127                 # (channel, velocity 1..127): a tag repeats every 2032 notes
 MATCH_WINDOW = 1.0              # an answer later than this (s) is not matched to the note

@@ -354,6 +354,28 @@ class ClockSender:
             self.peer.send([0xFC])
 
 
+# The baseline the benches measure against: a plain python-rtmidi client whose
+# callback sends back what came (argv: in-port name, out-port name).
+ECHO_CLIENT = """
+import signal, sys, rtmidi
+api = rtmidi.API_UNIX_JACK
+out = rtmidi.MidiOut(api, sys.argv[2]); out.open_virtual_port(sys.argv[2])
+inp = rtmidi.MidiIn(api, sys.argv[1]); inp.open_virtual_port(sys.argv[1])
+inp.ignore_types(sysex=False, timing=False, active_sense=False)
+send = out.send_message
+inp.set_callback(lambda event, data: send(event[0]))
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+while True:
+    signal.pause()
+"""
+
+
+def bench_chart(title: str) -> str:
+    """The eight-bar chart the latency and soak benches play (chord changes every bar)."""
+    return (f"title: {title}\ntempo: 120\ntime: 4/4\n"
+            'chords: "| Dm7 G7 | Cmaj7 | Cm7 F7 | Bbmaj7 | Ebm7 Ab7 | Dbmaj7 | Dm7b5 G7 | Cm6 |"\n')
+
+
 DAEMON_CMD = (sys.executable, "-c",
               "from melodyflowd.cli import daemon_main; daemon_main(prog_name='melodyflowd')")
 
