@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from typing import Any
+
 
 class UserError(Exception):
     """Something the user can fix: a bad chart, config, model path or port.
@@ -30,3 +34,15 @@ class UserError(Exception):
                     where += f":{self.column}"
             where += ": "
         return where + self.detail
+
+
+def run_reporting_user_errors(prog: str, step: Callable[..., object], *args: Any,
+                              **kwargs: Any) -> int:
+    """Run `step` for a script's main(): 0 when it returns, a UserError's one line on stderr
+    and its exit code when it raises one (the scripts outside click share this)."""
+    try:
+        step(*args, **kwargs)
+    except UserError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0

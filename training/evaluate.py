@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from melodyflowd.errors import UserError
+from melodyflowd.errors import UserError, run_reporting_user_errors
 from melodyflowd.theory import Chord
 
 from .common import set_threads, write_json
@@ -569,14 +569,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int)
     args = parser.parse_args(argv)
-    try:
-        evaluate(args.model, args.data, args.out, adapter=args.adapter, max_bars=args.bars,
-                 variations=args.variations, max_solos=args.solos, nll_docs=args.nll_docs,
-                 seed=args.seed, threads=args.threads, card=args.card)
-    except UserError as exc:
-        print(f"evaluate: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
+    return run_reporting_user_errors(
+        "evaluate", evaluate, args.model, args.data, args.out, adapter=args.adapter,
+        max_bars=args.bars, variations=args.variations, max_solos=args.solos,
+        nll_docs=args.nll_docs, seed=args.seed, threads=args.threads, card=args.card)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from melodyflowd.errors import UserError
+from melodyflowd.errors import UserError, run_reporting_user_errors
 from melodyflowd.generate.textformat import PROFILE_FILE, ModelProfile
 
 from .common import (
@@ -263,12 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         budget_minutes=args.budget_minutes, eval_steps=args.eval_steps,
         patience=args.patience, train_docs=args.train_docs, context=args.context,
         merge=args.merge, note=args.note, seed=args.seed, threads=args.threads)
-    try:
-        finetune(cfg)
-    except UserError as exc:
-        print(f"finetune: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
+    return run_reporting_user_errors("finetune", finetune, cfg)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from melodyflowd import theory
-from melodyflowd.errors import UserError
+from melodyflowd.errors import UserError, run_reporting_user_errors
 from melodyflowd.generate.textformat import (
     PITCH_NAMES,
     ChordMarker,
@@ -461,13 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--valid-fraction", type=float, default=VALID_FRACTION)
     parser.add_argument("--seed", type=int, default=SPLIT_SEED, help="split seed")
     args = parser.parse_args(argv)
-    try:
-        prepare(args.db, args.out, limit=args.limit, valid_fraction=args.valid_fraction,
-                seed=args.seed)
-    except UserError as exc:
-        print(f"prepare: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
+    return run_reporting_user_errors("prepare", prepare, args.db, args.out, limit=args.limit,
+                                     valid_fraction=args.valid_fraction, seed=args.seed)
 
 
 if __name__ == "__main__":

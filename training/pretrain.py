@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from melodyflowd.errors import UserError
+from melodyflowd.errors import UserError, run_reporting_user_errors
 
 from .common import (
     BudgetAndProgress,
@@ -249,12 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                          eval_steps=args.eval_steps, patience=args.patience,
                          valid_docs=args.valid_docs, train_docs=args.train_docs,
                          seed=args.seed, threads=args.threads, init=args.init)
-    try:
-        pretrain(cfg)
-    except UserError as exc:
-        print(f"pretrain: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    return 0
+    return run_reporting_user_errors("pretrain", pretrain, cfg)
 
 
 if __name__ == "__main__":

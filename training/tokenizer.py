@@ -18,6 +18,8 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
+from melodyflowd.errors import UserError
+
 SPACE = "\u2581"                       # "▁": a space glued to the word after it
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 PAD, BOS, EOS, UNK = SPECIALS
@@ -75,4 +77,8 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerFast, directory: str | Path) ->
 def load_tokenizer(directory: str | Path) -> PreTrainedTokenizerFast:
     from transformers import AutoTokenizer
 
+    # Without this check a missing folder reads as a hub id and fails with a traceback.
+    if not (Path(directory) / "tokenizer.json").is_file():
+        raise UserError("no tokenizer.json here; run `python -m training.prepare` first "
+                        "and pass its --out folder as --data", file=str(directory))
     return AutoTokenizer.from_pretrained(str(directory))
