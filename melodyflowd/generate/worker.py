@@ -409,6 +409,10 @@ class _PipeLogHandler(logging.Handler):
             self.events.send(("log", record.levelno, record.name, record.getMessage()))
 
 
+def _exit_on_sigterm(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
 def _child_main(requests: Connection, events: Connection,
                 preload: tuple[str | None, str | None], threads: int, nice: int,
                 log_level: int, parent_pid: int) -> None:
@@ -418,6 +422,9 @@ def _child_main(requests: Connection, events: Connection,
     for name in ("SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)
+    # A SIGTERM to the whole group (e.g. `timeout`, `kill -- -PGID`): leave through the
+    # interpreter's exit, which releases what torch's imports hold, instead of dying raw.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with contextlib.suppress(OSError, AttributeError):
         os.nice(nice)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
