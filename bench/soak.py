@@ -61,6 +61,7 @@ from support_jack import (  # noqa: E402
     JackServer,
     MidiPeer,
     bench_chart,
+    generator_child,
     note_balance,
 )
 
@@ -139,21 +140,6 @@ def _rss_kb(pid: int | None) -> int | None:
                 return int(line.split()[1])
     except OSError:
         return None
-    return None
-
-
-def generator_child(pid: int) -> int | None:
-    """The daemon's spawned generator process (not multiprocessing's resource tracker)."""
-    children: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                children += [int(c) for c in (task / "children").read_text().split()]
-    for child in children:
-        with contextlib.suppress(OSError):
-            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
-            if b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline:
-                return child
     return None
 
 

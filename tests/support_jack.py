@@ -370,6 +370,21 @@ while True:
 """
 
 
+def generator_child(pid: int) -> int | None:
+    """The daemon's spawned generator process (not multiprocessing's resource tracker)."""
+    children: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                children += [int(c) for c in (task / "children").read_text().split()]
+    for child in children:
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+            if b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline:
+                return child
+    return None
+
+
 def bench_chart(title: str) -> str:
     """The eight-bar chart the latency and soak benches play (chord changes every bar)."""
     return (f"title: {title}\ntempo: 120\ntime: 4/4\n"

@@ -31,20 +31,22 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from jack_registry import reclaim_stale_servers
-from support_jack import DAEMON_CMD, DaemonProcess, JackServer, note_balance, note_ons
+from support_jack import (
+    DAEMON_CMD,
+    DaemonProcess,
+    JackServer,
+    generator_child,
+    note_balance,
+    note_ons,
+)
 from test_daemon_e2e import write_files
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT / "bench") not in sys.path:
-    sys.path.insert(0, str(ROOT / "bench"))
-
-from soak import generator_child  # noqa: E402
 
 pytestmark = pytest.mark.jack
 

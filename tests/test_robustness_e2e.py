@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
 from pathlib import Path
 
 import pytest
-from support_jack import DaemonProcess, note_balance, note_ons
+from support_jack import DaemonProcess, generator_child, note_balance, note_ons
 from test_daemon_e2e import write_files
 
 pytestmark = pytest.mark.jack
@@ -132,20 +131,6 @@ def test_bad_input_all_channels_sysex_and_a_flood(jack_server, tmp_path):
     assert len(note_ons(got)) == counters["notes_remapped"] >= 2000 + 16
 
 
-def _generator_child(pid: int) -> int | None:
-    """The pid of the daemon's spawned generator process (not multiprocessing's helpers)."""
-    children: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            children += [int(c) for c in (task / "children").read_text().split()]
-    for child in children:
-        with contextlib.suppress(OSError):
-            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
-            if b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline:
-                return child
-    return None
-
-
 def _play_notes(peer, count: int) -> int:
     """Press `count` keys one after the other; each must come back as a note. A press whose
     events JACK dropped (a client that missed a cycle on this busy machine) is played once
@@ -185,7 +170,7 @@ def test_generator_child_killed_the_old_bank_keeps_playing_and_a_new_child_comes
         peer = daemon.peer()
         assert _play_notes(peer, 4) == 4, daemon.log()
 
-        first_child = _generator_child(daemon.proc.pid)
+        first_child = generator_child(daemon.proc.pid)
         assert first_child is not None, daemon.log()
         mark = len(daemon.lines)
         daemon.send_signal(signal.SIGUSR1)
@@ -197,7 +182,7 @@ def test_generator_child_killed_the_old_bank_keeps_playing_and_a_new_child_comes
         # The new child answers the request the old one died on.
         assert daemon.wait_log("swaps in at the next bar line", timeout=60, after=mark), \
             daemon.log()
-        second_child = _generator_child(daemon.proc.pid)
+        second_child = generator_child(daemon.proc.pid)
         assert second_child not in (None, first_child)
         assert _play_notes(peer, 2) == 2, daemon.log()
         alive = daemon.proc.poll() is None
