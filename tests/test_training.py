@@ -170,6 +170,8 @@ def test_pipeline_end_to_end(data_dir, solos, tmp_path):
                          max_solos=1, nll_docs=2, card=str(model_dir), log=quiet)
     nll = result["nll"]
     assert nll["notes"] > 0 and math.isfinite(nll["model_pitch_nll"])
+    # renormalising over the number tokens can only raise the pitch's probability
+    assert 0 < nll["model_pitch_nll_given_note"] <= nll["model_pitch_nll"]
     assert 0 < nll["trigram_pitch_nll"] < nll["uniform_pitch_nll"]
     rows = result["generation"]
     assert set(rows) >= {"humans", ev.RANDOM, *ev.CONDITIONS}
