@@ -77,9 +77,26 @@ def _fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
+_FLAGS = ("size", "batch", "lr", "warmup_steps", "max_steps", "budget_minutes", "eval_steps",
+          "patience", "seed")
+
+
 def _pretrain_commands(log: dict) -> list[str]:
     phases = log.get("phases") or [{"budget_minutes": log.get("config", {}).get(
         "budget_minutes", 28), "seed": 0, "init": None}]
+    config = log.get("config", {})
+    if len(phases) == 1 and not config.get("init"):
+        # one run from scratch: its command is every setting that differs from the default
+        from .pretrain import PretrainConfig
+
+        default = PretrainConfig(data="", out="")
+        cmd = "python -m training.pretrain --data runs/data --out melodyflowd/models/default"
+        for name in _FLAGS:
+            value = config.get(name, getattr(default, name))
+            if value != getattr(default, name):
+                cmd += f" --{name.replace('_', '-')} {value:g}" if isinstance(value, float) \
+                    else f" --{name.replace('_', '-')} {value}"
+        return [cmd]
     out = []
     for i, p in enumerate(phases):
         cmd = ("python -m training.pretrain --data runs/data --out melodyflowd/models/default "
