@@ -177,9 +177,11 @@ def model_nll(loaded, docs: Sequence[str], log=print) -> dict:
     limit = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
     with torch.inference_mode():
         for text in docs:
-            enc = tokenizer(text, return_offsets_mapping=True)
-            ids = enc["input_ids"][:limit]
-            offsets = enc["offset_mapping"][:limit]
+            # the `tokenizers` backend: the same ids, with character offsets, whether the
+            # loader gave a transformers tokenizer or melodyflowd's lean one
+            enc = tokenizer.backend_tokenizer.encode(text)
+            ids = enc.ids[:limit]
+            offsets = enc.offsets[:limit]
             logits = model(input_ids=torch.tensor([ids])).logits[0].float()
             logp = torch.log_softmax(logits, dim=-1)
             number_mass = torch.logsumexp(logp[:, number_starts], dim=-1).tolist()
