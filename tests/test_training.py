@@ -200,3 +200,35 @@ def test_llama_midi_documents_use_its_format_and_the_instrument(solos):
     chunk = prep.chunk_notes(solo.notes)[0]
     ticks = chunk[1].onset - chunk[0].onset
     assert notes[0].wait == round(ticks * 60000 / (solo.tempo * prep.TICKS_PER_BEAT))
+
+
+def test_llama_midi_shaped_base_takes_the_same_finetune_command(data_dir, solos, tmp_path):
+    """dx2102/llama-midi itself needs the hub and a GPU. A tiny stand-in with its shipped
+    profile (title line, header, five columns in milliseconds, no chord markers) and a
+    Llama-3-style digit-group tokenizer goes through the same command line; the adapter
+    and the merged model then play in the generator."""
+    from tiny_model import build_tiny_model, hand_chart
+
+    from melodyflowd.config import GenerationSettings
+    from melodyflowd.generate.compose import compose_bank
+    from melodyflowd.generate.model import load_model, shipped_profile
+    from training.finetune import main as finetune_main
+
+    profile = shipped_profile("dx2102/llama-midi")
+    base = build_tiny_model(tmp_path / "llama-midi", chord_markers=False, profile=profile)
+    style = next(s.style for s in solos if s.split == "train")
+    out, merged = tmp_path / "adapters", tmp_path / "merged"
+    assert finetune_main(["--base", str(base), "--data", str(data_dir), "--styles", style,
+                          "--out", str(out), "--max-steps", "2", "--eval-steps", "1",
+                          "--budget-minutes", "0", "--batch", "2", "--train-docs", "4",
+                          "--merge", str(merged), "--threads", "1"]) == 0
+    log = json.loads((out / style / "finetune_log.json").read_text())
+    assert log["steps"] == 2 and math.isfinite(log["valid_loss"])
+
+    chart = hand_chart(2)
+    for loaded in (load_model(str(base), adapter=str(out / style)),
+                   load_model(str(merged / style))):
+        assert loaded.profile == profile
+        bank = compose_bank(chart, loaded, GenerationSettings(variations=1, seed=3))
+        assert len(bank.variations) == 1 and len(bank.variations[0]) == len(chart.bars)
+        assert all(phrase.notes for phrase in bank.variations[0])
