@@ -85,6 +85,8 @@ SYSEX = 0xF0
 SYSEX_END = 0xF7
 SYSTEM_RESET = 0xFF
 DEFAULT_CENTRE = 67
+_INF = float("inf")
+_EPS = 1e-6          # beats: the span cache holds this far inside a span's edges
 RELEASE_VELOCITY = 64
 
 # Length of every system message by status (SysEx checked apart); missing = undefined.
@@ -104,6 +106,13 @@ class Program:
     phrases[v][bar][span] is the tuple of pitches to play over that chord span in variation
     v; arpeggio[v][bar][span] is True where that tuple is the chord-tone fallback (entered
     at the tone nearest the last note).
+
+    For the note-on path, the chord spans of the whole form in playing order, g = 0 ..
+    n_spans - 1: span_bar[g] and span_index[g] say which (bar, span) g is; span_lo[g] and
+    span_hi[g] are where it starts and ends in beats from the start of the form (the span
+    holds for span_lo <= beat < span_hi, up to the 1e-9 beat tolerance at chord changes);
+    first_span[bar] is the g of a bar's first span. near[v][g] is None, or for an arpeggio
+    span a 128-entry tuple: the index of the phrase note nearest to each last pitch.
     """
 
     bank: PhraseBank
@@ -115,6 +124,14 @@ class Program:
     phrases: tuple[tuple[tuple[tuple[int, ...], ...], ...], ...]
     arpeggio: tuple[tuple[tuple[bool, ...], ...], ...]
     centre: int
+    form_len: float = 0.0
+    n_spans: int = 0
+    span_bar: tuple[int, ...] = ()
+    span_index: tuple[int, ...] = ()
+    span_lo: tuple[float, ...] = ()
+    span_hi: tuple[float, ...] = ()
+    first_span: tuple[int, ...] = ()
+    near: tuple[tuple[tuple[int, ...] | None, ...], ...] = ()
 
 
 def build_program(bank: PhraseBank, chart: Chart) -> Program:
@@ -180,9 +197,31 @@ def build_program(bank: PhraseBank, chart: Chart) -> Program:
             bars_a.append(tuple(spans_a))
         phrases.append(tuple(bars_p))
         arpeggio.append(tuple(bars_a))
-    return Program(bank=bank, chart=chart, n_bars=n_bars, bar_len=float(chart.beats_per_bar),
+    bar_len = float(chart.beats_per_bar)
+    span_bar, span_index, span_lo, span_hi, first_span = [], [], [], [], []
+    ordered = all(list(row) == sorted(row) for row in starts)
+    for b in range(n_bars if ordered else 0):      # no tables: every note takes the slow way
+        first_span.append(len(span_bar))
+        edges = [min(max(start, 0.0), bar_len) for start in starts[b][1:]]
+        for s, (lo, hi) in enumerate(zip([0.0, *edges], [*edges, bar_len], strict=True)):
+            span_bar.append(b)
+            span_index.append(s)
+            span_lo.append(b * bar_len + lo)
+            span_hi.append(b * bar_len + max(lo, hi))
+
+    def nearest_table(phrase: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(min(range(len(phrase)), key=lambda i: abs(phrase[i] - last))
+                     for last in range(128))
+
+    near = tuple(tuple(nearest_table(phrases[v][b][s]) if arpeggio[v][b][s] else None
+                       for b, s in zip(span_bar, span_index, strict=True))
+                 for v in range(n_var))
+    return Program(bank=bank, chart=chart, n_bars=n_bars, bar_len=bar_len,
                    n_var=n_var, starts=starts, phrases=tuple(phrases),
-                   arpeggio=tuple(arpeggio), centre=centre)
+                   arpeggio=tuple(arpeggio), centre=centre, form_len=n_bars * bar_len,
+                   n_spans=len(span_bar), span_bar=tuple(span_bar),
+                   span_index=tuple(span_index), span_lo=tuple(span_lo),
+                   span_hi=tuple(span_hi), first_span=tuple(first_span), near=near)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +237,7 @@ class _Config:
     remap: bytes                         # [channel * 128 + note] -> 1 when remapped
     cc_action: tuple[int, ...]           # [cc number] -> control action
     cc_channel: int                      # -1 = any channel
+    out_ch: tuple[int, ...]              # [key's channel] -> output channel
 
     @classmethod
     def build(cls, settings: EngineSettings) -> _Config:
@@ -219,7 +259,9 @@ class _Config:
                    anticipation=max(0.0, float(settings.anticipation_ms)) / 1000.0,
                    contour=bool(settings.contour), rotate=bool(settings.rotate_variations),
                    remap=remap, cc_action=tuple(actions),
-                   cc_channel=-1 if controls.channel is None else controls.channel)
+                   cc_channel=-1 if controls.channel is None else controls.channel,
+                   out_ch=tuple(range(16)) if settings.out_channel is None
+                   else (settings.out_channel,) * 16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,13 +288,16 @@ class Engine:
         self.transport = transport
         self._program = build_program(bank, chart)
         transport.beats_per_bar = self._program.bar_len
-        self.variation = 0
+        self._variation = 0
         self.notes_remapped = 0
         self.regenerate_requests = 0
         self.swaps = 0
         self.dropped = 0
         self.errors = 0
         self._offer: _Offer | None = None
+        self._installed: _Offer | None = None      # the last offer taken (is _offer: none
+                                                   # pending)
+        self._window: tuple[_Offer | None, float, float] = (None, 0.0, 0.0)
         self._offer_seq = 0
         self._installed_seq = 0
         self._offer_bar = -1               # bar an offer was made in ...
@@ -269,8 +314,28 @@ class Engine:
         self._pos = 0
         self._last_out = -1                # last pitch sent
         self._last_key = -1                # last remapped key's note number
+        # The span cache of the note-on path: while _span_config is the config and
+        # _lo <= beat < _hi, the phrase is still _phrase (same bar, span and variation).
+        # _g, _rep: that span's place in the form and the form repeat (-1: no cache).
+        self._lo = _INF
+        self._hi = -_INF
+        self._span_config: _Config | None = None
+        self._g = -1
+        self._rep = 0
+        self._v = 0                        # variation and form bar of the cached span
+        self._fbar = 0
 
     # -- public ----------------------------------------------------------------------------
+
+    @property
+    def variation(self) -> int:
+        """The selected variation (0-based)."""
+        return self._variation
+
+    @variation.setter
+    def variation(self, value: int) -> None:
+        self._variation = value
+        self._forget_span()
 
     @property
     def settings(self) -> EngineSettings:
@@ -297,8 +362,7 @@ class Engine:
     @property
     def pending(self) -> bool:
         """True while an offered bank waits for its bar line."""
-        offer = self._offer
-        return offer is not None and offer.seq != self._installed_seq
+        return self._offer is not self._installed
 
     def sounding(self) -> list[tuple[int, int]]:
         """(channel, pitch) of every output note the engine holds on, sorted."""
@@ -331,6 +395,80 @@ class Engine:
     def handle(self, msg: Sequence[int], now: float) -> list[list[int]]:
         """One incoming MIDI message at time `now` -> the messages to send, in order."""
         try:
+            # The short way for what a player sends most: a note-on or note-off of a
+            # remapped key while a position is known and no new bank is due. Straight-line
+            # code on attributes and tables (each call, property or int() costs
+            # microseconds when the caches are cold, as they are between two notes). It
+            # must give exactly what _handle gives (tests/test_engine_fast.py compares the
+            # two); anything else, or any doubt, takes _handle.
+            if len(msg) == 3:
+                status, note, velocity = msg
+                if 0x80 <= status < 0xA0 and 0 <= note < 128 and 0 <= velocity < 128:
+                    config = self._config
+                    key = ((status & 15) << 7) | note
+                    line = self.transport.line
+                    if config.remap[key] and line is not None:
+                        # Transport.beat_at, inline.
+                        t, beat, tempo, cap, hold = line
+                        if now - t > hold:
+                            ahead = (now - t) * tempo / 60.0
+                            if ahead > 0.0:
+                                beat += ahead if ahead <= cap else cap
+                        offer = self._offer
+                        if offer is not self._installed:
+                            # A bank waits for its bar line: go on only inside the bar
+                            # it waits in (as _maybe_install found it).
+                            window = self._window
+                            if window[0] is not offer or hold == _INF \
+                                    or not window[1] <= beat < window[2]:
+                                return self._handle(msg, now)
+                        if status < NOTE_ON or not velocity:
+                            self._down[key] = 0
+                            slot = self._held.pop(key, None)
+                            if slot is None:
+                                return []
+                            ref = self._ref
+                            count = ref[slot] - 1
+                            if count > 0:
+                                ref[slot] = count
+                                return []
+                            ref[slot] = 0
+                            return [[NOTE_OFF | (slot >> 7), slot & 127,
+                                     velocity if status < NOTE_ON else RELEASE_VELOCITY]]
+                        self._down[key] = 1
+                        held = self._held
+                        out: list[list[int]] = []
+                        if held:
+                            if key in held:
+                                self._release(key, RELEASE_VELOCITY, out)
+                            if config.mono and held:
+                                self._end_all(out)
+                        if config.anticipation:
+                            beat += config.anticipation * tempo / 60.0
+                        if self._lo <= beat < self._hi and self._span_config is config:
+                            pos = self._pos            # the same chord span as the last note
+                        else:
+                            pos = self._enter(config, beat)
+                        phrase = self._phrase
+                        pitch = phrase[pos % len(phrase)]
+                        if config.contour and self._last_key >= 0 and self._last_out >= 0 \
+                                and note != self._last_key:
+                            pitch = self._contour_pick(self._program, self._v, self._fbar,
+                                                       self._span, pos, pitch,
+                                                       1 if note > self._last_key else -1)
+                        self._pos = pos + 1
+                        channel = config.out_ch[status & 15]
+                        slot = (channel << 7) | pitch
+                        ref = self._ref
+                        if ref[slot] > 0:      # poly: another key holds it: strike it again
+                            out.append([NOTE_OFF | channel, pitch, RELEASE_VELOCITY])
+                        ref[slot] += 1
+                        held[key] = slot
+                        out.append([NOTE_ON | channel, pitch, velocity])
+                        self._last_out = pitch
+                        self._last_key = note
+                        self.notes_remapped += 1
+                        return out
             return self._handle(msg, now)
         except Exception:           # a bug must never take the MIDI callback down
             self.errors += 1
@@ -345,7 +483,7 @@ class Engine:
         status = msg[0]
         if status == CLOCK and len(msg) == 1:     # the most frequent message: fast path
             self.transport.feed(msg, now)
-            if self._offer is not None and self._offer.seq != self._installed_seq:
+            if self._offer is not self._installed:
                 self._maybe_install(now)
             return [msg if isinstance(msg, list) else list(msg)]
         if not 0x80 <= status <= 0xFF:
@@ -357,7 +495,7 @@ class Engine:
                     or msg[1] < 0 or msg[-1] < 0:
                 self.dropped += 1
                 return []
-            if self._offer is not None and self._offer.seq != self._installed_seq:
+            if self._offer is not self._installed:
                 self._maybe_install(now)
             channel = status & 0x0F
             config = self._config
@@ -405,7 +543,7 @@ class Engine:
             self.dropped += 1
             return []
         self.transport.feed(msg, now)
-        if self._offer is not None and self._offer.seq != self._installed_seq:
+        if self._offer is not self._installed:
             self._maybe_install(now)
         passed = msg if isinstance(msg, list) else list(msg)
         if status in (STOP, SYSTEM_RESET):
@@ -446,6 +584,9 @@ class Engine:
 
     def _note_on(self, config: _Config, key: int, note: int, velocity: int, channel: int,
                  now: float, out: list[list[int]]) -> None:
+        """A remapped key goes down: the reference, in plain steps (handle's short way must
+        do the same). It leaves the span cache empty: the next short-way note computes it."""
+        self._forget_span()
         held = self._held
         if key in held:                       # a second note-on without a note-off
             self._release(key, RELEASE_VELOCITY, out)
@@ -468,9 +609,9 @@ class Engine:
         if span < 0:
             span = 0
         if config.rotate:
-            v = (self.variation + abs_bar // program.n_bars) % program.n_var
+            v = (self._variation + abs_bar // program.n_bars) % program.n_var
         else:
-            v = self.variation % program.n_var
+            v = self._variation % program.n_var
         phrase = program.phrases[v][bar][span]
         if phrase is not self._phrase or abs_bar != self._bar or span != self._span:
             self._phrase = phrase
@@ -498,6 +639,67 @@ class Engine:
         self._last_out = pitch
         self._last_key = note
         self.notes_remapped += 1
+
+    def _forget_span(self) -> None:
+        """Empty the span cache (a new bank, variation or settings; a slow-way note)."""
+        self._lo = _INF
+        self._hi = -_INF
+        self._g = -1
+
+    def _enter(self, config: _Config, beat: float) -> int:
+        """The note-on at `beat` is not in the cached span: find its span (the next one in
+        the form, by two comparisons, else as _note_on does), make it the cached one and
+        return the phrase position to play (0 on a new span, as _note_on decides)."""
+        program = self._program
+        g = self._g
+        rep = self._rep
+        found = False
+        if g >= 0 and self._span_config is config:
+            g += 1
+            if g == program.n_spans:
+                g = 0
+                rep += 1
+            base = rep * program.form_len
+            if base + program.span_lo[g] + _EPS <= beat < base + program.span_hi[g] - _EPS:
+                bar = program.span_bar[g]
+                span = program.span_index[g]
+                abs_bar = rep * program.n_bars + bar
+                found = True
+        if not found:
+            bar_len = program.bar_len
+            abs_bar = int(beat // bar_len)
+            bar = abs_bar % program.n_bars
+            span = bisect_right(program.starts[bar], beat - abs_bar * bar_len + 1e-9) - 1
+            if span < 0:
+                span = 0
+            rep = abs_bar // program.n_bars
+            g = program.first_span[bar] + span if program.n_spans else -1
+        n_var = program.n_var
+        v = (self._variation + rep) % n_var if config.rotate else self._variation % n_var
+        phrase = program.phrases[v][bar][span]
+        if phrase is not self._phrase or abs_bar != self._bar or span != self._span:
+            self._phrase = phrase
+            self._bar = abs_bar
+            self._span = span
+            pos = 0
+            if program.arpeggio[v][bar][span] and self._last_out >= 0:
+                pos = program.near[v][g][self._last_out] if g >= 0 else min(
+                    range(len(phrase)), key=lambda i, last=self._last_out: abs(phrase[i] - last))
+        else:
+            pos = self._pos
+        self._v = v
+        self._fbar = bar
+        if g >= 0:
+            base = rep * program.form_len
+            self._lo = base + program.span_lo[g] + _EPS
+            self._hi = base + program.span_hi[g] - _EPS
+        else:
+            self._lo = _INF
+            self._hi = -_INF
+        self._g = g
+        self._rep = rep
+        self._span_config = config
+        return pos
 
     def _contour_pick(self, program: Program, v: int, bar: int, span: int, pos: int,
                       own: int, direction: int) -> int:
@@ -542,23 +744,29 @@ class Engine:
 
     def _maybe_install(self, now: float) -> None:
         offer = self._offer
-        if offer is None or offer.seq == self._installed_seq:
+        if offer is None or offer is self._installed:
             return
         transport = self.transport
         beat = transport.beat_at(now) if transport.running else None
         if beat is not None:
-            bar = int(beat // self._program.bar_len)
+            bar_len = self._program.bar_len
+            bar = int(beat // bar_len)
             if self._offer_bar_seq != offer.seq:
                 self._offer_bar_seq = offer.seq
                 self._offer_bar = offer.bar if offer.bar is not None else bar
             if bar == self._offer_bar:         # a bar line (or a jump by SPP) swaps it in
+                # handle's short way waits too while the position stays in this bar
+                self._window = (offer, self._offer_bar * bar_len,
+                                (self._offer_bar + 1) * bar_len)
                 return
         program = offer.program
         if program.chart is not self._program.chart:
             transport.set_tempo(program.chart.tempo, now)
             transport.beats_per_bar = program.bar_len
         self._program = program
+        self._installed = offer
         self._installed_seq = offer.seq
-        self.variation %= program.n_var
+        self._window = (None, 0.0, 0.0)
+        self.variation %= program.n_var        # (forgets the span cache)
         self._phrase = None
         self.swaps += 1

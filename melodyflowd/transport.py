@@ -26,6 +26,11 @@ Internal clock: when nothing has started the transport, the engine calls
 the chart tempo (or follows the clock ticks, when ticks are arriving without a Start).
 After an external Stop the position stays frozen (the DAW is in charge) until it starts
 again; `ensure_running` does not restart it.
+
+Real time: every change recomputes `line`, one tuple that says where the position is
+(anchor time, anchor beat, tempo, how far it may move ahead of the anchor, and how long it
+holds still). `beat_at` is a few float operations on it, and the engine's note-on path does
+the same arithmetic inline (no call, no property) from the same tuple.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ SMOOTHING = 0.15            # weight of a new clock interval in the tempo averag
 MAX_TICK_GAP = 0.25         # s; a longer gap between ticks (< 10 bpm) is a pause, not tempo
 CLOCK_RECENT = 0.5          # s; ticks this recent mean "a clock is arriving"
 START_GRACE = 0.1           # s; a first tick this soon after Start/Continue is the downbeat
+_INF = float("inf")
 
 
 class Transport:
@@ -53,12 +59,12 @@ class Transport:
 
     __slots__ = ("chart_tempo", "beats_per_bar", "_started", "_running", "_clocked",
                  "_await_tick", "_base", "_ticks", "_anchor_time", "_last_clock", "_interval",
-                 "clock_ticks")
+                 "clock_ticks", "line")
 
     def __init__(self, tempo: float, beats_per_bar: float = 4.0) -> None:
         if not tempo > 0:
             raise ValueError(f"tempo must be > 0, got {tempo!r}")
-        self.chart_tempo = float(tempo)
+        self.chart_tempo = float(tempo)      # change it with set_tempo (keeps `line` right)
         self.beats_per_bar = float(beats_per_bar)
         self._started = False          # a position is known (Start, SPP, internal start)
         self._running = False
@@ -70,6 +76,9 @@ class Transport:
         self._last_clock: float | None = None
         self._interval: float | None = None   # smoothed seconds per tick
         self.clock_ticks = 0           # every tick ever received (for stats and tests)
+        # (anchor time, anchor beat, tempo, max beats ahead, hold): see beat_at; None while
+        # no position is known. Recomputed by _relin() after every change, read lock-free.
+        self.line: tuple[float, float, float, float, float] | None = None
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -103,20 +112,39 @@ class Transport:
 
     def beat_at(self, now: float) -> float | None:
         """Absolute quarter-note beats since the song start at time `now`; None when no
-        position is known yet (nothing started, no clock, no note played)."""
-        if not self._started:
+        position is known yet (nothing started, no clock, no note played).
+
+        From `line` = (t, beat, tempo, cap, hold): the position holds at `beat` while
+        now - t <= hold (stopped: hold = inf; waiting for the first tick after Start:
+        START_GRACE, or inf when ticks are arriving), else it moves on at `tempo` from
+        (t, beat), never behind `beat` and never more than `cap` beats ahead of it (one tick
+        when clocked). Engine.handle inlines this arithmetic: keep the two the same."""
+        line = self.line
+        if line is None:
             return None
-        anchor = self._base + self._ticks * TICK_BEATS
-        if not self._running:
-            return anchor
-        if self._await_tick and (self._clocked or now - self._anchor_time <= START_GRACE):
-            return anchor
-        ahead = (now - self._anchor_time) * self.tempo / 60.0
+        t, beat, tempo, cap, hold = line
+        if now - t <= hold:
+            return beat
+        ahead = (now - t) * tempo / 60.0
         if ahead <= 0.0:
-            return anchor
-        if self._clocked and ahead > TICK_BEATS:
-            ahead = TICK_BEATS
-        return anchor + ahead
+            return beat
+        if ahead > cap:
+            ahead = cap
+        return beat + ahead
+
+    def _relin(self) -> None:
+        """Recompute `line` from the state (after every change; one reference assignment)."""
+        if not self._started:
+            self.line = None
+            return
+        if not self._running:
+            hold = _INF
+        elif self._await_tick:
+            hold = _INF if self._clocked else START_GRACE
+        else:
+            hold = -_INF
+        self.line = (self._anchor_time, self._base + self._ticks * TICK_BEATS, self.tempo,
+                     TICK_BEATS if self._clocked else _INF, hold)
 
     def position(self, now: float) -> tuple[int, float] | None:
         """(bar number since the start, beat within the bar) or None."""
@@ -143,6 +171,7 @@ class Transport:
         elif status == STOP:
             if self._running:
                 self._freeze(now)
+                self._relin()
         elif status == SONG_POSITION:
             if len(msg) < 3 or not (0 <= msg[1] < 128 and 0 <= msg[2] < 128):
                 return False
@@ -153,6 +182,7 @@ class Transport:
             self._started = True
             if self._running and self._clocked:
                 self._await_tick = True
+            self._relin()
         else:
             return False
         return True
@@ -171,6 +201,7 @@ class Transport:
         self._anchor_time = now
         self._await_tick = False
         self._clocked = self._clock_recent(now)
+        self._relin()
 
     def set_tempo(self, tempo: float, now: float | None = None) -> None:
         """A new chart tempo (a reloaded chart). The internal clock keeps its position."""
@@ -179,12 +210,14 @@ class Transport:
         if now is not None and self._running and not self._clocked:
             self._reanchor(now)
         self.chart_tempo = float(tempo)
+        self._relin()
 
     def reset(self) -> None:
         """Forget the position (as before anything started); the tempo estimate stays."""
         self._started = self._running = self._clocked = self._await_tick = False
         self._base = 0.0
         self._ticks = 0
+        self._relin()
 
     # -- internals -------------------------------------------------------------------------
 
@@ -205,6 +238,7 @@ class Transport:
         self._anchor_time = now
         self._clocked = self._clock_recent(now)
         self._await_tick = True
+        self._relin()
 
     def _freeze(self, now: float) -> None:
         if not self._clocked:
@@ -235,9 +269,11 @@ class Transport:
                 self._reanchor(now)
             self._clocked = True
             self._await_tick = False
+            self._relin()
             return
         if self._await_tick:
             self._await_tick = False       # the first tick after Start is the downbeat
         else:
             self._ticks += 1
         self._anchor_time = now
+        self._relin()

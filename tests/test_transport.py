@@ -205,3 +205,58 @@ def test_clock_position_never_goes_back(bpm: float, jitter: list[float],
         assert beat >= last_beat - 1e-9
         last_beat = beat
     assert t.tempo == pytest.approx(bpm, rel=0.5)
+
+
+# --- the `line` snapshot: beat_at from it equals the formula on the full state -----------
+
+def reference_beat(t: Transport, now: float) -> float | None:
+    """beat_at as written before `line` existed: straight from the transport's state."""
+    if not t._started:
+        return None
+    anchor = t._base + t._ticks * (1.0 / 24)
+    if not t._running:
+        return anchor
+    if t._await_tick and (t._clocked or now - t._anchor_time <= 0.1):
+        return anchor
+    ahead = (now - t._anchor_time) * t.tempo / 60.0
+    if ahead <= 0.0:
+        return anchor
+    if t._clocked and ahead > 1.0 / 24:
+        ahead = 1.0 / 24
+    return anchor + ahead
+
+
+transport_step = st.one_of(
+    st.tuples(st.sampled_from(["clock"] * 6 + ["start", "continue", "stop", "spp",
+                                                "ensure", "tempo", "reset"]),
+              st.floats(0.0, 0.3), st.integers(0, 300), st.floats(30, 300)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(transport_step, max_size=60), st.lists(st.floats(-0.2, 2.0), min_size=3,
+                                                        max_size=3))
+def test_line_gives_the_same_beat_as_the_state(steps, probes) -> None:
+    t = Transport(120, 4)
+    now = 100.0
+    for kind, gap, value, bpm in steps:
+        now += gap
+        if kind == "clock":
+            t.feed([CLOCK], now)
+        elif kind == "start":
+            t.feed([START], now)
+        elif kind == "continue":
+            t.feed([CONTINUE], now)
+        elif kind == "stop":
+            t.feed([STOP], now)
+        elif kind == "spp":
+            t.feed([SONG_POSITION, value & 127, value >> 7], now)
+        elif kind == "ensure":
+            t.ensure_running(now)
+        elif kind == "tempo":
+            t.set_tempo(bpm, now)
+        else:
+            t.reset()
+        for dt in probes:
+            assert t.beat_at(now + dt) == reference_beat(t, now + dt)
+        if t.line is not None:
+            assert t.line[2] == t.tempo
