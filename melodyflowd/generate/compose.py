@@ -6,9 +6,11 @@ lines. When the chart is longer than the model's context can hold (the embedded 
 reads 512 tokens, about 11 bars), the chart is cut into parts at section starts and
 each variation's parts are written side by side as rows of the same batch; a single
 row would only see its last few bars anyway. The loop is ours, with a KV cache, because
-chord markers are forced into each row at its own chord changes; the constraint and the
-sampling are ordinary transformers LogitsProcessors (ours, then temperature and top-p).
-Rows that are done drop out of the batch. Every bar gets at least MIN_NOTES_PER_BAR
+chord markers are forced into each row at its own chord changes. A step: the model's
+logits for the rows still writing, the constraint (MelodyControl, the core of
+MelodyControlLogitsProcessor) on the rows that sample, temperature and top-p, one draw a
+row from the seeded generator; rows with a forced token take it instead. Rows that are
+done drop out of the batch. Every bar gets at least MIN_NOTES_PER_BAR
 notes: the constraint never lets a wait skip past them (see constraint.py), and a
 variation that still has an empty bar would be sampled again.
 
@@ -25,17 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
-from transformers.generation.logits_process import (
-    TemperatureLogitsWarper,
-    TopPLogitsWarper,
-)
 
 from ..chart import Chart
 from ..config import GenerationSettings
 from ..errors import UserError
 from ..phrases import BarPhrase, PhraseBank, PhraseNote, bank_bars
-from .constraint import MelodyControlLogitsProcessor, Timeline
+from .constraint import MelodyControl, Timeline
 from .model import LoadedModel
 from .textformat import TextNote, format_marker, marker_for, parse_text, render_prompt
 
@@ -50,6 +47,7 @@ DECODE_THREADS = int(os.environ.get("MELODYFLOW_THREADS", "1"))
 # The lean Llama forward (fastllama.py); MELODYFLOW_HF_FORWARD=1 uses transformers' own.
 USE_FAST_FORWARD = os.environ.get("MELODYFLOW_HF_FORWARD", "") in ("", "0")
 MAX_CACHE = 4096            # tokens of KV cache a row; longer rows slide a window
+TOP_K = 64                  # top-p looks at the 64 likeliest tokens first (all when needed)
 
 
 @dataclass
@@ -68,24 +66,34 @@ class ComposeStats:
 LAST_STATS = ComposeStats()
 
 
-class ForceTokens(LogitsProcessor):
-    """Rows with a queued token get exactly that token (chord markers, padding at the end)."""
-
-    def __init__(self, batch: int) -> None:
-        self.queues: list[list[int]] = [[] for _ in range(batch)]
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor
-                 ) -> torch.FloatTensor:
-        for row, queue in enumerate(self.queues):
-            if queue:
-                token = queue[0]
-                scores[row].fill_(-math.inf)
-                scores[row, token] = 0.0
-        return scores
-
-    def pop(self, row: int) -> None:
-        if self.queues[row]:
-            self.queues[row].pop(0)
+def sample(scores: torch.Tensor, uniform: torch.Tensor, temperature: float = 1.0,
+           top_p: float = 1.0) -> torch.Tensor:
+    """One token a row: temperature, then top-p (nucleus), then the inverse CDF at
+    `uniform` (one number in [0, 1) a row). Tokens with probability 0 are never drawn."""
+    if temperature != 1.0:
+        scores = scores / temperature
+    probs = torch.softmax(scores, dim=-1)
+    if top_p < 1.0:
+        k = min(scores.shape[1], TOP_K)
+        top, index = torch.topk(probs, k, dim=-1)
+        before = torch.cumsum(top, dim=-1) - top          # mass of the tokens above each
+        if k < scores.shape[1] and bool((before[:, -1] + top[:, -1] < top_p).any()):
+            top, index = torch.sort(probs, dim=-1, descending=True)
+            before = torch.cumsum(top, dim=-1) - top
+        keep = before < top_p
+        keep[:, 0] = True
+        probs = torch.where(keep, top, 0.0)
+    else:
+        index = None
+    cdf = torch.cumsum(probs, dim=-1)
+    point = (uniform * cdf[:, -1]).unsqueeze(1)
+    pick = torch.searchsorted(cdf, point, right=True)
+    # rounding can put the point at the very end: take the last token that can be drawn
+    last = (probs > 0).int().cumsum(dim=-1).argmax(dim=-1, keepdim=True)
+    pick = torch.minimum(pick, last)
+    if index is not None:
+        pick = index.gather(1, pick)
+    return pick[:, 0]
 
 
 def _cache_argument(model) -> str:
@@ -130,7 +138,7 @@ def plan_segments(chart: Chart, loaded: LoadedModel) -> list[Segment]:
     slides), so cutting at a section start loses little and makes the run parallel.
     """
     n_bars = len(chart.bars)
-    limit = int(getattr(loaded.model.config, "max_position_embeddings", 0) or 0)
+    limit = loaded.context_length
     if not limit:
         return [Segment(0, n_bars)]
     profile = loaded.profile
@@ -141,7 +149,7 @@ def plan_segments(chart: Chart, loaded: LoadedModel) -> list[Segment]:
     per_bar = EXPECTED_NOTES_PER_BAR * per_note * chart.beats_per_bar / 4
     if profile.chord_markers:
         per_bar += 2 * len(nt.encode(format_marker("C:mixolydian")))
-    prompt = len(loaded.tokenizer(_prompt_text(chart, loaded))["input_ids"])
+    prompt = len(loaded.encode(_prompt_text(chart, loaded)))
     max_bars = max(1, int((limit * 0.9 - prompt) // per_bar))
     if n_bars <= max_bars:
         return [Segment(0, n_bars)]
@@ -178,7 +186,6 @@ def generate_rows(chart: Chart, loaded: LoadedModel, settings: GenerationSetting
     """Generate `variations` documents over the whole chart (each possibly in parts)."""
     profile = loaded.profile
     nt = loaded.note_tokenizer
-    model = loaded.model
     timeline = Timeline(chart)
     bpb = timeline.beats_per_bar
     segments = segments or plan_segments(chart, loaded)
@@ -187,7 +194,7 @@ def generate_rows(chart: Chart, loaded: LoadedModel, settings: GenerationSetting
     if settings.constraint not in ("soft", "hard"):
         raise UserError(f"unknown constraint {settings.constraint!r}; accepted: soft, hard")
     try:
-        proc = MelodyControlLogitsProcessor(
+        proc = MelodyControl(
             nt, chart, scale=settings.scale, hard=settings.constraint == "hard",
             penalty=settings.penalty, low=settings.low, high=settings.high,
             trend_notes=settings.trend_notes, trend_range=settings.trend_range,
@@ -197,24 +204,23 @@ def generate_rows(chart: Chart, loaded: LoadedModel, settings: GenerationSetting
             min_wait_beats=MIN_WAIT_BEATS)
     except ValueError as exc:
         raise UserError(f"generation settings: {exc}") from None
-    force = ForceTokens(batch)
-    warpers: list[LogitsProcessor] = []
-    if settings.temperature != 1.0:
-        warpers.append(TemperatureLogitsWarper(settings.temperature))
-    if settings.top_p < 1.0:
-        warpers.append(TopPLogitsWarper(settings.top_p))
-    processors = LogitsProcessorList([proc, *warpers, force])
+    if not settings.temperature > 0.0:
+        raise UserError(f"generation settings: temperature must be > 0, not "
+                        f"{settings.temperature}")
+    if not 0.0 < settings.top_p <= 1.0:
+        raise UserError(f"generation settings: top_p must be in (0, 1], not {settings.top_p}")
 
-    prompt_ids = list(loaded.tokenizer(_prompt_text(chart, loaded))["input_ids"])
+    prompt_ids = list(loaded.encode(_prompt_text(chart, loaded)))
+    queues: list[list[int]] = [[] for _ in range(batch)]   # forced tokens a row
     last_marker: list[str | None] = [None] * batch
     if profile.chord_markers:                 # each row opens with its first chord's marker
         for i, row in enumerate(rows):
             last_marker[i] = marker_for(timeline.chord_at(row.segment.start * bpb))
-            force.queues[i] = nt.encode(format_marker(last_marker[i]))
+            queues[i] = nt.encode(format_marker(last_marker[i]))
     pad = loaded.tokenizer.pad_token_id
     if pad is None:
         pad = int(nt.newline_ids[0])
-    limit = int(getattr(model.config, "max_position_embeddings", 0) or 0) or 1 << 30
+    limit = loaded.context_length or 1 << 30
     if len(prompt_ids) + 32 > limit:
         raise UserError(f"the prompt needs {len(prompt_ids)} tokens but the model reads at "
                         f"most {limit}; use a shorter title", file=chart.source)
@@ -224,7 +230,7 @@ def generate_rows(chart: Chart, loaded: LoadedModel, settings: GenerationSetting
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, DECODE_THREADS))
     try:
-        texts = _loop(model, loaded, nt, proc, processors, force, timeline, rows, prompt_ids,
+        texts = _loop(loaded, nt, proc, settings, queues, timeline, rows, prompt_ids,
                       last_marker, pad, limit, budget, seed, progress,
                       stats if stats is not None else ComposeStats())
     finally:
@@ -239,13 +245,14 @@ class _Decoder:
     plain Llama, else transformers' forward with its own cache."""
 
     def __init__(self, loaded: LoadedModel, batch: int, window: int) -> None:
-        self.model = loaded.model
         self.fast = loaded.fast_forward if USE_FAST_FORWARD else None
         self.window = window
         self.past = None
-        self.cache_arg = _cache_argument(self.model)
         if self.fast is not None:
             self.fast.new_cache(batch, window)
+        else:
+            self.model = loaded.model
+            self.cache_arg = _cache_argument(self.model)
 
     def prefill(self, ids: torch.Tensor) -> torch.Tensor:
         if self.fast is not None:
@@ -269,11 +276,10 @@ class _Decoder:
         return out.logits[:, -1, :].float()
 
 
-def _loop(model, loaded: LoadedModel, nt, proc: MelodyControlLogitsProcessor,
-          processors: LogitsProcessorList, force: ForceTokens, timeline: Timeline,
-          rows: list[Row], prompt_ids: list[int], last_marker: list[str | None], pad: int,
-          limit: int, budget: int, seed: int, progress: Callable[[int, int], None] | None,
-          stats: ComposeStats) -> list[str]:
+def _loop(loaded: LoadedModel, nt, proc: MelodyControl, settings: GenerationSettings,
+          queues: list[list[int]], timeline: Timeline, rows: list[Row], prompt_ids: list[int],
+          last_marker: list[str | None], pad: int, limit: int, budget: int, seed: int,
+          progress: Callable[[int, int], None] | None, stats: ComposeStats) -> list[str]:
     profile = loaded.profile
     batch = len(rows)
     n_bars = timeline.n_bars
@@ -282,43 +288,61 @@ def _loop(model, loaded: LoadedModel, nt, proc: MelodyControlLogitsProcessor,
     n_prompt = len(prompt_ids)
     window = min(limit, n_prompt + budget + 1, MAX_CACHE)
     decoder = _Decoder(loaded, batch, window)
-    buffer = torch.zeros(batch, n_prompt + budget, dtype=torch.long)
-    buffer[:, :n_prompt] = torch.tensor(prompt_ids, dtype=torch.long)
-    length = n_prompt
+    out_ids: list[list[int]] = [[] for _ in range(batch)]    # generated tokens a row
     marker_cache: dict[str, list[int]] = {}
     done_bars = -1
+    proc._start(batch, n_prompt)
+    states = proc.rows
     note_counts = [0] * batch
     started = time.perf_counter()
     active = list(range(batch))         # the rows the model still computes, in cache order
-    active_index = torch.arange(batch)
+    markers = profile.chord_markers
     with torch.inference_mode():
-        out = decoder.prefill(buffer[:, :length])
-        cache_len = length
+        out = decoder.prefill(torch.tensor([prompt_ids] * batch, dtype=torch.long))
+        cache_len = n_prompt
         stats.prefills += 1
         for _ in range(budget):
-            stats.tokens += sum(1 for s in proc.rows if not s.done) if proc.rows else batch
-            if len(active) == batch:
-                logits = out
-            else:                           # finished rows only take their forced padding
-                logits = torch.zeros(batch, out.shape[1], dtype=out.dtype)
-                logits[active_index] = out
-            scores = processors(buffer[:, :length], logits)
-            probs = torch.softmax(scores, dim=-1)
-            nxt = torch.multinomial(probs, 1, generator=generator)
-            buffer[:, length] = nxt[:, 0]
-            length += 1
-            stats.steps += 1
-            for row in range(batch):
-                if force.queues[row]:
-                    force.pop(row)
-                    if not proc.rows or not proc.rows[row].done:
+            writing = [not s.done for s in states]
+            stats.tokens += sum(writing)
+            # one uniform number a row of the batch, whether it samples or not, so that the
+            # draws do not depend on which rows the model still computes
+            uniform = torch.rand(batch, generator=generator)
+            nxt = [pad] * batch
+            sampled = []                    # (position in `out`, row)
+            for i, row in enumerate(active):
+                queue = queues[row]
+                if queue:
+                    nxt[row] = queue.pop(0)
+                    if writing[row]:
                         stats.forced += 1
-            proc.update(buffer[:, :length])
+                elif writing[row]:
+                    sampled.append((i, row))
+            if sampled:
+                if len(sampled) == out.shape[0]:
+                    scores = out
+                    sample_rows = active
+                else:
+                    scores = out[torch.tensor([i for i, _ in sampled])]
+                    sample_rows = [row for _, row in sampled]
+                proc.apply(scores, sample_rows)
+                picks = sample(scores, uniform[torch.tensor(sample_rows)],
+                               settings.temperature, settings.top_p).tolist()
+                for row, token in zip(sample_rows, picks, strict=True):
+                    nxt[row] = token
+            stats.steps += 1
             finished = True
-            for row, state in enumerate(proc.rows):
+            changed = False
+            for row in range(batch):
+                token = nxt[row]
+                out_ids[row].append(token)
+                if not writing[row]:
+                    continue
+                proc.feed(row, token)
+                state = states[row]
                 if len(state.notes) != note_counts[row]:
                     note_counts[row] = len(state.notes)
-                    if not state.done and profile.chord_markers:
+                    changed = True
+                    if not state.done and markers:
                         marker = marker_for(timeline.chord_at(state.time))
                         if marker != last_marker[row]:
                             last_marker[row] = marker
@@ -326,44 +350,41 @@ def _loop(model, loaded: LoadedModel, nt, proc: MelodyControlLogitsProcessor,
                             if ids is None:
                                 ids = nt.encode(format_marker(marker))
                                 marker_cache[marker] = ids
-                            force.queues[row] = list(ids)
-                if state.done:
-                    force.queues[row] = force.queues[row] or [pad]
-                else:
+                            queues[row] = list(ids)
+                if not state.done:
                     finished = False
-            if progress is not None:
+            if progress is not None and changed:
                 per_variation = [0] * variations
-                for row, state in zip(rows, proc.rows, strict=True):
+                for row, state in zip(rows, states, strict=True):
                     bar = min(timeline.bar_of(state.time), row.segment.end)
                     per_variation[row.variation] += bar - row.segment.start
                 bars_done = min(per_variation)
                 if bars_done != done_bars:
                     done_bars = bars_done
                     progress(min(bars_done, n_bars), n_bars)
-            if finished or length >= buffer.shape[1]:
+            if finished:
                 break
-            running = [i for i, r in enumerate(active) if not proc.rows[r].done]
+            running = [i for i, r in enumerate(active) if not states[r].done]
             if decoder.can_select and len(active) - len(running) >= max(1, len(active) // 4):
                 decoder.select(running)     # stop computing rows that are done
                 stats.dropped += len(active) - len(running)
                 active = [active[i] for i in running]
-            active_index = torch.tensor(active, dtype=torch.long)
             if cache_len + 1 >= window:
                 # the context is full: re-read the prompt and the recent half of each row
                 keep = max(1, window // 2 - n_prompt)
-                rows_ids = buffer[active_index]
-                context = torch.cat([rows_ids[:, :n_prompt], rows_ids[:, length - keep:length]],
-                                    dim=1)
+                context = torch.tensor([prompt_ids + out_ids[r][-keep:] for r in active],
+                                       dtype=torch.long)
                 out = decoder.prefill(context)
                 cache_len = context.shape[1]
                 stats.prefills += 1
             else:
-                out = decoder.step(nxt[active_index], cache_len)
+                out = decoder.step(torch.tensor([[nxt[r]] for r in active], dtype=torch.long),
+                                   cache_len)
                 cache_len += 1
     stats.seconds += time.perf_counter() - started
     if progress is not None:
         progress(n_bars, n_bars)
-    return [nt.decode(buffer[row, n_prompt:length].tolist()) for row in range(batch)]
+    return [nt.decode(ids) for ids in out_ids]
 
 
 def phrases_from_text(text: str, chart: Chart, loaded: LoadedModel,

@@ -21,6 +21,16 @@ grammar: digits where a number goes, the separator the profile expects, duration
 velocities in range, and waits bounded so that every bar gets at least
 ``min_notes_per_bar`` notes and at most ``max_notes_per_bar``: a wait that would leave a
 bar short is never sampled, the model samples again among the waits that fit.
+
+Per step the Python work is per row and small (the tokens added since the last call go
+through the line parser; what the row may write next is a dictionary lookup on its
+state); the scores of the whole batch are then changed by a few tensor operations, with
+the masks gathered from a table built once per distinct constraint.
+
+``MelodyControl`` is the processor itself and needs only torch; compose uses it as is.
+``MelodyControlLogitsProcessor`` is the same class as a ``transformers.LogitsProcessor``
+for ``model.generate(logits_processor=...)``; it is built on first use, so code that never
+asks for it never imports transformers.
 """
 
 from __future__ import annotations
@@ -30,9 +40,9 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
-from transformers import LogitsProcessor
 
 from ..chart import Chart
 from ..theory import Chord, pitch_classes
@@ -379,11 +389,12 @@ def allowed_pitch_classes(chord: Chord, mode: str) -> tuple[int, ...]:
     return pitch_classes(chord, mode)
 
 
-class MelodyControlLogitsProcessor(LogitsProcessor):
+class MelodyControl:
     """Constrain pitches (and with enforce_format, the whole note-line grammar) per row.
 
     The prompt must end at the start of a line (a newline). The first call only notes
-    the prompt length; later calls read the tokens added since.
+    the prompt length; later calls read the tokens added since. Called like a
+    transformers LogitsProcessor: ``scores = proc(input_ids, scores)``.
     """
 
     def __init__(self, note_tokenizer: NoteTokenizer, chart: Chart, *,
@@ -419,8 +430,17 @@ class MelodyControlLogitsProcessor(LogitsProcessor):
                                else float(self.profile.ticks_per_beat))
         self.rows: list[RowState] = []
         self._seen: int | None = None
-        self._pitch_cache: dict[tuple, PitchSet] = {}
-        self._mask_cache: dict[tuple, torch.Tensor] = {}
+        # What a state allows depends only on these settings and the tokenizer: the caches
+        # live on the NoteTokenizer, so the next run (a regeneration) starts warm.
+        shared = note_tokenizer.__dict__.setdefault("_constraint_caches", {})
+        self._mask_cache: dict[tuple, Any] = shared.setdefault("allowed", {})
+        self._pitch_cache: dict[tuple, PitchSet] = shared.setdefault(
+            ("pitch", low, high, trend_notes, trend_range), {})
+        self._plan_cache: dict[tuple, tuple[int, int, int]] = shared.setdefault(
+            ("plan", hard, enforce_format), {})
+        self._masks: _MaskTable = shared.setdefault(("masks", hard, enforce_format),
+                                                    _MaskTable())
+        self._chars: dict[int, str] = shared.setdefault("chars", {})
         max_time = self.profile.max_time
         self._fixed_fields = {
             "duration": Range(1, max_time, len(str(max_time))),
@@ -447,7 +467,15 @@ class MelodyControlLogitsProcessor(LogitsProcessor):
     def feed(self, row: int, token_id: int) -> None:
         """Advance one row by one token (characters through the line parser)."""
         state = self.rows[row]
-        for ch in self.nt.text_of(token_id):
+        text = self._chars.get(token_id)
+        if text is None:
+            text = self._chars[token_id] = self.nt.text_of(token_id)
+        line = state.line
+        if 0 <= line.col < len(self.columns) and text.isascii() and text.isdigit() and \
+                len(line.digits) + len(text) <= MAX_DIGITS:
+            line.digits += text                     # the common case: a digit group
+            return
+        for ch in text:
             self._feed_char(state, ch)
 
     def _feed_char(self, state: RowState, ch: str) -> None:
@@ -578,16 +606,6 @@ class MelodyControlLogitsProcessor(LogitsProcessor):
     def _implicit_line_end(self, state: RowState) -> bool:
         return self.nt.implicit_space and state.line.col >= len(self.columns)
 
-    # -- LogitsProcessor ----------------------------------------------------------------
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor
-                 ) -> torch.FloatTensor:
-        self.update(input_ids)
-        for row, state in enumerate(self.rows):
-            if state.done:
-                continue
-            self._constrain_row(state, scores, row)
-        return scores
-
     def _pitch_tokens(self, state: RowState, col: int
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(allowed, candidates, candidates that are not allowed) for a pitch position."""
@@ -603,62 +621,211 @@ class MelodyControlLogitsProcessor(LogitsProcessor):
             self._mask_cache[key] = cached
         return cached
 
+    # -- the step -----------------------------------------------------------------------
     def update(self, input_ids: torch.Tensor) -> None:
         """Read the tokens added since the last call (the first call marks the prompt end)."""
         batch, length = input_ids.shape
         if self._seen is None or len(self.rows) != batch:
             self._start(batch, length)
         elif length > self._seen:
-            new = input_ids[:, self._seen:].tolist()
-            for row, ids in enumerate(new):
-                for token_id in ids:
-                    self.feed(row, token_id)
+            self.feed_ids(input_ids[:, self._seen:].tolist())
             self._seen = length
 
-    def _constrain_row(self, state: RowState, scores: torch.Tensor, row: int) -> None:
+    def feed_ids(self, new: list[list[int]]) -> None:
+        """Advance every row by its new tokens (one list a row)."""
+        for row, ids in enumerate(new):
+            for token_id in ids:
+                self.feed(row, token_id)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor
+                 ) -> torch.FloatTensor:
+        self.update(input_ids)
+        return self.apply(scores)
+
+    def plan(self, state: RowState) -> tuple[int, int, int]:
+        """What a row's next token may be: (keep, candidates, penalized) mask ids, -1 none.
+
+        keep: only these tokens stay (others -inf); candidates/penalized: the soft penalty
+        (std of the candidates' logits) applies to the penalized ones.
+        """
         line = state.line
-        if line.col < 0:
-            return
+        if state.done or line.col < 0:
+            return _NO_PLAN
         if self._implicit_line_end(state):
-            if self.enforce_format:
-                self._keep_only(scores, row, self.nt.newline_ids)
-            return
-        if line.col >= len(self.columns):
-            return
+            if not self.enforce_format:
+                return _NO_PLAN
+            return (self._masks.keep(("newline",), self.nt.newline_ids), -1, -1)
         col = line.col
+        if col >= len(self.columns):
+            return _NO_PLAN
         if self.columns[col] == "pitch":
-            allowed, candidates, bad = self._pitch_tokens(state, col)
-            if self.hard:
-                if self.enforce_format:
-                    self._keep_only(scores, row, allowed)
-                elif len(bad):
-                    scores[row, bad] = -math.inf
-            else:
-                self._penalize(scores, row, candidates, bad)
-                if self.enforce_format:
-                    self._keep_only(scores, row, candidates)
+            field_ = self.pitches_for(state)
+            nxt = None if col + 1 >= len(self.columns) else self._field(state, col + 1)
+            key = ("pitch", field_, col, line.digits, nxt)
         elif self.enforce_format:
+            key = ("other", self._field(state, col), col, line.digits,
+                   None if col + 1 >= len(self.columns) or self.nt.implicit_space
+                   else self._field(state, col + 1))
+        else:
+            return _NO_PLAN
+        cached = self._plan_cache.get(key)
+        if cached is None:
+            if len(self._plan_cache) > 50000:
+                self._plan_cache.clear()
+            cached = self._plan_cache[key] = self._make_plan(state, col, key)
+        return cached
+
+    def _make_plan(self, state: RowState, col: int, key: tuple) -> tuple[int, int, int]:
+        masks = self._masks
+        if self.columns[col] != "pitch":
             keep = self.allowed_tokens(state, self._field(state, col), col)
             # nothing fits (cannot happen with the bounds above): end the line, drop the note
-            self._keep_only(scores, row, keep if len(keep) else self.nt.newline_ids)
+            ids = keep if len(keep) else self.nt.newline_ids
+            return (masks.keep(key, ids), -1, -1)
+        allowed, candidates, bad = self._pitch_tokens(state, col)
+        if self.hard:
+            if self.enforce_format:
+                if not len(allowed):
+                    return _NO_PLAN
+                return (masks.keep(("allowed", *key), allowed), -1, -1)
+            if not len(bad):
+                return _NO_PLAN
+            return (masks.drop(("bad", *key), bad), -1, -1)
+        keep = -1
+        if self.enforce_format and len(candidates):
+            keep = masks.keep(("candidates", *key), candidates)
+        if len(candidates) < 2 or not len(bad):
+            return (keep, -1, -1)
+        return (keep, masks.keep(("candidates", *key), candidates),
+                masks.keep(("bad", *key), bad))
 
-    def _penalize(self, scores: torch.Tensor, row: int, candidates: torch.Tensor,
-                  bad: torch.Tensor) -> None:
-        if len(candidates) < 2 or len(bad) == 0:
-            return
-        values = scores[row, candidates]
-        finite = values[torch.isfinite(values)]
-        if len(finite) < 2:
-            return
-        std = float(finite.std())
-        if not math.isfinite(std) or std <= 0:
-            std = 1.0
-        scores[row, bad] -= self.penalty * std
+    def apply(self, scores: torch.Tensor, rows: Sequence[int] | None = None
+              ) -> torch.Tensor:
+        """Constrain `scores` ([batch, vocab]) in place for the rows' current states.
 
-    @staticmethod
-    def _keep_only(scores: torch.Tensor, row: int, keep: torch.Tensor) -> None:
-        if len(keep) == 0:
-            return
-        kept = scores[row, keep].clone()
-        scores[row].fill_(-math.inf)
-        scores[row, keep] = kept
+        `rows` (optional): the row of `self.rows` for each row of `scores`, when scores
+        hold only some rows (compose drops finished rows).
+        """
+        states = self.rows if rows is None else [self.rows[r] for r in rows]
+        keep_rows: list[int] = []
+        keep_ids: list[int] = []
+        soft_rows: list[int] = []
+        soft_ids: list[int] = []
+        try:
+            plans = [self.plan(state) for state in states]
+        except _TableFull:
+            self._masks.clear()
+            self._plan_cache.clear()
+            plans = [self.plan(state) for state in states]
+        for i, (keep, cand, bad) in enumerate(plans):
+            if cand >= 0:
+                soft_rows.append(i)
+                soft_ids += (cand, bad)
+            if keep >= 0:
+                keep_rows.append(i)
+                keep_ids.append(keep)
+        if not keep_rows and not soft_rows:
+            return scores
+        table = self._masks.dense(scores.shape[1])
+        if soft_rows:
+            index = torch.tensor(soft_rows)
+            masks = table[torch.tensor(soft_ids)].view(len(soft_rows), 2, -1)
+            scores[index] = _penalized(scores[index], masks[:, 0], masks[:, 1], self.penalty)
+        if keep_rows:
+            if len(keep_rows) == scores.shape[0]:
+                scores.masked_fill_(~table[torch.tensor(keep_ids)], -math.inf)
+            else:
+                index = torch.tensor(keep_rows)
+                scores[index] = scores[index].masked_fill(~table[torch.tensor(keep_ids)],
+                                                          -math.inf)
+        return scores
+
+
+_NO_PLAN = (-1, -1, -1)
+
+
+def _penalized(scores: torch.Tensor, candidates: torch.Tensor, bad: torch.Tensor,
+               penalty: float) -> torch.Tensor:
+    """scores - penalty * (std of each row's finite candidate scores) on the bad tokens."""
+    finite = candidates & torch.isfinite(scores)
+    n = finite.sum(dim=1, keepdim=True)
+    values = torch.where(finite, scores, 0.0)
+    mean = values.sum(dim=1, keepdim=True) / n.clamp(min=1)
+    var = torch.where(finite, (scores - mean) ** 2, 0.0).sum(dim=1, keepdim=True) \
+        / (n - 1).clamp(min=1)
+    std = var.sqrt()
+    std = torch.where(torch.isfinite(std) & (std > 0), std, 1.0)
+    std = torch.where(n >= 2, std, 0.0)
+    return scores - bad * (penalty * std)
+
+
+class _MaskTable:
+    """Token masks by key, as rows of one boolean table (one table a vocabulary width)."""
+
+    LIMIT = 1 << 16          # distinct masks kept; past that the table starts again
+
+    def __init__(self) -> None:
+        self._index: dict[tuple, int] = {}
+        self._specs: list[tuple[torch.Tensor, bool]] = []   # (ids, True: keep / False: drop)
+        self._dense: dict[int, tuple[torch.Tensor, int]] = {}  # width -> (table, rows built)
+
+    def keep(self, key: tuple, ids: torch.Tensor) -> int:
+        """A mask that is True on `ids` only."""
+        return self._add(("keep", *key), ids, True)
+
+    def drop(self, key: tuple, ids: torch.Tensor) -> int:
+        """A mask that is True everywhere but on `ids`."""
+        return self._add(("drop", *key), ids, False)
+
+    def _add(self, key: tuple, ids: torch.Tensor, keep: bool) -> int:
+        found = self._index.get(key)
+        if found is None:
+            if len(self._specs) >= self.LIMIT:
+                raise _TableFull
+            found = self._index[key] = len(self._specs)
+            self._specs.append((ids, keep))
+        return found
+
+    def clear(self) -> None:
+        self._index.clear()
+        self._specs.clear()
+        self._dense.clear()
+
+    def dense(self, width: int) -> torch.Tensor:
+        table, built = self._dense.get(width, (None, 0))
+        need = len(self._specs)
+        if table is None or table.shape[0] < need:       # grow by doubling
+            bigger = torch.zeros(max(64, 2 * need), width, dtype=torch.bool)
+            if table is not None:
+                bigger[:built] = table[:built]
+            table = bigger
+        for row in range(built, need):
+            ids, keep = self._specs[row]
+            table[row].fill_(not keep)
+            table[row, ids[ids < width]] = keep
+        self._dense[width] = (table, need)
+        return table
+
+
+class _TableFull(Exception):
+    """More distinct masks than the table keeps: clear the caches and plan again."""
+
+
+def __getattr__(name: str):
+    """MelodyControlLogitsProcessor: built (and transformers imported) on first use."""
+    if name == "MelodyControlLogitsProcessor":
+        cls = _logits_processor_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _logits_processor_class() -> type:
+    from transformers import LogitsProcessor
+
+    class MelodyControlLogitsProcessor(MelodyControl, LogitsProcessor):
+        """MelodyControl as a transformers LogitsProcessor, for model.generate()."""
+
+    MelodyControlLogitsProcessor.__module__ = __name__
+    MelodyControlLogitsProcessor.__qualname__ = "MelodyControlLogitsProcessor"
+    return MelodyControlLogitsProcessor

@@ -15,36 +15,76 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+_LAYER_KEYS = ("input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+               "self_attn.v_proj.weight", "self_attn.o_proj.weight",
+               "post_attention_layernorm.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight",
+               "mlp.down_proj.weight")
+
+
+def config_supported(cfg: dict) -> bool:
+    """Whether a config.json (as a dict) describes a Llama this forward computes exactly."""
+    rope = cfg.get("rope_parameters") or cfg.get("rope_scaling") or {}
+    archs = cfg.get("architectures") or ["LlamaForCausalLM"]
+    return (cfg.get("model_type") == "llama" and archs == ["LlamaForCausalLM"]
+            and cfg.get("hidden_act", "silu") == "silu"
+            and not cfg.get("attention_bias", False) and not cfg.get("mlp_bias", False)
+            and cfg.get("pretraining_tp", 1) == 1
+            and rope.get("rope_type", rope.get("type", "default")) == "default"
+            and float(cfg.get("partial_rotary_factor", 1.0) or 1.0) == 1.0
+            and isinstance(cfg.get("num_hidden_layers"), int))
+
+
+def rope_theta(cfg: dict) -> float:
+    rope = cfg.get("rope_parameters") or {}
+    return float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0)))
+
 
 class FastLlama:
-    def __init__(self, model) -> None:
-        cfg = model.config
-        base = model.model
-        self.n_heads = cfg.num_attention_heads
-        self.n_kv = getattr(cfg, "num_key_value_heads", None) or self.n_heads
-        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
-        self.eps = float(cfg.rms_norm_eps)
-        self.embed = base.embed_tokens.weight.detach()
-        self.head = model.lm_head.weight.detach()
-        self.norm = base.norm.weight.detach()
+    """The forward pass over plain tensors: from a transformers model (FastLlama(model)) or
+    straight from config.json + model.safetensors (FastLlama.from_weights)."""
+
+    def __init__(self, model=None, *, config: dict | None = None,
+                 weights: dict[str, torch.Tensor] | None = None) -> None:
+        if model is not None:
+            config = model.config.to_dict()
+            weights = {k: v.detach() for k, v in model.state_dict().items()}
+            if "lm_head.weight" not in weights:
+                weights["lm_head.weight"] = model.lm_head.weight.detach()
+            inv_freq = model.model.rotary_emb.inv_freq.detach().float()
+            self.rope_scale = float(getattr(model.model.rotary_emb, "attention_scaling", 1.0))
+        assert config is not None and weights is not None
+        self.n_heads = int(config["num_attention_heads"])
+        self.n_kv = int(config.get("num_key_value_heads") or self.n_heads)
+        self.head_dim = int(config.get("head_dim") or config["hidden_size"] // self.n_heads)
+        self.eps = float(config.get("rms_norm_eps", 1e-6))
+        if model is None:
+            half = torch.arange(0, self.head_dim, 2, dtype=torch.int64).float() / self.head_dim
+            inv_freq = 1.0 / (rope_theta(config) ** half)
+            self.rope_scale = 1.0
+        self.embed = weights["model.embed_tokens.weight"]
+        self.head = weights.get("lm_head.weight", self.embed)
+        self.norm = weights["model.norm.weight"]
         self.layers = []
-        for layer in base.layers:
-            att, mlp = layer.self_attn, layer.mlp
-            self.layers.append((
-                layer.input_layernorm.weight.detach(),
-                torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight]).detach(),
-                att.o_proj.weight.detach(),
-                layer.post_attention_layernorm.weight.detach(),
-                torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach(),
-                mlp.down_proj.weight.detach(),
-            ))
-        rotary = base.rotary_emb
-        self.inv_freq = rotary.inv_freq.detach().float()
-        self.rope_scale = float(getattr(rotary, "attention_scaling", 1.0))
-        self.max_positions = int(cfg.max_position_embeddings)
+        for i in range(int(config["num_hidden_layers"])):
+            (ln1, q, k, v, o, ln2, gate, up, down) = (weights[f"model.layers.{i}.{key}"]
+                                                      for key in _LAYER_KEYS)
+            self.layers.append((ln1, torch.cat([q, k, v]), o, ln2, torch.cat([gate, up]),
+                                down))
+        self.n_params = sum(t.numel() for t in (self.embed, self.norm)) + \
+            (0 if self.head is self.embed else self.head.numel()) + \
+            sum(t.numel() for layer in self.layers for t in layer)
+        self.inv_freq = inv_freq
+        self.max_positions = int(config.get("max_position_embeddings") or 0)
         self._cos = self._sin = None
+        self._linears: list | None = None
+        self._head: _Linear | None = None
         self.k_cache: torch.Tensor | None = None
         self.v_cache: torch.Tensor | None = None
+
+    @classmethod
+    def from_weights(cls, config: dict, weights: dict[str, torch.Tensor]) -> FastLlama:
+        """From config.json (a dict) and the tensors of model.safetensors (LoRA merged)."""
+        return cls(config=config, weights=weights)
 
     @staticmethod
     def supports(model) -> bool:
@@ -67,7 +107,10 @@ class FastLlama:
         freqs = torch.outer(positions, self.inv_freq)
         emb = torch.cat([freqs, freqs], dim=-1)
         self._cos = emb.cos() * self.rope_scale
-        self._sin = emb.sin() * self.rope_scale
+        sin = emb.sin() * self.rope_scale
+        half = self.head_dim // 2
+        # rotate_half(x) * sin == cat(x2, x1) * cat(-sin1, sin2): the sign goes in the table
+        self._sin = torch.cat([-sin[:, :half], sin[:, half:]], dim=-1)
 
     def new_cache(self, batch: int, length: int) -> None:
         shape = (len(self.layers), batch, self.n_kv, length, self.head_dim)
@@ -81,14 +124,12 @@ class FastLlama:
         self.k_cache = self.k_cache.index_select(1, index)
         self.v_cache = self.v_cache.index_select(1, index)
 
-    def _rms(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
-
-    @staticmethod
-    def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        half = x.shape[-1] // 2
-        rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-        return x * cos + rotated * sin
+    def _prepare(self) -> None:
+        """Weights packed once for MKL's matrix product (same results, less work a call)."""
+        self._linears = []
+        for _, wqkv, wo, _, wgu, wd in self.layers:
+            self._linears.append(tuple(_Linear(w) for w in (wqkv, wo, wgu, wd)))
+        self._head = _Linear(self.head)
 
     @torch.inference_mode()
     def forward(self, ids: torch.Tensor, start: int) -> torch.Tensor:
@@ -103,23 +144,55 @@ class FastLlama:
             raise ValueError(f"position {end} beyond the cache ({self.k_cache.shape[3]})")
         if length > 1 and start != 0:
             raise ValueError("a multi-token call must start at position 0")
+        if self._linears is None:
+            self._prepare()
         h, kv, hd = self.n_heads, self.n_kv, self.head_dim
-        cos = self._cos[start:end]
-        sin = self._sin[start:end]
+        half = hd // 2
+        cos = self._cos[start:end, None]             # [T, 1, hd]: broadcast over heads
+        sin = self._sin[start:end, None]
+        eps = self.eps
         x = F.embedding(ids, self.embed)
-        for i, (ln1, wqkv, wo, ln2, wgu, wd) in enumerate(self.layers):
-            qkv = F.linear(self._rms(x, ln1), wqkv)
-            q, k, v = qkv.split([h * hd, kv * hd, kv * hd], dim=-1)
-            q = self._rotate(q.view(batch, length, h, hd).transpose(1, 2), cos, sin)
-            k = self._rotate(k.view(batch, length, kv, hd).transpose(1, 2), cos, sin)
-            v = v.view(batch, length, kv, hd).transpose(1, 2)
-            self.k_cache[i, :, :, start:end] = k
-            self.v_cache[i, :, :, start:end] = v
-            keys = self.k_cache[i, :, :, :end]
-            values = self.v_cache[i, :, :, :end]
-            att = F.scaled_dot_product_attention(q, keys, values, is_causal=length > 1,
-                                                 enable_gqa=kv != h)
-            x = x + F.linear(att.transpose(1, 2).reshape(batch, length, h * hd), wo)
-            gate, up = F.linear(self._rms(x, ln2), wgu).chunk(2, dim=-1)
-            x = x + F.linear(F.silu(gate) * up, wd)
-        return F.linear(self._rms(x[:, -1], self.norm), self.head)
+        for i, (ln1, _, _, ln2, _, _) in enumerate(self.layers):
+            lin_qkv, lin_o, lin_gu, lin_d = self._linears[i]
+            qkv = lin_qkv(F.rms_norm(x, (x.shape[-1],), ln1, eps))
+            qkv = qkv.view(batch, length, h + 2 * kv, hd)
+            qk = qkv[:, :, :h + kv]
+            qk = qk * cos + torch.cat([qk[..., half:], qk[..., :half]], dim=-1) * sin
+            q = qk[:, :, :h].transpose(1, 2)
+            self.k_cache[i, :, :, start:end] = qk[:, :, h:].transpose(1, 2)
+            self.v_cache[i, :, :, start:end] = qkv[:, :, h + kv:].transpose(1, 2)
+            att = F.scaled_dot_product_attention(q, self.k_cache[i, :, :, :end],
+                                                 self.v_cache[i, :, :, :end],
+                                                 is_causal=length > 1, enable_gqa=kv != h)
+            x = x + lin_o(att.transpose(1, 2).reshape(batch, length, h * hd))
+            gate, up = lin_gu(F.rms_norm(x, (x.shape[-1],), ln2, eps)).chunk(2, dim=-1)
+            x = x + lin_d(F.silu(gate) * up)
+        return self._head(F.rms_norm(x[:, -1], (x.shape[-1],), self.norm, eps))
+
+
+def _mkl_packing() -> bool:
+    try:
+        return bool(torch.backends.mkl.is_available()) and \
+            hasattr(torch.ops.mkl, "_mkl_linear")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+class _Linear:
+    """x @ w.T: with the weight packed for MKL where torch has it, else F.linear."""
+
+    PACK = _mkl_packing()
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        self.weight = weight.contiguous()
+        self.packed = None
+        if self.PACK and weight.dtype == torch.float32:
+            try:
+                self.packed = torch.ops.mkl._mkl_reorder_linear_weight(self.weight, 16)
+            except RuntimeError:
+                self.packed = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed is not None:
+            return torch.ops.mkl._mkl_linear(x, self.packed, self.weight, None, 16)
+        return F.linear(x, self.weight)

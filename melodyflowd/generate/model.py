@@ -4,11 +4,22 @@ optional LoRA adapter (a peft directory or a style name under the model's ``adap
 Weights load from safetensors only (never pickle) and never with remote code. Every
 problem a user can fix (a missing directory or file, pickle-only weights, no network
 for a hub id, an unknown style) is one UserError line that names the file.
+
+The lean path: a local directory with a plain Llama (config.json says so, weights in one
+model.safetensors, a tokenizer.json that needs nothing from transformers) loads without
+importing transformers at all: the tensors go straight into FastLlama (fastllama.py),
+the tokenizer is the `tokenizers` package's own, and a plain LoRA adapter is merged here
+(W + B A * alpha / r, what peft's merge_and_unload computes). That saves the second or
+two that importing transformers takes. ``LoadedModel.model`` still gives the transformers
+model - built on first use, from the same files - for whoever wants model.generate();
+anything else (hub ids, other architectures, adapters peft must handle) loads through
+transformers and peft as before.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import warnings
@@ -30,15 +41,45 @@ class ModelError(UserError):
 
 @dataclass
 class LoadedModel:
-    model: Any                      # a transformers PreTrainedModel, in eval mode
-    tokenizer: Any                  # a PreTrainedTokenizerFast
+    _model: Any                     # a transformers PreTrainedModel in eval mode, or None
+    tokenizer: Any                  # a PreTrainedTokenizerFast or a LeanTokenizer
     profile: ModelProfile
     name: str                       # "default", a directory or a hub id, as given
     adapter: str | None = None      # adapter directory as resolved, or None
     path: str = ""                  # the directory (or hub id) the weights came from
     load_seconds: float = 0.0
+    config: dict = field(default_factory=dict, repr=False)   # config.json
     _note_tokenizer: Any = field(default=None, repr=False)
     _fast: Any = field(default=None, repr=False)
+    _build_model: Any = field(default=None, repr=False)      # lean: makes .model on demand
+
+    @property
+    def model(self):
+        """The transformers model (for model.generate()); built on first use after a lean
+        load, which imports transformers then."""
+        if self._model is None and self._build_model is not None:
+            self._model = self._build_model()
+        return self._model
+
+    @property
+    def lean(self) -> bool:
+        """Loaded without transformers (the transformers model not built yet)."""
+        return self._model is None
+
+    @property
+    def context_length(self) -> int:
+        """Positions the model reads (max_position_embeddings); 0 when unknown."""
+        return int(self.config.get("max_position_embeddings") or 0)
+
+    @property
+    def n_params(self) -> int:
+        if self._model is not None:
+            return sum(p.numel() for p in self._model.parameters())
+        return self._fast.n_params if self._fast else 0
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of a prompt, special tokens (BOS) included as the tokenizer adds them."""
+        return list(self.tokenizer(text)["input_ids"])
 
     @property
     def note_tokenizer(self):
@@ -49,7 +90,6 @@ class LoadedModel:
             self._note_tokenizer = NoteTokenizer(self.tokenizer, self.profile)
         return self._note_tokenizer
 
-
     @property
     def fast_forward(self):
         """A FastLlama over this model's weights, or None for other architectures."""
@@ -58,6 +98,113 @@ class LoadedModel:
 
             self._fast = FastLlama(self.model) if FastLlama.supports(self.model) else False
         return self._fast or None
+
+
+class LeanTokenizer:
+    """What melodyflowd asks of a PreTrainedTokenizerFast, over `tokenizers` alone.
+
+    Used for a tokenizer.json whose tokenizer_config.json asks for nothing beyond it
+    (tokenizer_class PreTrainedTokenizerFast or none, no add_bos/eos overrides).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        from tokenizers import Tokenizer
+
+        self.backend_tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        config = _tokenizer_config(directory)
+        self._named: dict[str, str | None] = {}
+        for name in ("bos_token", "eos_token", "unk_token", "pad_token"):
+            value = config.get(name)
+            if isinstance(value, dict):
+                value = value.get("content")
+            self._named[name] = value if isinstance(value, str) else None
+        added = self.backend_tokenizer.get_added_tokens_decoder()
+        specials = [t for t in self._named.values() if t is not None]
+        specials += [tok.content for _, tok in sorted(added.items()) if tok.special]
+        self.all_special_tokens = list(dict.fromkeys(specials))
+        self.all_special_ids = [i for i in (self.backend_tokenizer.token_to_id(t)
+                                            for t in self.all_special_tokens) if i is not None]
+
+    @staticmethod
+    def usable(directory: Path) -> bool:
+        if not (directory / "tokenizer.json").is_file():
+            return False
+        config = _tokenizer_config(directory)
+        return (config.get("tokenizer_class") in (None, "PreTrainedTokenizerFast")
+                and not any(k in config for k in ("add_bos_token", "add_eos_token",
+                                                   "add_prefix_space", "auto_map")))
+
+    def __len__(self) -> int:
+        return self.backend_tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def _id(self, name: str) -> int | None:
+        token = self._named.get(name)
+        return None if token is None else self.backend_tokenizer.token_to_id(token)
+
+    @property
+    def pad_token_id(self) -> int | None:
+        return self._id("pad_token")
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return self._id("eos_token")
+
+    @property
+    def bos_token_id(self) -> int | None:
+        return self._id("bos_token")
+
+    @property
+    def pad_token(self) -> str | None:
+        return self._named["pad_token"]
+
+    @pad_token.setter
+    def pad_token(self, value: str | None) -> None:
+        self._named["pad_token"] = value
+
+    @property
+    def eos_token(self) -> str | None:
+        return self._named["eos_token"]
+
+    def convert_ids_to_tokens(self, ids):
+        if isinstance(ids, int):
+            return self.backend_tokenizer.id_to_token(ids)
+        return [self.backend_tokenizer.id_to_token(i) for i in ids]
+
+    def convert_tokens_to_ids(self, tokens):
+        if isinstance(tokens, str):
+            return self.backend_tokenizer.token_to_id(tokens)
+        return [self.backend_tokenizer.token_to_id(t) for t in tokens]
+
+    def __call__(self, text: str, add_special_tokens: bool = True,
+                 return_tensors: str | None = None) -> dict[str, Any]:
+        ids = self.backend_tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
+        if return_tensors == "pt":
+            import torch
+
+            tensor = torch.tensor([ids], dtype=torch.long)
+            return {"input_ids": tensor, "attention_mask": torch.ones_like(tensor)}
+        if return_tensors is not None:
+            raise ValueError(f"return_tensors={return_tensors!r}: only 'pt' or None")
+        return {"input_ids": ids, "attention_mask": [1] * len(ids)}
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return self(text, add_special_tokens=add_special_tokens)["input_ids"]
+
+    def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        if hasattr(ids, "tolist"):
+            ids = ids.tolist()
+        return self.backend_tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+
+def _tokenizer_config(directory: Path) -> dict:
+    path = directory / "tokenizer_config.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 # -- profiles ---------------------------------------------------------------------------
@@ -124,6 +271,9 @@ def _offline() -> bool:
 def _load_pretrained(source: str, *, local_only: bool):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()        # no "Loading weights" bars in logs and output
 
     kwargs = dict(trust_remote_code=False, local_files_only=local_only)
     tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
@@ -199,10 +349,122 @@ def _apply_adapter(model, directory: Path):
     return merged
 
 
+# -- the lean path -----------------------------------------------------------------------
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def lean_config(directory: Path) -> dict | None:
+    """config.json when this directory can load without transformers, else None."""
+    from .fastllama import config_supported
+
+    config = _read_json(directory / "config.json")
+    if config is None or not config_supported(config):
+        return None
+    if not (directory / "model.safetensors").is_file() or not LeanTokenizer.usable(directory):
+        return None
+    return config
+
+
+def lean_lora(directory: Path) -> dict | None:
+    """adapter_config.json when it is a plain LoRA this module merges itself, else None
+    (then peft loads it)."""
+    config = _read_json(directory / "adapter_config.json")
+    if config is None or config.get("peft_type") != "LORA":
+        return None
+    targets = config.get("target_modules")
+    if isinstance(targets, str) or not targets or not set(targets) <= set(LORA_TARGETS):
+        return None
+    plain = (not config.get("use_dora") and config.get("bias", "none") == "none"
+             and not config.get("fan_in_fan_out") and not config.get("modules_to_save")
+             and not config.get("layers_to_transform") and not config.get("layers_pattern")
+             and not config.get("rank_pattern") and not config.get("alpha_pattern")
+             and not config.get("lora_bias") and not config.get("use_qalora")
+             and not config.get("target_parameters")
+             and not config.get("trainable_token_indices")
+             and not config.get("layer_replication"))
+    r = config.get("r")
+    if not plain or not isinstance(r, int) or r <= 0 or \
+            not isinstance(config.get("lora_alpha"), (int, float)):
+        return None
+    return config
+
+
+def merge_lora(weights: dict, adapter_dir: Path, config: dict) -> bool:
+    """Add B @ A * scale to each targeted weight (in place of a copy). False when the
+    adapter's tensors are not the plain pairs expected (then peft must load it)."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    r = config["r"]
+    scale = config["lora_alpha"] / (math.sqrt(r) if config.get("use_rslora") else r)
+    prefix = "base_model.model."
+    pairs: dict[str, dict[str, Any]] = {}
+    for key, tensor in tensors.items():
+        for part in ("lora_A", "lora_B"):
+            suffix = f".{part}.weight"
+            if key.startswith(prefix) and key.endswith(suffix):
+                pairs.setdefault(key[len(prefix):-len(suffix)], {})[part] = tensor
+                break
+        else:
+            return False
+    deltas = {}
+    for module, pair in pairs.items():
+        target = f"{module}.weight"
+        if set(pair) != {"lora_A", "lora_B"} or target not in weights or \
+                module.rsplit(".", 1)[-1] not in LORA_TARGETS:
+            return False
+        delta = (pair["lora_B"].float() @ pair["lora_A"].float()) * scale
+        if delta.shape != weights[target].shape:
+            return False
+        deltas[target] = delta
+    for target, delta in deltas.items():
+        weights[target] = weights[target] + delta
+    return True
+
+
+def _load_lean(directory: Path, config: dict, adapter_dir: Path | None):
+    """(weights, tokenizer) straight from the files, or None when the adapter needs peft."""
+    import torch
+    from safetensors.torch import load_file
+
+    adapter_config = None
+    if adapter_dir is not None:
+        adapter_config = lean_lora(adapter_dir)
+        if adapter_config is None:
+            return None
+    try:
+        weights = {k: v.to(torch.float32) for k, v in
+                   load_file(str(directory / "model.safetensors")).items()}
+    except Exception as exc:  # noqa: BLE001 - safetensors' own error types vary by version
+        raise ModelError(f"cannot load the model: {_first_line(exc)}",
+                         file=str(directory / "model.safetensors")) from None
+    if adapter_config is not None and not merge_lora(weights, adapter_dir, adapter_config):
+        return None
+    try:
+        tokenizer = LeanTokenizer(directory)
+    except Exception as exc:  # noqa: BLE001 - tokenizers raises plain Exceptions
+        raise ModelError(f"cannot load the tokenizer: {_first_line(exc)}",
+                         file=str(directory / "tokenizer.json")) from None
+    return weights, tokenizer
+
+
 # -- the entry point --------------------------------------------------------------------
 
-def load_model(spec: str | None = None, adapter: str | None = None) -> LoadedModel:
-    """Load the embedded default (spec None or "default"), a local directory or a hub id."""
+def load_model(spec: str | None = None, adapter: str | None = None, *,
+               lean: bool = True) -> LoadedModel:
+    """Load the embedded default (spec None or "default"), a local directory or a hub id.
+
+    lean=False loads through transformers (and peft) even where the lean path could.
+    """
     started = time.perf_counter()
     if spec is None or spec == "default":
         directory: Path | None = DEFAULT_MODEL_DIR
@@ -216,25 +478,48 @@ def load_model(spec: str | None = None, adapter: str | None = None) -> LoadedMod
         directory = path if _looks_like_path(spec) else None
     if directory is not None:
         _check_model_dir(directory)
-        try:
-            model, tokenizer = _load_pretrained(str(directory), local_only=True)
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load the model: {_first_line(exc)}",
-                             file=str(directory)) from None
+    profile = resolve_profile(directory, name)
+    adapter_dir = resolve_adapter(adapter, directory) if adapter else None
+    adapter_name = str(adapter_dir) if adapter_dir else None
+    config = lean_config(directory) if lean and directory is not None else None
+    found = _load_lean(directory, config, adapter_dir) if config is not None else None
+    if found is not None:
+        from .fastllama import FastLlama
+
+        weights, tokenizer = found
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        fast = FastLlama.from_weights(config, weights)
+
+        def build() -> Any:
+            model = _load_local(directory)[0]
+            return _apply_adapter(model, adapter_dir) if adapter_dir else model
+
+        return LoadedModel(_model=None, tokenizer=tokenizer, profile=profile, name=name,
+                           adapter=adapter_name, path=str(directory), config=config,
+                           _fast=fast, _build_model=build,
+                           load_seconds=time.perf_counter() - started)
+    if directory is not None:
+        model, tokenizer = _load_local(directory)
         source = str(directory)
     else:
         model, tokenizer = _load_hub(name)
         source = name
-    profile = resolve_profile(directory, name)
-    adapter_dir = None
-    if adapter:
-        adapter_dir = resolve_adapter(adapter, directory)
+    if adapter_dir:
         model = _apply_adapter(model, adapter_dir)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return LoadedModel(model=model, tokenizer=tokenizer, profile=profile, name=name,
-                       adapter=str(adapter_dir) if adapter_dir else None, path=source,
+    return LoadedModel(_model=model, tokenizer=tokenizer, profile=profile, name=name,
+                       adapter=adapter_name, path=source, config=model.config.to_dict(),
                        load_seconds=time.perf_counter() - started)
+
+
+def _load_local(directory: Path):
+    try:
+        return _load_pretrained(str(directory), local_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load the model: {_first_line(exc)}",
+                         file=str(directory)) from None
 
 
 def style_adapter(spec: str | None, style: str | None) -> str | None:
