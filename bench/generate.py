@@ -5,18 +5,29 @@ Same model, same 32-bar chart, same machine, one process:
       transformers generate() call whose logits processor decodes the whole sequence
       at every step to find out where it is (then masks the pitch tokens);
   (b) ours     - compose_bank: the whole chart, all variations, one batched run with
-      the KV cache and the incremental MelodyControlLogitsProcessor.
-Both decode with the same number of torch threads. Prints model load time, tokens/s,
-seconds and the ratios. Uses the embedded model when it is installed, else a tiny
-random model (say --tiny to force that, --model DIR for another one).
+      the KV cache and the incremental MelodyControlLogitsProcessor (its core,
+      MelodyControl).
+Both decode with the same number of torch threads; the ratio compares (a) with the mean
+of two (b) runs, one before and one after it. Before that, in fresh processes:
+  load        - python start, imports and load_model + NoteTokenizer, as the generator
+                child does it (the wall time of the whole process is the number);
+  cold start  - from process start to the first playable bank the way the daemon gets it
+                (GeneratorClient: spawn the child, which loads the model and generates),
+                with an empty cache;
+  cache start - the same again: the bank comes from the cache.
+Uses the embedded model when it is installed, else a tiny random model (say --tiny to
+force that, --model DIR for another one).
 
     python3 bench/generate.py [--model DIR | --tiny] [--chart FILE | --bars N] [--variations 4]
+                              [--skip-original] [--skip-start]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -132,8 +143,85 @@ def ours(loaded, chart, settings: GenerationSettings) -> dict:
     notes = sum(len(p.notes) for v in bank.variations for p in v)
     empty = sum(1 for v in bank.variations for p in v if not p.notes)
     return {"seconds": seconds, "tokens": stats.tokens, "notes": notes, "empty_bars": empty,
-            "bank": bank,
+            "bank": bank, "steps": stats.steps,
             "prefills": stats.prefills, "forced": stats.forced, "segments": stats.segments}
+
+
+FRESH_LOAD = """
+import json, sys, time
+t0 = time.perf_counter()
+import torch, tokenizers, safetensors.torch  # what load_model imports on its lean path
+from melodyflowd.generate.model import load_model
+t1 = time.perf_counter()
+loaded = load_model(sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else None)
+t2 = time.perf_counter()
+loaded.note_tokenizer
+t3 = time.perf_counter()
+print(json.dumps({"imports": t1 - t0, "load": t2 - t1, "note_tokenizer": t3 - t2,
+                  "transformers": "transformers" in sys.modules, "lean": loaded.lean}),
+      flush=True)
+"""
+
+FIRST_BANK = """
+import sys, time
+from melodyflowd.config import load_settings
+from melodyflowd.chart import load_chart
+from melodyflowd.generate.worker import BankReady, Failed, GeneratorClient
+settings = load_settings(None, {"chart": sys.argv[1], "generation.cache_dir": sys.argv[2],
+                                "generation.model": sys.argv[3] or None,
+                                "generation.variations": int(sys.argv[4])})
+chart = load_chart(settings.chart)
+client = GeneratorClient(settings)
+client.start()
+client.request_chart(chart, settings.generation)
+while True:
+    events = [e for e in client.poll() if isinstance(e, (BankReady, Failed))]
+    if events:
+        break
+    time.sleep(0.02)              # the daemon's main-loop tick (daemon.LOOP_SECONDS)
+print("READY", isinstance(events[0], BankReady) and events[0].from_cache,
+      type(events[0]).__name__, flush=True)
+client.stop()
+"""
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return env
+
+
+def fresh_load(spec: str | None) -> dict:
+    """load_model + NoteTokenizer in a new interpreter: the time from starting the process
+    to the line it prints once the model is ready (its exit not included)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", FRESH_LOAD, spec or ""],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env(), cwd=ROOT)
+    line = proc.stdout.readline()
+    wall = time.perf_counter() - started
+    _, stderr = proc.communicate(timeout=300)
+    if proc.returncode != 0 or not line.strip():
+        raise RuntimeError(stderr[-2000:])
+    return {"wall": wall, **json.loads(line)}
+
+
+def first_bank(spec: str | None, chart_path: str, cache_dir: str, variations: int) -> dict:
+    """From process start to the first playable bank, as the daemon gets it."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", FIRST_BANK, chart_path, cache_dir,
+                             spec or "", str(variations)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+    line = ""
+    for line in proc.stdout:
+        if line.startswith("READY"):
+            break
+    seconds = time.perf_counter() - started
+    _, stderr = proc.communicate(timeout=120)
+    words = line.split()
+    if len(words) < 3 or words[2] != "BankReady":
+        raise RuntimeError(f"no bank: {line!r} {stderr[-2000:]}")
+    return {"seconds": seconds, "from_cache": words[1] == "True"}
 
 
 def chart_for(path: str | None, bars: int):
@@ -158,6 +246,8 @@ def main() -> int:
     parser.add_argument("--variations", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-original", action="store_true")
+    parser.add_argument("--skip-start", action="store_true",
+                        help="do not measure the cold and cached start (two daemon-like runs)")
     args = parser.parse_args()
 
     tmp = None
@@ -172,26 +262,35 @@ def main() -> int:
         spec = args.model or None
         label = args.model or f"embedded default ({DEFAULT_MODEL_DIR})"
 
+    fresh = fresh_load(spec)
     t0 = time.perf_counter()
     loaded = load_model(spec)
-    first_load = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    loaded = load_model(spec)
-    second_load = time.perf_counter() - t0
-    t0 = time.perf_counter()
     loaded.note_tokenizer  # noqa: B018 - built once per model; part of getting ready
-    nt_seconds = time.perf_counter() - t0
-    params = sum(p.numel() for p in loaded.model.parameters())
-
-    chart = chart_for(None if args.bars else args.chart, args.bars or 32)
+    warm_load = time.perf_counter() - t0
+    chart_path = None if args.bars else args.chart
+    chart = chart_for(chart_path, args.bars or 32)
     settings = GenerationSettings(variations=args.variations, seed=args.seed)
     print(f"model:        {label}")
-    print(f"              {params / 1e6:.2f} M parameters, vocab {len(loaded.tokenizer)}, "
-          f"context {getattr(loaded.model.config, 'max_position_embeddings', '?')}, "
-          f"profile {loaded.profile.name} (markers: {loaded.profile.chord_markers})")
-    print(f"load:         {second_load:.2f} s (weights + tokenizer, modules imported) "
-          f"+ {nt_seconds:.2f} s NoteTokenizer   [target <= 2 s]; the first load in this "
-          f"process took {first_load:.2f} s with transformers' lazy model imports")
+    print(f"              {loaded.n_params / 1e6:.2f} M parameters, vocab {len(loaded.tokenizer)}, "
+          f"context {loaded.context_length or '?'}, "
+          f"profile {loaded.profile.name} (markers: {loaded.profile.chord_markers}), "
+          f"{'lean load (no transformers)' if loaded.lean else 'loaded through transformers'}")
+    print(f"load:         {fresh['wall']:.2f} s first in a fresh process: python start "
+          f"{fresh['wall'] - fresh['imports'] - fresh['load'] - fresh['note_tokenizer']:.2f} s, "
+          f"imports (torch, tokenizers, safetensors) {fresh['imports']:.2f} s, weights + "
+          f"tokenizer {fresh['load']:.2f} s, "
+          f"NoteTokenizer {fresh['note_tokenizer']:.2f} s; transformers imported: "
+          f"{'yes' if fresh['transformers'] else 'no'}   [target <= 2 s]")
+    print(f"load again:   {warm_load:.2f} s in this process (modules imported)")
+    if not args.skip_start and chart_path is not None:
+        with tempfile.TemporaryDirectory() as cache_dir:
+            cold = first_bank(spec, chart_path, cache_dir, args.variations)
+            warm = first_bank(spec, chart_path, cache_dir, args.variations)
+        print(f"cold start:   {cold['seconds']:.2f} s from process start to the first playable "
+              f"bank (GeneratorClient as the daemon uses it; empty cache; from cache: "
+              f"{cold['from_cache']})   [target <= 10 s]")
+        print(f"cache start:  {warm['seconds']:.2f} s the same again (from cache: "
+              f"{warm['from_cache']})   [target <= 2 s]")
     print(f"chart:        {chart.title}: {len(chart.bars)} bars x {args.variations} variations, "
           f"tempo {chart.tempo:g}, torch threads for decoding: {compose.DECODE_THREADS}")
 
@@ -199,11 +298,13 @@ def main() -> int:
     b_rate = b["tokens"] / b["seconds"]
     print(f"(b) ours:     {b['seconds']:.2f} s, {b['tokens']} tokens, {b_rate:.0f} tokens/s, "
           f"{b['notes']} notes ({b['notes'] / (len(chart.bars) * args.variations):.1f}/bar), "
-          f"{b['empty_bars']} empty bars, {b['segments']} parts, {b['prefills']} context reads   "
+          f"{b['empty_bars']} empty bars, {b['segments']} parts, {b['prefills']} context reads, "
+          f"{b['steps']} steps ({1000 * b['seconds'] / max(1, b['steps']):.1f} ms a step)   "
           f"[target <= 5 s, aim 2 s]")
     if args.skip_original:
         return 0
     per_bar = max(1, round(b["tokens"] / (len(chart.bars) * args.variations)))
+    loaded.model  # noqa: B018 - (a) runs transformers' generate(): build that model first
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, compose.DECODE_THREADS))
     try:

@@ -221,3 +221,27 @@ def test_generation_benchmark_runs():
         assert label in proc.stdout, proc.stdout
     assert "same bank: True" in proc.stdout
     assert " 0 empty bars" in proc.stdout
+
+
+def test_sample_draws_only_tokens_that_can_be_drawn():
+    import torch
+
+    from melodyflowd.generate.compose import sample
+
+    scores = torch.full((3, 300), -float("inf"))
+    scores[0, [5, 7]] = 0.0
+    scores[1, :4] = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
+    scores[2, :200] = 0.0                    # 200 equal tokens: top-p needs more than top-k
+    seen: list[set[int]] = [set(), set(), set()]
+    for k in range(1001):
+        u = torch.full((3,), min(k / 1000, 1 - 1e-7))
+        for row, token in enumerate(sample(scores, u, temperature=1.0, top_p=0.9).tolist()):
+            seen[row].add(token)
+    assert seen[0] == {5, 7}
+    assert seen[1] == {0, 1, 2}             # 0.05 lies outside the top 0.9 of the mass
+    assert len(seen[2]) >= 170 and max(seen[2]) < 200
+    # temperature sharpens; top_p = 1 draws from everything that has a probability
+    full = {sample(scores[1:2], torch.tensor([k / 100]), 1.0, 1.0).item() for k in range(100)}
+    assert full == {0, 1, 2, 3}
+    cold = {sample(scores[1:2], torch.tensor([k / 100]), 0.05, 1.0).item() for k in range(100)}
+    assert cold == {0}

@@ -276,3 +276,30 @@ def test_bad_settings_rejected(nt):
         MelodyControlLogitsProcessor(nt, hand_chart(), scale="lydian-ish")
     with pytest.raises(ValueError, match="range"):
         MelodyControlLogitsProcessor(nt, hand_chart(), low=90, high=60)
+
+
+def test_the_logits_processor_is_the_core_as_transformers_wants_it():
+    from transformers import LogitsProcessor
+
+    from melodyflowd.generate import constraint
+
+    assert issubclass(MelodyControlLogitsProcessor, LogitsProcessor)
+    assert issubclass(MelodyControlLogitsProcessor, constraint.MelodyControl)
+    assert constraint.MelodyControlLogitsProcessor is MelodyControlLogitsProcessor
+    with pytest.raises(AttributeError):
+        constraint.NoSuchThing  # noqa: B018
+
+
+def test_batched_masks_equal_row_by_row(nt):
+    """The same states constrained as one batch or a row at a time give the same scores."""
+    proc = MelodyControlLogitsProcessor(nt, hand_chart(), hard=False, enforce_format=True,
+                                        min_notes_per_bar=2, max_notes_per_bar=8,
+                                        min_wait_beats=0.125)
+    rows = _run_synthetic(nt, proc, batch=4, steps=37, seed=5)
+    assert all(rows)
+    gen = torch.Generator().manual_seed(9)
+    scores = torch.randn(4, len(nt.texts) + 3, generator=gen)
+    together = proc.apply(scores.clone())
+    for row in range(4):
+        alone = proc.apply(scores[row:row + 1].clone(), [row])
+        assert torch.equal(alone[0], together[row]), row

@@ -144,3 +144,96 @@ def test_adapter_by_style_name_and_by_directory(tiny_dir, tmp_path):
     with pytest.raises(UserError) as info:
         load_model(str(copy), adapter="swing")
     assert "bebop" in str(info.value) and "swing" in str(info.value)
+
+
+# -- the lean path (no transformers) ----------------------------------------------------
+
+TEXTS = ["Blues\npitch duration wait velocity instrument\n@F:lydian\n60 200 1050 80 0\n",
+         "bebop Bb 220\n", "<s>67 12 12\n</s>", "", "x@%&? 007\n\n"]
+
+
+def _fast_logits(loaded, text: str = "60 200 100 80 0\n") -> torch.Tensor:
+    ids = torch.tensor([loaded.tokenizer(text, add_special_tokens=False)["input_ids"]])
+    fast = loaded.fast_forward
+    fast.new_cache(1, ids.shape[1])
+    return fast.forward(ids, 0)[0]
+
+
+def test_lean_load_matches_transformers(tiny_dir):
+    lean = load_model(str(tiny_dir))
+    full = load_model(str(tiny_dir), lean=False)
+    assert lean.lean and not full.lean
+    assert type(lean.tokenizer).__name__ == "LeanTokenizer"
+    a, b = lean.tokenizer, full.tokenizer
+    assert len(a) == len(b)
+    assert a.convert_ids_to_tokens(list(range(len(a)))) == \
+        b.convert_ids_to_tokens(list(range(len(b))))
+    assert set(a.all_special_ids) == set(b.all_special_ids)
+    assert set(a.all_special_tokens) == set(b.all_special_tokens)
+    for name in ("pad_token_id", "eos_token_id", "bos_token_id", "unk_token_id", "pad_token",
+                 "eos_token"):
+        assert getattr(a, name) == getattr(b, name), name
+    for text in TEXTS:
+        for special in (True, False):
+            ids = a(text, add_special_tokens=special)["input_ids"]
+            assert ids == b(text, add_special_tokens=special)["input_ids"], (text, special)
+            for skip in (True, False):
+                assert a.decode(ids, skip_special_tokens=skip) == \
+                    b.decode(ids, skip_special_tokens=skip)
+    assert torch.equal(a("60 1\n", return_tensors="pt")["input_ids"],
+                       b("60 1\n", return_tensors="pt")["input_ids"])
+    assert lean.context_length == full.context_length > 0
+    assert lean.n_params == full.n_params
+    assert torch.allclose(_fast_logits(lean), _logits(full), atol=1e-5)
+    # the transformers model of a lean load is built on demand, from the same files
+    assert torch.allclose(_logits(lean), _logits(full), atol=1e-6)
+    assert not lean.lean
+
+
+def test_lean_lora_merge_matches_peft(tiny_dir, tmp_path):
+    copy = Path(shutil.copytree(tiny_dir, tmp_path / "m"))
+    _save_adapter(copy, copy / "adapters" / "bebop")
+    lean = load_model(str(copy), adapter="bebop")
+    merged_by_peft = load_model(str(copy), adapter="bebop", lean=False)
+    base = load_model(str(copy))
+    assert lean.lean and lean.adapter == merged_by_peft.adapter
+    assert torch.allclose(_fast_logits(lean), _logits(merged_by_peft), atol=1e-5)
+    assert not torch.allclose(_fast_logits(lean), _fast_logits(base), atol=1e-3)
+
+
+def test_adapter_peft_must_handle_loads_through_peft(tiny_dir, tmp_path):
+    """An adapter config the lean merge does not know (here: modules_to_save) is left to
+    peft."""
+    import json
+
+    copy = Path(shutil.copytree(tiny_dir, tmp_path / "m"))
+    _save_adapter(copy, copy / "adapters" / "bebop")
+    config_path = copy / "adapters" / "bebop" / "adapter_config.json"
+    assert model_mod.lean_lora(config_path.parent) is not None
+    config = json.loads(config_path.read_text())
+    config["modules_to_save"] = ["lm_head"]
+    config_path.write_text(json.dumps(config))
+    assert model_mod.lean_lora(config_path.parent) is None
+
+
+def test_lean_path_never_imports_transformers(tiny_dir):
+    """Loading and composing the default kind of model costs no transformers import."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    code = (
+        "import sys\n"
+        "sys.path.insert(0, 'tests')\n"
+        "from tiny_model import hand_chart\n"
+        "from melodyflowd.config import GenerationSettings\n"
+        "from melodyflowd.generate.compose import compose_bank\n"
+        "from melodyflowd.generate.model import load_model\n"
+        f"loaded = load_model({str(tiny_dir)!r})\n"
+        "bank = compose_bank(hand_chart(2), loaded, GenerationSettings(variations=2, seed=3))\n"
+        "assert all(p.notes for v in bank.variations for p in v)\n"
+        "print(sorted(m for m in ('transformers', 'peft') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

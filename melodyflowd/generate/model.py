@@ -100,11 +100,16 @@ class LoadedModel:
         return self._fast or None
 
 
+# tokenizer_config.json classes that are tokenizer.json and nothing more (transformers 4, 5)
+LEAN_TOKENIZER_CLASSES = (None, "PreTrainedTokenizerFast", "TokenizersBackend")
+
+
 class LeanTokenizer:
     """What melodyflowd asks of a PreTrainedTokenizerFast, over `tokenizers` alone.
 
     Used for a tokenizer.json whose tokenizer_config.json asks for nothing beyond it
-    (tokenizer_class PreTrainedTokenizerFast or none, no add_bos/eos overrides).
+    (tokenizer_class PreTrainedTokenizerFast, TokenizersBackend or none, no add_bos/eos
+    overrides).
     """
 
     def __init__(self, directory: Path) -> None:
@@ -130,7 +135,7 @@ class LeanTokenizer:
         if not (directory / "tokenizer.json").is_file():
             return False
         config = _tokenizer_config(directory)
-        return (config.get("tokenizer_class") in (None, "PreTrainedTokenizerFast")
+        return (config.get("tokenizer_class") in LEAN_TOKENIZER_CLASSES
                 and not any(k in config for k in ("add_bos_token", "add_eos_token",
                                                    "add_prefix_space", "auto_map")))
 
@@ -152,6 +157,18 @@ class LeanTokenizer:
     @property
     def bos_token_id(self) -> int | None:
         return self._id("bos_token")
+
+    @property
+    def unk_token_id(self) -> int | None:
+        return self._id("unk_token")
+
+    @property
+    def bos_token(self) -> str | None:
+        return self._named["bos_token"]
+
+    @property
+    def unk_token(self) -> str | None:
+        return self._named["unk_token"]
 
     @property
     def pad_token(self) -> str | None:

@@ -463,10 +463,6 @@ class _Child:
         torch.set_num_threads(self.threads)
         with contextlib.suppress(RuntimeError):       # only allowed before any parallel work
             torch.set_num_interop_threads(1)
-        with contextlib.suppress(Exception):
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()
         self.drain()
         if not any(m[0] == "generate" for m in self.queue):   # a request waits: load its model
             self.ensure_model(*preload)
