@@ -95,6 +95,9 @@ _SYSTEM_LENGTH = {0xF1: 2, 0xF2: 3, 0xF3: 2, 0xF6: 1, 0xF8: 1, 0xFA: 1, 0xFB: 1,
 # Length of channel messages by the status's high nibble.
 _CHANNEL_LENGTH = {0x80: 3, 0x90: 3, 0xA0: 3, 0xB0: 3, 0xC0: 2, 0xD0: 2, 0xE0: 3}
 
+# [output slot: channel * 128 + pitch] -> (note-off status, pitch)
+_SLOT = tuple((NOTE_OFF | (slot >> 7), slot & 127) for slot in range(2048))
+
 # Control actions
 _NONE, _REGENERATE, _NEXT, _PREVIOUS, _SELECT, _PANIC = range(6)
 
@@ -113,6 +116,8 @@ class Program:
     holds for span_lo <= beat < span_hi, up to the 1e-9 beat tolerance at chord changes);
     first_span[bar] is the g of a bar's first span. near[v][g] is None, or for an arpeggio
     span a 128-entry tuple: the index of the phrase note nearest to each last pitch.
+    recs[v][g] = (span_lo + _EPS, span_hi - _EPS, phrase, bar, span, near): all the
+    note-on path needs to step into span g, in one tuple.
     """
 
     bank: PhraseBank
@@ -132,6 +137,7 @@ class Program:
     span_hi: tuple[float, ...] = ()
     first_span: tuple[int, ...] = ()
     near: tuple[tuple[tuple[int, ...] | None, ...], ...] = ()
+    recs: tuple[tuple[tuple, ...], ...] = ()
 
 
 def build_program(bank: PhraseBank, chart: Chart) -> Program:
@@ -216,12 +222,17 @@ def build_program(bank: PhraseBank, chart: Chart) -> Program:
     near = tuple(tuple(nearest_table(phrases[v][b][s]) if arpeggio[v][b][s] else None
                        for b, s in zip(span_bar, span_index, strict=True))
                  for v in range(n_var))
+    recs = tuple(tuple((span_lo[g] + _EPS, span_hi[g] - _EPS, phrases[v][b][s], b, s,
+                        near[v][g])
+                       for g, (b, s) in enumerate(zip(span_bar, span_index, strict=True)))
+                 for v in range(n_var))
     return Program(bank=bank, chart=chart, n_bars=n_bars, bar_len=bar_len,
                    n_var=n_var, starts=starts, phrases=tuple(phrases),
                    arpeggio=tuple(arpeggio), centre=centre, form_len=n_bars * bar_len,
                    n_spans=len(span_bar), span_bar=tuple(span_bar),
                    span_index=tuple(span_index), span_lo=tuple(span_lo),
-                   span_hi=tuple(span_hi), first_span=tuple(first_span), near=near)
+                   span_hi=tuple(span_hi), first_span=tuple(first_span), near=near,
+                   recs=recs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,18 +245,23 @@ class _Config:
     anticipation: float                  # seconds
     contour: bool
     rotate: bool
-    remap: bytes                         # [channel * 128 + note] -> 1 when remapped
+    remap: tuple[bool, ...]              # [channel * 128 + note] -> True when remapped
     cc_action: tuple[int, ...]           # [cc number] -> control action
     cc_channel: int                      # -1 = any channel
-    out_ch: tuple[int, ...]              # [key's channel] -> output channel
+    key_base: tuple[int, ...]            # [status] -> channel * 128 (note-on/off statuses)
+    slot_base: tuple[int, ...]           # [status] -> output channel * 128
+    on_status: tuple[int, ...]           # [status] -> note-on status on the output channel
 
     @classmethod
     def build(cls, settings: EngineSettings) -> _Config:
         channels = set(settings.channels) if settings.channels else set(range(16))
         split = settings.split if settings.split is not None else 0
-        remap = bytes(1 if (k >> 7) in channels and (k & 127) >= split else 0
-                      for k in range(2048))
+        remap = tuple((k >> 7) in channels and (k & 127) >= split for k in range(2048))
         controls = settings.controls
+
+        def out(status: int) -> int:
+            return status & 15 if settings.out_channel is None else settings.out_channel
+
         actions = [_NONE] * 128
         for number, action in ((controls.regenerate, _REGENERATE),
                                (controls.next_variation, _NEXT),
@@ -260,8 +276,9 @@ class _Config:
                    contour=bool(settings.contour), rotate=bool(settings.rotate_variations),
                    remap=remap, cc_action=tuple(actions),
                    cc_channel=-1 if controls.channel is None else controls.channel,
-                   out_ch=tuple(range(16)) if settings.out_channel is None
-                   else (settings.out_channel,) * 16)
+                   key_base=tuple((status & 15) << 7 for status in range(256)),
+                   slot_base=tuple(out(status) << 7 for status in range(256)),
+                   on_status=tuple(NOTE_ON | out(status) for status in range(256)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,10 +322,12 @@ class Engine:
         self._config = _Config.build(settings)
         # Note memory: key -> output slot (channel * 128 + pitch); slot -> keys holding it.
         self._held: dict[int, int] = {}
-        self._down = bytearray(2048)       # keys that went down remapped and are still down
+        self._down = [0] * 2048            # keys that went down remapped and are still down
         self._ref = [0] * 2048
         # Phrase position.
         self._phrase: tuple[int, ...] | None = None
+        self._length = 0                   # len(_phrase) ...
+        self._index = 0                    # ... and _pos % _length, while the span cache holds
         self._bar = -1
         self._span = -1
         self._pos = 0
@@ -316,12 +335,14 @@ class Engine:
         self._last_key = -1                # last remapped key's note number
         # The span cache of the note-on path: while _span_config is the config and
         # _lo <= beat < _hi, the phrase is still _phrase (same bar, span and variation).
-        # _g, _rep: that span's place in the form and the form repeat (-1: no cache).
+        # _g: that span's place in the form (-1: no cache).
         self._lo = _INF
         self._hi = -_INF
         self._span_config: _Config | None = None
         self._g = -1
-        self._rep = 0
+        self._recs: tuple[tuple, ...] = ()     # program.recs[v] of the cached span's v
+        self._base = 0.0                   # beats at the start of the cached span's form
+        self._bar0 = 0                     # ... and its bar number
         self._v = 0                        # variation and form bar of the cached span
         self._fbar = 0
 
@@ -405,21 +426,19 @@ class Engine:
                 status, note, velocity = msg
                 if 0x80 <= status < 0xA0 and 0 <= note < 128 and 0 <= velocity < 128:
                     config = self._config
-                    key = ((status & 15) << 7) | note
+                    key = config.key_base[status] + note      # channel * 128 + note
                     line = self.transport.line
                     if config.remap[key] and line is not None:
-                        # Transport.beat_at, inline.
-                        t, beat, tempo, cap, hold = line
-                        if now - t > hold:
-                            ahead = (now - t) * tempo / 60.0
-                            if ahead > 0.0:
-                                beat += ahead if ahead <= cap else cap
-                        offer = self._offer
-                        if offer is not self._installed:
+                        if self._offer is not self._installed:
                             # A bank waits for its bar line: go on only inside the bar
                             # it waits in (as _maybe_install found it).
+                            t, beat, tempo, cap, hold = line
+                            if now - t > hold:
+                                ahead = (now - t) * tempo / 60.0
+                                if ahead > 0.0:
+                                    beat += ahead if ahead <= cap else cap
                             window = self._window
-                            if window[0] is not offer or hold == _INF \
+                            if window[0] is not self._offer or hold == _INF \
                                     or not window[1] <= beat < window[2]:
                                 return self._handle(msg, now)
                         if status < NOTE_ON or not velocity:
@@ -433,41 +452,57 @@ class Engine:
                                 ref[slot] = count
                                 return []
                             ref[slot] = 0
-                            return [[NOTE_OFF | (slot >> 7), slot & 127,
+                            off, pitch = _SLOT[slot]
+                            return [[off, pitch,
                                      velocity if status < NOTE_ON else RELEASE_VELOCITY]]
                         self._down[key] = 1
                         held = self._held
-                        out: list[list[int]] = []
+                        out: list[list[int]] | None = None
                         if held:
+                            out = []
                             if key in held:
                                 self._release(key, RELEASE_VELOCITY, out)
                             if config.mono and held:
                                 self._end_all(out)
+                        t, beat, tempo, cap, hold = line     # Transport.beat_at, inline
+                        if now - t > hold:
+                            ahead = (now - t) * tempo / 60.0
+                            if ahead > 0.0:
+                                beat += ahead if ahead <= cap else cap
                         if config.anticipation:
                             beat += config.anticipation * tempo / 60.0
                         if self._lo <= beat < self._hi and self._span_config is config:
-                            pos = self._pos            # the same chord span as the last note
+                            # The same chord span as the last note: its next note.
+                            pos = self._pos
+                            index = self._index
                         else:
                             pos = self._enter(config, beat)
-                        phrase = self._phrase
-                        pitch = phrase[pos % len(phrase)]
+                            index = pos % len(self._phrase)
+                        pitch = self._phrase[index]
+                        index += 1
+                        self._index = 0 if index == self._length else index
                         if config.contour and self._last_key >= 0 and self._last_out >= 0 \
                                 and note != self._last_key:
                             pitch = self._contour_pick(self._program, self._v, self._fbar,
                                                        self._span, pos, pitch,
                                                        1 if note > self._last_key else -1)
                         self._pos = pos + 1
-                        channel = config.out_ch[status & 15]
-                        slot = (channel << 7) | pitch
+                        slot = config.slot_base[status] + pitch
                         ref = self._ref
-                        if ref[slot] > 0:      # poly: another key holds it: strike it again
-                            out.append([NOTE_OFF | channel, pitch, RELEASE_VELOCITY])
-                        ref[slot] += 1
+                        count = ref[slot]
+                        ref[slot] = count + 1
                         held[key] = slot
-                        out.append([NOTE_ON | channel, pitch, velocity])
                         self._last_out = pitch
                         self._last_key = note
                         self.notes_remapped += 1
+                        on = config.on_status[status]
+                        if count:              # poly: another key holds it: strike it again
+                            if out is None:
+                                out = []
+                            out.append([on - 0x10, pitch, RELEASE_VELOCITY])
+                        if out is None:
+                            return [[on, pitch, velocity]]
+                        out.append([on, pitch, velocity])
                         return out
             return self._handle(msg, now)
         except Exception:           # a bug must never take the MIDI callback down
@@ -648,32 +683,37 @@ class Engine:
 
     def _enter(self, config: _Config, beat: float) -> int:
         """The note-on at `beat` is not in the cached span: find its span (the next one in
-        the form, by two comparisons, else as _note_on does), make it the cached one and
-        return the phrase position to play (0 on a new span, as _note_on decides)."""
-        program = self._program
+        the form, from one tuple, else as _note_on does), make it the cached one and return
+        the phrase position to play (0 on a new span, as _note_on decides)."""
         g = self._g
-        rep = self._rep
-        found = False
         if g >= 0 and self._span_config is config:
             g += 1
-            if g == program.n_spans:
-                g = 0
-                rep += 1
-            base = rep * program.form_len
-            if base + program.span_lo[g] + _EPS <= beat < base + program.span_hi[g] - _EPS:
-                bar = program.span_bar[g]
-                span = program.span_index[g]
-                abs_bar = rep * program.n_bars + bar
-                found = True
-        if not found:
-            bar_len = program.bar_len
-            abs_bar = int(beat // bar_len)
-            bar = abs_bar % program.n_bars
-            span = bisect_right(program.starts[bar], beat - abs_bar * bar_len + 1e-9) - 1
-            if span < 0:
-                span = 0
-            rep = abs_bar // program.n_bars
-            g = program.first_span[bar] + span if program.n_spans else -1
+            recs = self._recs
+            if g < len(recs):
+                lo, hi, phrase, bar, span, near = recs[g]
+                base = self._base
+                lo += base
+                hi += base
+                if lo <= beat < hi:
+                    # The next span: (bar, span) is another, so _note_on restarts the phrase.
+                    self._phrase = phrase
+                    self._length = len(phrase)
+                    self._bar = self._bar0 + bar
+                    self._span = span
+                    self._fbar = bar
+                    self._lo = lo
+                    self._hi = hi
+                    self._g = g
+                    last = self._last_out
+                    return near[last] if near is not None and last >= 0 else 0
+        program = self._program
+        bar_len = program.bar_len
+        abs_bar = int(beat // bar_len)
+        bar = abs_bar % program.n_bars
+        span = bisect_right(program.starts[bar], beat - abs_bar * bar_len + 1e-9) - 1
+        if span < 0:
+            span = 0
+        rep = abs_bar // program.n_bars
         n_var = program.n_var
         v = (self._variation + rep) % n_var if config.rotate else self._variation % n_var
         phrase = program.phrases[v][bar][span]
@@ -683,21 +723,25 @@ class Engine:
             self._span = span
             pos = 0
             if program.arpeggio[v][bar][span] and self._last_out >= 0:
-                pos = program.near[v][g][self._last_out] if g >= 0 else min(
-                    range(len(phrase)), key=lambda i, last=self._last_out: abs(phrase[i] - last))
+                last = self._last_out
+                pos = min(range(len(phrase)), key=lambda i: abs(phrase[i] - last))
         else:
             pos = self._pos
+        self._length = len(phrase)
         self._v = v
         self._fbar = bar
-        if g >= 0:
+        if program.n_spans:
+            g = program.first_span[bar] + span
+            recs = program.recs[v]
             base = rep * program.form_len
-            self._lo = base + program.span_lo[g] + _EPS
-            self._hi = base + program.span_hi[g] - _EPS
+            self._lo = base + recs[g][0]
+            self._hi = base + recs[g][1]
+            self._g = g
+            self._recs = recs
+            self._base = base
+            self._bar0 = rep * program.n_bars
         else:
-            self._lo = _INF
-            self._hi = -_INF
-        self._g = g
-        self._rep = rep
+            self._forget_span()
         self._span_config = config
         return pos
 

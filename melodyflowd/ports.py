@@ -151,11 +151,14 @@ def _make_callback(handler: Handler, send: Callable[[Sequence[int]], None],
                    timing: Timing) -> Callable[[tuple[list[int], float], object], None]:
     ring, count, errors, sent = timing.ring, timing.count, timing.errors, timing.sent
     clock = time.perf_counter_ns
+    seconds = time.perf_counter           # the same clock, as the float the handler takes
 
     def on_midi(event: tuple[list[int], float], _data: object = None) -> None:
+        message = event[0]
+        now = seconds()
         start = clock()
         try:
-            out = handler(event[0], start * 1e-9)
+            out = handler(message, now)
             took = clock() - start
             for message in out:
                 send(message)
