@@ -3,7 +3,10 @@
 Thin shell around the pure engine. Two threads matter:
 - the MIDI callback (ports.py) calls `engine.handle` and sends; nothing else;
 - the main loop here: signals, the generator child's events, bank swaps (`engine.offer`,
-  which takes effect at the next bar line), the systemd watchdog and the stats line.
+  which takes effect at the next bar line), the systemd watchdog and the stats line; and
+  the housework the callback must never pay for: garbage collection (automatic
+  collections are off while serving, `collect_garbage` runs them) and freeing the banks a
+  swap replaced (`engine.release_retired`).
 
 Signals only set flags; the main loop acts on them between two sleeps:
   SIGHUP           reread config and chart, regenerate, swap at the next bar line; changed
@@ -39,6 +42,23 @@ log = logging.getLogger("melodyflowd")
 LOOP_SECONDS = 0.02            # main-loop tick: signal and generator latency, not MIDI
 GIL_SWITCH_SECONDS = 0.0005    # how long a busy main thread may keep the callback waiting
 SERVER_CHECK_SECONDS = 1.0     # how often to look whether the JACK server is still ours
+GC_YOUNG = 700                 # collect (in the main loop) once this many objects are new
+GC_OLDER = 10                  # ... and an older generation after this many of the younger
+
+
+def collect_garbage() -> int | None:
+    """The cyclic garbage collector's work, done here in the main loop instead of wherever
+    an allocation happens to cross a threshold (the MIDI callback too: with gc enabled, a
+    note could pay for a collection the main loop's allocations ran up). The same rule as
+    gc's own (gc.set_threshold defaults): generation 0 past GC_YOUNG new objects, 1 and
+    2 every GC_OLDER of the one below. Returns the generation collected, or None."""
+    young, older, oldest = gc.get_count()
+    if young < GC_YOUNG:
+        return None
+    generation = 2 if oldest >= GC_OLDER and older >= GC_OLDER else 1 if older >= GC_OLDER \
+        else 0
+    gc.collect(generation)
+    return generation
 
 
 def setup_logging(level: str) -> None:
@@ -331,10 +351,12 @@ class Daemon:
             self.engine = Engine(settings.engine, self.chart, bank, transport)
             self.regenerate_seen = self.engine.regenerate_requests
             # What start-up made lives as long as we do: out of the collector's sight, so
-            # a full collection (it runs in whichever thread allocates, the callback too)
-            # walks only what came later.
+            # a full collection walks only what came later. And no automatic collections
+            # from here on: they run in whichever thread allocates, the MIDI callback too;
+            # the main loop runs them instead (collect_garbage).
             gc.collect()
             gc.freeze()
+            gc.disable()
             self.ports = open_ports(settings.ports, self.engine.handle)
             log.info("ready: %r -> %r on %s; %d bars, %d variations", settings.ports.in_name,
                      settings.ports.out_name, settings.ports.backend, len(self.chart.bars),
@@ -392,6 +414,8 @@ class Daemon:
         if self.generator is not None:
             for event in self.generator.poll():
                 self._on_generator_event(event)
+        self.engine.release_retired()       # old banks are freed here, not in the callback
+        collect_garbage()
         self._watchdog()
         if self._next_stats is not None and time.monotonic() >= self._next_stats:
             log.info("%s", self.stats_line())
@@ -401,6 +425,7 @@ class Daemon:
     def shutdown(self) -> None:
         """Stop the callback, send every note-off owed, close the ports, stop the child."""
         sdnotify.stopping()
+        gc.enable()
         if self.ports is not None:
             self.ports.stop_input()
             time.sleep(0.01)                      # let a callback in flight finish

@@ -102,7 +102,7 @@ _SLOT = tuple((NOTE_OFF | (slot >> 7), slot & 127) for slot in range(2048))
 _NONE, _REGENERATE, _NEXT, _PREVIOUS, _SELECT, _PANIC = range(6)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Program:
     """Everything `handle` looks up, built once per (bank, chart) outside the callback.
 
@@ -314,7 +314,12 @@ class Engine:
         self._offer: _Offer | None = None
         self._installed: _Offer | None = None      # the last offer taken (is _offer: none
                                                    # pending)
-        self._window: tuple[_Offer | None, float, float] = (None, 0.0, 0.0)
+        # (offer seq, first beat, end beat) of the bar a pending offer waits in: a number,
+        # not the offer, so that a superseded offer is freed where it is dropped (in offer())
+        self._window: tuple[int, float, float] = (0, 0.0, 0.0)
+        # Programs replaced by a swap: kept here so that the callback never frees a whole
+        # bank; the main loop drops them (release_retired), which frees them in its thread.
+        self._retired: list[Program] = []
         self._offer_seq = 0
         self._installed_seq = 0
         self._offer_bar = -1               # bar an offer was made in ...
@@ -407,6 +412,16 @@ class Engine:
         self._offer_seq += 1
         self._offer = _Offer(self._offer_seq, program, bar)
 
+    def release_retired(self) -> int:
+        """Drop the programs that bank swaps replaced (call it from the main loop, not the
+        callback: the last reference to an old bank goes here, so it is freed here).
+        Returns how many were dropped."""
+        retired = self._retired
+        n = len(retired)
+        if n:
+            del retired[:n]        # not clear(): one appended meanwhile by the callback stays
+        return n
+
     def panic(self) -> list[list[int]]:
         """Note-offs for every note the engine started and still holds; forgets them."""
         out: list[list[int]] = []
@@ -438,7 +453,7 @@ class Engine:
                                 if ahead > 0.0:
                                     beat += ahead if ahead <= cap else cap
                             window = self._window
-                            if window[0] is not self._offer or hold == _INF \
+                            if window[0] != self._offer.seq or hold == _INF \
                                     or not window[1] <= beat < window[2]:
                                 return self._handle(msg, now)
                         if status < NOTE_ON or not velocity:
@@ -800,17 +815,19 @@ class Engine:
                 self._offer_bar = offer.bar if offer.bar is not None else bar
             if bar == self._offer_bar:         # a bar line (or a jump by SPP) swaps it in
                 # handle's short way waits too while the position stays in this bar
-                self._window = (offer, self._offer_bar * bar_len,
+                self._window = (offer.seq, self._offer_bar * bar_len,
                                 (self._offer_bar + 1) * bar_len)
                 return
         program = offer.program
         if program.chart is not self._program.chart:
             transport.set_tempo(program.chart.tempo, now)
             transport.beats_per_bar = program.bar_len
+        self._retired.append(self._program)
         self._program = program
         self._installed = offer
         self._installed_seq = offer.seq
-        self._window = (None, 0.0, 0.0)
+        self._window = (0, 0.0, 0.0)
         self.variation %= program.n_var        # (forgets the span cache)
         self._phrase = None
+        self._recs = ()
         self.swaps += 1

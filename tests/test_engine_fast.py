@@ -250,3 +250,40 @@ def test_notes_right_at_chord_changes_match() -> None:
                         assert fast.handle(list(msg), now) == slow.handle(list(msg), now), \
                             (which, offset, edge)
             assert state(fast) == state(slow)
+
+
+# --- what the callback must not free: swapped-out and superseded banks --------------------
+
+def test_a_swapped_out_program_is_freed_by_release_retired_not_by_the_callback() -> None:
+    import weakref
+
+    chart = make_chart()
+    e = Engine(EngineSettings(), chart, make_bank(chart), Transport(chart.tempo, 4.0))
+    e.handle([0x90, 60, 100], 0.0)                 # starts the clock; caches the span
+    e.handle([0x80, 60, 0], 0.1)
+    old = weakref.ref(e.program)
+    e.offer(make_bank(chart, shift=3))
+    e.handle([0x90, 60, 100], 0.2)                 # pending, inside the bar it waits in
+    e.handle([0x80, 60, 0], 0.3)
+    assert e.pending and old() is e.program
+    assert e.handle([0x90, 60, 100], 2.1) == [[0x90, 67, 100]]   # bar 1: swapped in
+    e.handle([0x80, 60, 0], 2.2)
+    assert e.swaps == 1 and old() is not None      # the callback kept it alive ...
+    assert e.release_retired() == 1                # ... the main loop frees it
+    assert old() is None
+    assert e.release_retired() == 0
+
+
+def test_a_superseded_offer_is_not_kept_by_the_waiting_window() -> None:
+    import weakref
+
+    chart = make_chart()
+    e = Engine(EngineSettings(), chart, make_bank(chart), Transport(chart.tempo, 4.0))
+    e.handle([0x90, 60, 100], 0.0)
+    e.offer(make_bank(chart, shift=3))
+    e.handle([0x80, 60, 0], 0.1)                   # the window of the first offer
+    first = weakref.ref(e._offer.program)
+    e.offer(make_bank(chart, shift=5))             # supersedes it (main thread)
+    assert first() is None                         # freed there, not later in the callback
+    assert e.handle([0x90, 60, 100], 0.2) == [[0x90, 65, 100]]
+    assert e.handle([0x90, 61, 100], 2.1)[-1] == [0x90, 69, 100]  # the second one, bar 1
