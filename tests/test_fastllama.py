@@ -10,8 +10,13 @@ from transformers import AutoModelForCausalLM
 from melodyflowd.generate.fastllama import FastLlama
 
 
+@pytest.mark.parametrize("pack", ["packed", "plain"])
 @pytest.mark.parametrize("kv_heads", [2, 4])
-def test_prefill_and_steps_match_transformers(tmp_path, kv_heads):
+def test_prefill_and_steps_match_transformers(tmp_path, kv_heads, pack, monkeypatch):
+    from melodyflowd.generate import fastllama
+
+    if pack == "plain":                 # F.linear everywhere, as where torch has no oneDNN
+        monkeypatch.setattr(fastllama._Linear, "PACK", "none")
     directory = build_tiny_model(tmp_path / "m", seed=3)
     model = AutoModelForCausalLM.from_pretrained(directory, use_safetensors=True)
     if kv_heads != model.config.num_key_value_heads:   # rebuild with plain multi-head
@@ -54,3 +59,25 @@ def test_cache_bounds_are_checked(tmp_path):
     fast.forward(torch.ones(1, 4, dtype=torch.long), 0)
     with pytest.raises(ValueError, match="position 0"):
         fast.forward(torch.ones(1, 2, dtype=torch.long), 4)
+
+
+@pytest.mark.parametrize("rows", [1, 7, 16, 40])
+def test_packed_linear_computes_what_f_linear_computes(rows):
+    """The weights packed for oneDNN / MKL (where torch has them) give F.linear's products."""
+    import torch.nn.functional as F
+
+    from melodyflowd.generate.fastllama import _Linear
+
+    gen = torch.Generator().manual_seed(rows)
+    for out_f, in_f in ((576, 192), (192, 576), (50, 32)):
+        weight = torch.randn(out_f, in_f, generator=gen)
+        x = torch.randn(rows, 1, in_f, generator=gen)
+        linear = _Linear(weight)
+        got = linear(x)
+        want = F.linear(x, weight)
+        assert got.shape == (rows, 1, out_f)
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-4)
+        other = torch.randn(rows, 1, out_f, generator=gen)
+        assert torch.allclose(linear.add(x, other), want + other, rtol=1e-5, atol=1e-4)
+        assert torch.allclose(linear.mul(x, other), want * other, rtol=1e-5, atol=1e-4)
+        assert torch.allclose(linear.silu(x), F.silu(want), rtol=1e-5, atol=1e-4)

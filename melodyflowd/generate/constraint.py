@@ -585,23 +585,40 @@ class MelodyControl:
             return cached
         parts: list[torch.Tensor] = []
         if nt.implicit_space:
-            parts.append(nt.dig_ids[_whole_ok(field_, nt.dig_val, nt.dig_len, nt.dig_lead0)])
+            parts.append(self._digit_tokens("whole", field_, ""))
         else:
-            parts.append(nt.dig_ids[_prefix_ok(field_, line.digits, nt.dig_val, nt.dig_len,
-                                               nt.dig_lead0, nt.dig_ext)])
+            parts.append(self._digit_tokens("digits", field_, line.digits))
             if line.digits and field_.accepts(int(line.digits)) and \
                     not (len(line.digits) > 1 and line.digits[0] == "0"):
                 if last:
                     parts.append(nt.newline_ids)
                 else:
                     parts.append(nt.space_ids)
-                    parts.append(nt.sdig_ids[_prefix_ok(nxt, "", nt.sdig_val, nt.sdig_len,
-                                                        nt.sdig_lead0, nt.sdig_ext)])
+                    parts.append(self._digit_tokens("space-digits", nxt, ""))
         result = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
         if len(self._mask_cache) > 20000:
             self._mask_cache.clear()
         self._mask_cache[key] = result
         return result
+
+    def _digit_tokens(self, group: str, field_: PitchSet | Range, prefix: str
+                      ) -> torch.Tensor:
+        """Digit tokens of a group that fit a field after `prefix` (memoised: the same
+        field and prefix come back under many line states)."""
+        key = ("tokens", group, field_, prefix)
+        found = self._mask_cache.get(key)
+        if found is None:
+            nt = self.nt
+            if group == "whole":
+                found = nt.dig_ids[_whole_ok(field_, nt.dig_val, nt.dig_len, nt.dig_lead0)]
+            elif group == "digits":
+                found = nt.dig_ids[_prefix_ok(field_, prefix, nt.dig_val, nt.dig_len,
+                                              nt.dig_lead0, nt.dig_ext)]
+            else:
+                found = nt.sdig_ids[_prefix_ok(field_, prefix, nt.sdig_val, nt.sdig_len,
+                                               nt.sdig_lead0, nt.sdig_ext)]
+            self._mask_cache[key] = found
+        return found
 
     def _implicit_line_end(self, state: RowState) -> bool:
         return self.nt.implicit_space and state.line.col >= len(self.columns)

@@ -78,6 +78,8 @@ class FastLlama:
         self._cos = self._sin = None
         self._linears: list | None = None
         self._head: _Linear | None = None
+        self._k: list[torch.Tensor] = []
+        self._v: list[torch.Tensor] = []
         self.k_cache: torch.Tensor | None = None
         self.v_cache: torch.Tensor | None = None
 
@@ -116,6 +118,7 @@ class FastLlama:
         shape = (len(self.layers), batch, self.n_kv, length, self.head_dim)
         self.k_cache = torch.zeros(shape, dtype=self.embed.dtype)
         self.v_cache = torch.zeros(shape, dtype=self.embed.dtype)
+        self._views()
         self._tables(length)
 
     def select(self, rows: list[int]) -> None:
@@ -123,13 +126,19 @@ class FastLlama:
         index = torch.tensor(rows, dtype=torch.long)
         self.k_cache = self.k_cache.index_select(1, index)
         self.v_cache = self.v_cache.index_select(1, index)
+        self._views()
 
     def _prepare(self) -> None:
-        """Weights packed once for MKL's matrix product (same results, less work a call)."""
+        """Weights packed once for oneDNN's or MKL's matrix product (less work a call)."""
         self._linears = []
         for _, wqkv, wo, _, wgu, wd in self.layers:
-            self._linears.append(tuple(_Linear(w) for w in (wqkv, wo, wgu, wd)))
+            gate, up = wgu.chunk(2, dim=0)
+            self._linears.append(tuple(_Linear(w) for w in (wqkv, wo, gate, up, wd)))
         self._head = _Linear(self.head)
+
+    def _views(self) -> None:
+        self._k = list(self.k_cache.unbind(0))
+        self._v = list(self.v_cache.unbind(0))
 
     @torch.inference_mode()
     def forward(self, ids: torch.Tensor, start: int) -> torch.Tensor:
@@ -152,47 +161,90 @@ class FastLlama:
         sin = self._sin[start:end, None]
         eps = self.eps
         x = F.embedding(ids, self.embed)
+        shape = (x.shape[-1],)
         for i, (ln1, _, _, ln2, _, _) in enumerate(self.layers):
-            lin_qkv, lin_o, lin_gu, lin_d = self._linears[i]
-            qkv = lin_qkv(F.rms_norm(x, (x.shape[-1],), ln1, eps))
+            lin_qkv, lin_o, lin_gate, lin_up, lin_down = self._linears[i]
+            qkv = lin_qkv(torch.rms_norm(x, shape, ln1, eps))
             qkv = qkv.view(batch, length, h + 2 * kv, hd)
             qk = qkv[:, :, :h + kv]
-            qk = qk * cos + torch.cat([qk[..., half:], qk[..., :half]], dim=-1) * sin
-            q = qk[:, :, :h].transpose(1, 2)
-            self.k_cache[i, :, :, start:end] = qk[:, :, h:].transpose(1, 2)
-            self.v_cache[i, :, :, start:end] = qkv[:, :, h + kv:].transpose(1, 2)
-            att = F.scaled_dot_product_attention(q, self.k_cache[i, :, :, :end],
-                                                 self.v_cache[i, :, :, :end],
+            qk = torch.addcmul(qk * cos, torch.cat([qk[..., half:], qk[..., :half]], dim=-1),
+                               sin)
+            k_cache, v_cache = self._k[i], self._v[i]
+            k_cache[:, :, start:end] = qk[:, :, h:].transpose(1, 2)
+            v_cache[:, :, start:end] = qkv[:, :, h + kv:].transpose(1, 2)
+            att = F.scaled_dot_product_attention(qk[:, :, :h].transpose(1, 2),
+                                                 k_cache[:, :, :end], v_cache[:, :, :end],
                                                  is_causal=length > 1, enable_gqa=kv != h)
-            x = x + lin_o(att.transpose(1, 2).reshape(batch, length, h * hd))
-            gate, up = lin_gu(F.rms_norm(x, (x.shape[-1],), ln2, eps)).chunk(2, dim=-1)
-            x = x + lin_d(F.silu(gate) * up)
-        return self._head(F.rms_norm(x[:, -1], (x.shape[-1],), self.norm, eps))
+            x = lin_o.add(att.transpose(1, 2).reshape(batch, length, h * hd), x)
+            normed = torch.rms_norm(x, shape, ln2, eps)
+            x = lin_down.add(lin_up.mul(normed, lin_gate.silu(normed)), x)
+        return self._head(torch.rms_norm(x[:, -1], shape, self.norm, eps))
 
 
-def _mkl_packing() -> bool:
+def _packing() -> str:
+    """How weights get packed: oneDNN (fastest here for a few rows at a time), MKL, or not."""
     try:
-        return bool(torch.backends.mkl.is_available()) and \
-            hasattr(torch.ops.mkl, "_mkl_linear")
+        if torch.backends.mkldnn.is_available() and \
+                hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and \
+                hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+            return "mkldnn"
+        if torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear"):
+            return "mkl"
     except (AttributeError, RuntimeError):
-        return False
+        pass
+    return "none"
 
 
 class _Linear:
-    """x @ w.T: with the weight packed for MKL where torch has it, else F.linear."""
+    """x @ w.T, with the weight packed once for oneDNN or MKL where torch has them (the same
+    products, fewer cycles a call for the handful of rows decoding runs), else F.linear."""
 
-    PACK = _mkl_packing()
+    PACK = _packing()
+    ROWS = 16                 # the batch size the packing is tuned for (any size works)
 
     def __init__(self, weight: torch.Tensor) -> None:
         self.weight = weight.contiguous()
         self.packed = None
-        if self.PACK and weight.dtype == torch.float32:
+        self.kind = "none"
+        if weight.dtype == torch.float32 and self.PACK != "none":
             try:
-                self.packed = torch.ops.mkl._mkl_reorder_linear_weight(self.weight, 16)
+                if self.PACK == "mkldnn":
+                    self.packed = torch.ops.mkldnn._reorder_linear_weight(self.weight,
+                                                                          self.ROWS)
+                else:
+                    self.packed = torch.ops.mkl._mkl_reorder_linear_weight(self.weight,
+                                                                           self.ROWS)
+                self.kind = self.PACK
             except RuntimeError:
                 self.packed = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed is not None:
-            return torch.ops.mkl._mkl_linear(x, self.packed, self.weight, None, 16)
+        if self.kind == "mkldnn":
+            return _DNN_LINEAR(x, self.packed, None, "none", [], "")
+        if self.kind == "mkl":
+            return _MKL_LINEAR(x, self.packed, self.weight, None, self.ROWS)
         return F.linear(x, self.weight)
+
+    # the same product with what follows it fused in (oneDNN), or after it (elsewhere)
+    def add(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        """x @ w.T + other"""
+        if self.kind == "mkldnn":
+            return _DNN_BINARY(x, other, self.packed, None, "add")
+        return self(x) + other
+
+    def mul(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        """(x @ w.T) * other"""
+        if self.kind == "mkldnn":
+            return _DNN_BINARY(x, other, self.packed, None, "mul")
+        return self(x) * other
+
+    def silu(self, x: torch.Tensor) -> torch.Tensor:
+        """silu(x @ w.T)"""
+        if self.kind == "mkldnn":
+            return _DNN_LINEAR(x, self.packed, None, "swish", [], "")
+        return F.silu(self(x))
+
+
+_DNN_LINEAR = torch.ops.mkldnn._linear_pointwise.default if _Linear.PACK == "mkldnn" else None
+_DNN_BINARY = torch.ops.mkldnn._linear_pointwise.binary if _Linear.PACK == "mkldnn" else None
+_MKL_LINEAR = torch.ops.mkl._mkl_linear.default if _Linear.PACK == "mkl" else None
