@@ -235,6 +235,24 @@ def chart_for(path: str | None, bars: int):
     return hand_chart(bars)
 
 
+OUTPUT: list[str] = []
+RESULTS: dict = {}
+
+
+def say(line: str) -> None:
+    """Print a result line and keep it for --json."""
+    print(line, flush=True)
+    OUTPUT.append(line)
+
+
+def write_json(path: str, started_load: tuple[float, ...]) -> None:
+    """The numbers (keys as bench/report.py's parse_generate names them, plus the new ones)
+    and the text, for bench/results/generate.json."""
+    data = {"text": "\n".join(OUTPUT) + "\n", **RESULTS,
+            "loadavg_start": list(started_load), "loadavg_end": list(os.getloadavg())}
+    Path(path).write_text(json.dumps(data, indent=1) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model directory (default: the embedded model)")
@@ -246,6 +264,7 @@ def main() -> int:
     parser.add_argument("--variations", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-original", action="store_true")
+    parser.add_argument("--json", metavar="FILE", help="also write the numbers to FILE")
     parser.add_argument("--skip-start", action="store_true",
                         help="do not measure the cold and cached start (two daemon-like runs)")
     args = parser.parse_args()
@@ -262,6 +281,7 @@ def main() -> int:
         spec = args.model or None
         label = args.model or f"embedded default ({DEFAULT_MODEL_DIR})"
 
+    started_load = os.getloadavg()
     fresh = fresh_load(spec)
     t0 = time.perf_counter()
     loaded = load_model(spec)
@@ -270,57 +290,83 @@ def main() -> int:
     chart_path = None if args.bars else args.chart
     chart = chart_for(chart_path, args.bars or 32)
     settings = GenerationSettings(variations=args.variations, seed=args.seed)
-    print(f"model:        {label}")
-    print(f"              {loaded.n_params / 1e6:.2f} M parameters, vocab {len(loaded.tokenizer)}, "
-          f"context {loaded.context_length or '?'}, "
-          f"profile {loaded.profile.name} (markers: {loaded.profile.chord_markers}), "
-          f"{'lean load (no transformers)' if loaded.lean else 'loaded through transformers'}")
-    print(f"load:         {fresh['wall']:.2f} s first in a fresh process: python start "
-          f"{fresh['wall'] - fresh['imports'] - fresh['load'] - fresh['note_tokenizer']:.2f} s, "
-          f"imports (torch, tokenizers, safetensors) {fresh['imports']:.2f} s, weights + "
-          f"tokenizer {fresh['load']:.2f} s, "
-          f"NoteTokenizer {fresh['note_tokenizer']:.2f} s; transformers imported: "
-          f"{'yes' if fresh['transformers'] else 'no'}   [target <= 2 s]")
-    print(f"load again:   {warm_load:.2f} s in this process (modules imported)")
+    python_start = fresh["wall"] - fresh["imports"] - fresh["load"] - fresh["note_tokenizer"]
+    RESULTS.update(model=label, params_m=round(loaded.n_params / 1e6, 2),
+                   lean=loaded.lean, load_s=round(fresh["wall"], 2),
+                   load_first_s=round(fresh["wall"], 2),
+                   load_python_start_s=round(python_start, 2),
+                   load_imports_s=round(fresh["imports"], 2),
+                   load_weights_tokenizer_s=round(fresh["load"], 2),
+                   note_tokenizer_s=round(fresh["note_tokenizer"], 2),
+                   load_imports_transformers=fresh["transformers"],
+                   load_again_s=round(warm_load, 2))
+    say(f"model:        {label}")
+    say(f"              {loaded.n_params / 1e6:.2f} M parameters, vocab {len(loaded.tokenizer)}, "
+        f"context {loaded.context_length or '?'}, profile {loaded.profile.name} "
+        f"(markers: {loaded.profile.chord_markers}), "
+        f"{'lean load (no transformers)' if loaded.lean else 'loaded through transformers'}")
+    say(f"load:         {fresh['wall']:.2f} s first in a fresh process: python start "
+        f"{python_start:.2f} s, imports (torch, tokenizers, safetensors) "
+        f"{fresh['imports']:.2f} s, weights + tokenizer {fresh['load']:.2f} s, NoteTokenizer "
+        f"{fresh['note_tokenizer']:.2f} s; transformers imported: "
+        f"{'yes' if fresh['transformers'] else 'no'}   [target <= 2 s]")
+    say(f"load again:   {warm_load:.2f} s in this process (modules imported)")
     if not args.skip_start and chart_path is not None:
         with tempfile.TemporaryDirectory() as cache_dir:
             cold = first_bank(spec, chart_path, cache_dir, args.variations)
             warm = first_bank(spec, chart_path, cache_dir, args.variations)
-        print(f"cold start:   {cold['seconds']:.2f} s from process start to the first playable "
-              f"bank (GeneratorClient as the daemon uses it; empty cache; from cache: "
-              f"{cold['from_cache']})   [target <= 10 s]")
-        print(f"cache start:  {warm['seconds']:.2f} s the same again (from cache: "
-              f"{warm['from_cache']})   [target <= 2 s]")
-    print(f"chart:        {chart.title}: {len(chart.bars)} bars x {args.variations} variations, "
-          f"tempo {chart.tempo:g}, torch threads for decoding: {compose.DECODE_THREADS}")
+        RESULTS.update(cold_start_s=round(cold["seconds"], 2),
+                       cache_start_s=round(warm["seconds"], 2),
+                       cache_start_from_cache=warm["from_cache"])
+        say(f"cold start:   {cold['seconds']:.2f} s from process start to the first playable "
+            f"bank (GeneratorClient as the daemon uses it; empty cache; from cache: "
+            f"{cold['from_cache']})   [target <= 10 s]")
+        say(f"cache start:  {warm['seconds']:.2f} s the same again (from cache: "
+            f"{warm['from_cache']})   [target <= 2 s]")
+    RESULTS.update(chart=f"{chart.title}: {len(chart.bars)} bars x {args.variations} "
+                   f"variations, tempo {chart.tempo:g}", bars=len(chart.bars),
+                   variations=args.variations, threads=compose.DECODE_THREADS)
+    say(f"chart:        {chart.title}: {len(chart.bars)} bars x {args.variations} variations, "
+        f"tempo {chart.tempo:g}, torch threads for decoding: {compose.DECODE_THREADS}")
 
     b = ours(loaded, chart, settings)
     b_rate = b["tokens"] / b["seconds"]
-    print(f"(b) ours:     {b['seconds']:.2f} s, {b['tokens']} tokens, {b_rate:.0f} tokens/s, "
-          f"{b['notes']} notes ({b['notes'] / (len(chart.bars) * args.variations):.1f}/bar), "
-          f"{b['empty_bars']} empty bars, {b['segments']} parts, {b['prefills']} context reads, "
-          f"{b['steps']} steps ({1000 * b['seconds'] / max(1, b['steps']):.1f} ms a step)   "
-          f"[target <= 5 s, aim 2 s]")
-    if args.skip_original:
-        return 0
-    per_bar = max(1, round(b["tokens"] / (len(chart.bars) * args.variations)))
-    loaded.model  # noqa: B018 - (a) runs transformers' generate(): build that model first
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, compose.DECODE_THREADS))
-    try:
-        a = original(loaded, chart, settings, per_bar)
-    finally:
-        torch.set_num_threads(threads)
-    a_rate = a["tokens"] / a["seconds"]
-    print(f"(a) original: {a['seconds']:.2f} s, {a['tokens']} tokens ({per_bar} a bar), "
-          f"{a_rate:.0f} tokens/s, {a['notes']} notes")
-    # (b) once more after (a): the machine is shared, so its load drifts; use the mean
-    b2 = ours(loaded, chart, settings)
-    print(f"(b) again:    {b2['seconds']:.2f} s, same bank: {b2['bank'] == b['bank']}")
-    b_seconds = (b["seconds"] + b2["seconds"]) / 2
-    b_rate = (b["tokens"] + b2["tokens"]) / (b["seconds"] + b2["seconds"])
-    print(f"ratio:        ours is {a['seconds'] / b_seconds:.1f}x faster in seconds, "
-          f"{b_rate / a_rate:.1f}x in tokens/s (ours: mean of the two runs)   [target >= 10x]")
+    step_ms = 1000 * b["seconds"] / max(1, b["steps"])
+    RESULTS.update(ours_s=round(b["seconds"], 2), ours_tokens=b["tokens"],
+                   ours_tokens_per_s=round(b_rate), ours_notes=b["notes"],
+                   ours_empty_bars=b["empty_bars"], ours_steps=b["steps"],
+                   ours_ms_per_step=round(step_ms, 2), ours_parts=b["segments"])
+    say(f"(b) ours:     {b['seconds']:.2f} s, {b['tokens']} tokens, {b_rate:.0f} tokens/s, "
+        f"{b['notes']} notes ({b['notes'] / (len(chart.bars) * args.variations):.1f}/bar), "
+        f"{b['empty_bars']} empty bars, {b['segments']} parts, {b['prefills']} context reads, "
+        f"{b['steps']} steps ({step_ms:.1f} ms a step)   [target <= 5 s, aim 2 s]")
+    if not args.skip_original:
+        per_bar = max(1, round(b["tokens"] / (len(chart.bars) * args.variations)))
+        loaded.model  # noqa: B018 - (a) runs transformers' generate(): build that model first
+        threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, compose.DECODE_THREADS))
+        try:
+            a = original(loaded, chart, settings, per_bar)
+        finally:
+            torch.set_num_threads(threads)
+        a_rate = a["tokens"] / a["seconds"]
+        say(f"(a) original: {a['seconds']:.2f} s, {a['tokens']} tokens ({per_bar} a bar), "
+            f"{a_rate:.0f} tokens/s, {a['notes']} notes")
+        # (b) once more after (a): the machine is shared, so its load drifts; use the mean
+        b2 = ours(loaded, chart, settings)
+        same = b2["bank"] == b["bank"]
+        say(f"(b) again:    {b2['seconds']:.2f} s, same bank: {same}")
+        b_seconds = (b["seconds"] + b2["seconds"]) / 2
+        b_rate = (b["tokens"] + b2["tokens"]) / (b["seconds"] + b2["seconds"])
+        RESULTS.update(original_s=round(a["seconds"], 2), original_tokens=a["tokens"],
+                       original_tokens_per_s=round(a_rate), ours_again_s=round(b2["seconds"], 2),
+                       same_bank=str(same), ratio_seconds=round(a["seconds"] / b_seconds, 1),
+                       ratio_tokens_per_s=round(b_rate / a_rate, 1))
+        say(f"ratio:        ours is {a['seconds'] / b_seconds:.1f}x faster in seconds, "
+            f"{b_rate / a_rate:.1f}x in tokens/s (ours: mean of the two runs)   "
+            f"[target >= 10x]")
+    if args.json:
+        write_json(args.json, started_load)
     if tmp is not None:
         tmp.cleanup()
     return 0

@@ -245,3 +245,26 @@ def test_sample_draws_only_tokens_that_can_be_drawn():
     assert full == {0, 1, 2, 3}
     cold = {sample(scores[1:2], torch.tensor([k / 100]), 0.05, 1.0).item() for k in range(100)}
     assert cold == {0}
+
+
+def test_generation_benchmark_measures_fresh_load_and_starts(tmp_path):
+    """bench/generate.py's fresh-process load, cold start and cache start, on a tiny model."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "gen.json"
+    proc = subprocess.run([sys.executable, str(root / "bench" / "generate.py"), "--tiny",
+                           "--chart", str(root / "examples" / "blues.yaml"), "--variations", "1",
+                           "--skip-original", "--json", str(out)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "transformers imported: no" in proc.stdout
+    assert "cache start:" in proc.stdout and "(from cache: True)" in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["lean"] is True and data["load_imports_transformers"] is False
+    assert data["cache_start_from_cache"] is True
+    assert data["cache_start_s"] > 0 and data["cold_start_s"] > 0
+    assert data["ours_empty_bars"] == 0 and "cold start:" in data["text"]
