@@ -431,13 +431,21 @@ class Engine:
     def handle(self, msg: Sequence[int], now: float) -> list[list[int]]:
         """One incoming MIDI message at time `now` -> the messages to send, in order."""
         try:
-            # The short way for what a player sends most: a note-on or note-off of a
-            # remapped key while a position is known and no new bank is due. Straight-line
+            # The short way for what a player and a DAW send most: clock ticks, and note-ons
+            # and note-offs of remapped keys while a position is known and no new bank is
+            # due. Straight-line
             # code on attributes and tables (each call, property or int() costs
             # microseconds when the caches are cold, as they are between two notes). It
             # must give exactly what _handle gives (tests/test_engine_fast.py compares the
             # two); anything else, or any doubt, takes _handle.
-            if len(msg) == 3:
+            size = len(msg)
+            if size == 1 and msg[0] == CLOCK:
+                # MIDI clock, 24 a beat while a DAW plays: the most frequent message.
+                self.transport.tick(now)
+                if self._offer is not self._installed:
+                    self._maybe_install(now)
+                return [msg] if type(msg) is list else [list(msg)]
+            if size == 3:
                 status, note, velocity = msg
                 if 0x80 <= status < 0xA0 and 0 <= note < 128 and 0 <= velocity < 128:
                     config = self._config

@@ -163,7 +163,7 @@ class Transport:
             return False
         status = msg[0]
         if status == CLOCK:
-            self._tick(now)
+            self.tick(now)
         elif status == START:
             self._go(0.0, now)
         elif status == CONTINUE:
@@ -186,6 +186,29 @@ class Transport:
         else:
             return False
         return True
+
+    def tick(self, now: float) -> None:
+        """A clock tick (0xF8) at `now`. The steady case (running on ticks) in straight-line
+        code, as the engine calls it from the MIDI callback 24 times a beat; every other
+        case goes to _tick (tests compare the two)."""
+        if not self._clocked or self._await_tick or not self._running:
+            self._tick(now)
+            return
+        self.clock_ticks += 1
+        last = self._last_clock
+        interval = self._interval
+        if last is not None:
+            gap = now - last
+            if 0.0 < gap <= MAX_TICK_GAP:
+                interval = gap if interval is None else interval + SMOOTHING * (gap - interval)
+                self._interval = interval
+        self._last_clock = now
+        ticks = self._ticks + 1
+        self._ticks = ticks
+        self._anchor_time = now
+        self.line = (now, self._base + ticks * TICK_BEATS,
+                     self.chart_tempo if interval is None else 60.0 / (interval * PPQN),
+                     TICK_BEATS, -_INF)
 
     def ensure_running(self, now: float) -> None:
         """Start the internal clock at beat 0 unless a position is already known.

@@ -260,3 +260,44 @@ def test_line_gives_the_same_beat_as_the_state(steps, probes) -> None:
             assert t.beat_at(now + dt) == reference_beat(t, now + dt)
         if t.line is not None:
             assert t.line[2] == t.tempo
+
+
+class ReferenceTicks(Transport):
+    """Every tick through the general _tick (what tick() did before its straight line)."""
+
+    __slots__ = ()
+
+    def tick(self, now: float) -> None:
+        self._tick(now)
+
+
+def transport_state(t: Transport) -> tuple:
+    return (t.line, t.clock_ticks, t._interval, t._last_clock, t._ticks, t._anchor_time,
+            t._base, t._running, t._clocked, t._await_tick, t._started, t.tempo)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(transport_step, max_size=80))
+def test_tick_straight_line_matches_the_general_tick(steps) -> None:
+    fast, ref = Transport(120, 4), ReferenceTicks(120, 4)
+    now = 100.0
+    for kind, gap, value, bpm in steps:
+        now += gap / 10 if kind == "clock" else gap
+        for t in (fast, ref):
+            if kind == "clock":
+                t.feed([CLOCK], now)
+            elif kind == "start":
+                t.feed([START], now)
+            elif kind == "stop":
+                t.feed([STOP], now)
+            elif kind == "continue":
+                t.feed([CONTINUE], now)
+            elif kind == "spp":
+                t.feed([SONG_POSITION, value & 127, value >> 7], now)
+            elif kind == "ensure":
+                t.ensure_running(now)
+            elif kind == "tempo":
+                t.set_tempo(bpm, now)
+            else:
+                t.reset()
+        assert transport_state(fast) == transport_state(ref)
