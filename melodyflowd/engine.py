@@ -452,19 +452,10 @@ class Engine:
                     key = config.key_base[status] + note      # channel * 128 + note
                     line = self.transport.line
                     if config.remap[key] and line is not None:
-                        if self._offer is not self._installed:
-                            # A bank waits for its bar line: go on only inside the bar
-                            # it waits in (as _maybe_install found it).
-                            t, beat, tempo, cap, hold = line
-                            if now - t > hold:
-                                ahead = (now - t) * tempo / 60.0
-                                if ahead > 0.0:
-                                    beat += ahead if ahead <= cap else cap
-                            window = self._window
-                            if window[0] != self._offer.seq or hold == _INF \
-                                    or not window[1] <= beat < window[2]:
-                                return self._handle(msg, now)
                         if status < NOTE_ON or not velocity:
+                            if self._offer is not self._installed \
+                                    and not self._waits(line, now):
+                                return self._handle(msg, now)
                             self._down[key] = 0
                             slot = self._held.pop(key, None)
                             if slot is None:
@@ -478,6 +469,18 @@ class Engine:
                             off, pitch = _SLOT[slot]
                             return [[off, pitch,
                                      velocity if status < NOTE_ON else RELEASE_VELOCITY]]
+                        t, beat, tempo, cap, hold = line     # Transport.beat_at, inline
+                        if now - t > hold:
+                            ahead = (now - t) * tempo / 60.0
+                            if ahead > 0.0:
+                                beat += ahead if ahead <= cap else cap
+                        if self._offer is not self._installed:
+                            # A bank waits for its bar line: go on only inside the bar
+                            # it waits in (as _maybe_install found it); _waits, inline.
+                            window = self._window
+                            if window[0] != self._offer.seq or hold == _INF \
+                                    or not window[1] <= beat < window[2]:
+                                return self._handle(msg, now)
                         self._down[key] = 1
                         held = self._held
                         out: list[list[int]] | None = None
@@ -487,11 +490,6 @@ class Engine:
                                 self._release(key, RELEASE_VELOCITY, out)
                             if config.mono and held:
                                 self._end_all(out)
-                        t, beat, tempo, cap, hold = line     # Transport.beat_at, inline
-                        if now - t > hold:
-                            ahead = (now - t) * tempo / 60.0
-                            if ahead > 0.0:
-                                beat += ahead if ahead <= cap else cap
                         if config.anticipation:
                             beat += config.anticipation * tempo / 60.0
                         if self._lo <= beat < self._hi and self._span_config is config:
@@ -697,6 +695,20 @@ class Engine:
         self._last_out = pitch
         self._last_key = note
         self.notes_remapped += 1
+
+    def _waits(self, line: tuple[float, float, float, float, float], now: float) -> bool:
+        """An offer is pending: is the position (from the transport's `line`) still inside
+        the bar it waits in, as _maybe_install found it (so nothing is to be done)?"""
+        t, beat, tempo, cap, hold = line
+        if hold == _INF:
+            return False
+        if now - t > hold:
+            ahead = (now - t) * tempo / 60.0
+            if ahead > 0.0:
+                beat += ahead if ahead <= cap else cap
+        window = self._window
+        offer = self._offer
+        return offer is not None and window[0] == offer.seq and window[1] <= beat < window[2]
 
     def _forget_span(self) -> None:
         """Empty the span cache (a new bank, variation or settings; a slow-way note)."""

@@ -287,3 +287,21 @@ def test_a_superseded_offer_is_not_kept_by_the_waiting_window() -> None:
     assert first() is None                         # freed there, not later in the callback
     assert e.handle([0x90, 60, 100], 0.2) == [[0x90, 65, 100]]
     assert e.handle([0x90, 61, 100], 2.1)[-1] == [0x90, 69, 100]  # the second one, bar 1
+
+
+def test_a_note_off_after_the_bar_line_swaps_a_waiting_bank_in() -> None:
+    """A bank waits for the bar line; the first message after it is a note-off (the short
+    way must not keep waiting), just after the line or a bar later."""
+    for late in (0.001, 0.3, 2.5):
+        chart = make_chart()
+        engines = [cls(EngineSettings(mode="poly"), chart, make_bank(chart),
+                       Transport(chart.tempo, 4.0)) for cls in (Engine, SlowEngine)]
+        for e in engines:
+            assert e.handle([0x90, 60, 100], 0.0) == [[0x90, 62, 100]]
+            e.offer(make_bank(chart, shift=3))
+            assert e.handle([0x90, 61, 100], 0.3) == [[0x90, 65, 100]]   # waits: old bank
+            assert e.handle([0x80, 61, 0], 0.4) == [[0x80, 65, 0]]
+            assert e.pending and e.swaps == 0
+            assert e.handle([0x80, 60, 0], 2.0 + late) == [[0x80, 62, 0]]   # old note's off
+            assert not e.pending and e.swaps == 1                          # ... and the swap
+        assert state(engines[0]) == state(engines[1])
