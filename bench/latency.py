@@ -15,6 +15,7 @@ callback) comes from its final stats line. Prints p50/p99/max and the ratios aga
 the echo client in the same phase, with the targets of issue 3.
 
     python3 bench/latency.py [--notes 2000] [--model DIR] [--skip-regen] [--realtime]
+                             [--runs N] [--json FILE]
 """
 
 from __future__ import annotations
@@ -288,29 +289,9 @@ def report(phase: str, lat: dict[str, list[float]], handling: dict[str, float],
                            for name, values in lat.items()}}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--notes", type=int, default=2000)
-    parser.add_argument("--model", help="model dir for the regeneration phase "
-                        "(default: the embedded model; a tiny random one if it is missing)")
-    parser.add_argument("--skip-regen", action="store_true")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--json", help="also write the numbers to this file")
-    parser.add_argument("--realtime", action="store_true",
-                        help="run JACK with SCHED_FIFO process threads, as on a music machine "
-                        "(default: --no-realtime, as in the tests)")
-    args = parser.parse_args()
-    import rtmidi
-
-    results: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                                 "python": platform.python_version(),
-                                 "loadavg_start": os.getloadavg()},
-                     "realtime": args.realtime,
-                     "notes": args.notes}
-    print(f"melodyflowd latency bench: {args.notes} notes a phase; "
-          f"{platform.platform()}, {os.cpu_count()} cpus; JACK dummy 48 kHz / 256 frames, "
-          f"{'realtime' if args.realtime else 'no-realtime'}; load average "
-          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+def one_run(rtmidi, args, seed: int) -> dict:
+    """Both phases on a fresh JACK server: {"idle": ..., "regenerating": ...}."""
+    results: dict = {}
     with tempfile.TemporaryDirectory(prefix="mfd-bench-") as tmp, \
             JackServer(realtime=args.realtime) as server:
         work = Path(tmp)
@@ -330,21 +311,93 @@ def main() -> int:
             shell.start(rtmidi)
             subjects = {"echo": echo.ports, "shell": shell.ports,
                         "melodyflowd": (daemon.in_name, daemon.out_name)}
-            lat = measure(rtmidi, subjects, args.notes, args.seed)
+            lat = measure(rtmidi, subjects, args.notes, seed)
             handling = daemon.stop()
             results["idle"] = report("idle (playing a bank)", lat, handling, 1.05,
                                      shell.handling())
             if not args.skip_regen:
-                results["regenerating"] = regen_phase(rtmidi, server, work, chart, echo, args)
+                results["regenerating"] = regen_phase(rtmidi, server, work, chart, echo, args,
+                                                      seed)
         finally:
             echo.stop()
+    return results
+
+
+SPREAD_KEYS = (("handling p50 us", lambda r: r["handling_us"]["p50"]),
+               ("handling p99 us", lambda r: r["handling_us"]["p99"]),
+               ("handling max us", lambda r: r["handling_us"]["max"]),
+               ("identity handler p99 us", lambda r: r["shell_handling_us"]["p99"]),
+               ("ratio p50", lambda r: r["ratio_p50"]),
+               ("ratio p99", lambda r: r["ratio_p99"]))
+
+
+def spread(runs: list[dict]) -> dict:
+    """Per phase and number: every run's value, the median and the worst (the highest)."""
+    out: dict = {}
+    for phase in ("idle", "regenerating"):
+        if not all(phase in run for run in runs):
+            continue
+        out[phase] = {}
+        for name, get in SPREAD_KEYS:
+            values = [get(run[phase]) for run in runs]
+            ordered = sorted(values)
+            out[phase][name] = {"runs": values, "median": ordered[(len(values) - 1) // 2],
+                                "worst": ordered[-1]}
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--notes", type=int, default=2000)
+    parser.add_argument("--model", help="model dir for the regeneration phase "
+                        "(default: the embedded model; a tiny random one if it is missing)")
+    parser.add_argument("--skip-regen", action="store_true")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=1,
+                        help="repeat the whole bench (each on a new JACK server, seeds seed, "
+                        "seed+1, ...); the JSON keeps the run with the median idle handling "
+                        "p99 in full and every run's numbers under 'spread'")
+    parser.add_argument("--json", help="also write the numbers to this file")
+    parser.add_argument("--realtime", action="store_true",
+                        help="run JACK with SCHED_FIFO process threads, as on a music machine "
+                        "(default: --no-realtime, as in the tests)")
+    args = parser.parse_args()
+    import rtmidi
+
+    results: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                                 "python": platform.python_version(),
+                                 "loadavg_start": os.getloadavg()},
+                     "realtime": args.realtime,
+                     "notes": args.notes}
+    print(f"melodyflowd latency bench: {args.notes} notes a phase; "
+          f"{platform.platform()}, {os.cpu_count()} cpus; JACK dummy 48 kHz / 256 frames, "
+          f"{'realtime' if args.realtime else 'no-realtime'}; load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    runs = []
+    for k in range(args.runs):
+        if args.runs > 1:
+            print(f"\n##### run {k + 1} of {args.runs} (seed {args.seed + k}; load average "
+                  f"{' '.join(f'{x:.1f}' for x in os.getloadavg())})")
+        runs.append(one_run(rtmidi, args, args.seed + k))
+    by_p99 = sorted(range(len(runs)), key=lambda k: runs[k]["idle"]["handling_us"]["p99"])
+    median_run = by_p99[(len(runs) - 1) // 2]
+    results.update(runs[median_run])
+    results["machine"]["loadavg_end"] = os.getloadavg()
+    if args.runs > 1:
+        results["median_run"] = median_run + 1
+        results["spread"] = spread(runs)
+        print(f"\n== spread over {args.runs} runs (median, worst; every run) ==")
+        for phase, numbers in results["spread"].items():
+            for name, v in numbers.items():
+                print(f"{phase:13} {name:24} median {v['median']:9.3f}  worst "
+                      f"{v['worst']:9.3f}   " + " ".join(f"{x:.3f}" for x in v["runs"]))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
 
 
 def regen_phase(rtmidi, server: JackServer, work: Path, chart: Path, echo: Echo,
-                args) -> dict:
+                args, seed: int) -> dict:
     model = args.model
     if model is None:
         default = ROOT / "melodyflowd" / "models" / "default"
@@ -378,7 +431,7 @@ def regen_phase(rtmidi, server: JackServer, work: Path, chart: Path, echo: Echo,
         else:
             state["busy_notes"] += 1
 
-    lat = measure(rtmidi, subjects, args.notes, args.seed + 1, during=keep_busy)
+    lat = measure(rtmidi, subjects, args.notes, seed + 1, during=keep_busy)
     handling = daemon.stop()
     generated = daemon.count("phrase bank ready") - 1
     result = report("while regenerating", lat, handling, 1.10, shell.handling())
