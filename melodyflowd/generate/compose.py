@@ -83,13 +83,15 @@ def sample(scores: torch.Tensor, uniform: torch.Tensor, temperature: float = 1.0
         keep = before < top_p
         keep[:, 0] = True
         probs = torch.where(keep, top, 0.0)
+        # sorted: the tokens that can be drawn are a prefix; the last of them
+        last = (probs > 0).sum(dim=-1, keepdim=True) - 1
     else:
         index = None
+        last = (probs > 0).int().cumsum(dim=-1).argmax(dim=-1, keepdim=True)
     cdf = torch.cumsum(probs, dim=-1)
     point = (uniform * cdf[:, -1]).unsqueeze(1)
     pick = torch.searchsorted(cdf, point, right=True)
     # rounding can put the point at the very end: take the last token that can be drawn
-    last = (probs > 0).int().cumsum(dim=-1).argmax(dim=-1, keepdim=True)
     pick = torch.minimum(pick, last)
     if index is not None:
         pick = index.gather(1, pick)
