@@ -300,6 +300,19 @@ class Engine:
     is closed (shutdown).
     """
 
+    # Slots, not an instance dict: Python 3.11 shares an instance dict's keys (and reads
+    # attributes straight from its values) only up to 30 attributes; past that every
+    # self.x is a dict lookup. A slot is a read at a fixed offset. What handle() touches
+    # comes first (neighbouring memory).
+    __slots__ = (
+        "_config", "transport", "_offer", "_installed", "_down", "_held", "_lo", "_hi",
+        "_span_config", "_pos", "_index", "_phrase", "_length", "_ref", "_last_out",
+        "_last_key", "notes_remapped",
+        "_g", "_recs", "_base", "_bar0", "_bar", "_span", "_v", "_fbar", "_window",
+        "_program", "_variation", "_installed_seq", "_offer_bar", "_offer_bar_seq",
+        "_offer_seq", "_retired", "dropped", "errors", "regenerate_requests", "swaps",
+        "__weakref__")
+
     def __init__(self, settings: EngineSettings, chart: Chart, bank: PhraseBank,
                  transport: Transport) -> None:
         self.transport = transport
