@@ -4,10 +4,13 @@ compose_bank writes a token a step for a small batch. With transformers' own for
 step cost on a CPU is mostly Python around small matrix products, and the growing
 KV cache is copied (torch.cat) at every step - O(length^2) memory traffic. This module
 runs the same arithmetic as transformers' Llama (RMSNorm, rotary embeddings, grouped
-query attention, SwiGLU; the model's own weights, merged LoRA included) with fused
-q/k/v and gate/up products and a cache written in place. It is used only when
-`FastLlama.supports(model)`; any other model runs through transformers' forward.
-Tests check its logits against transformers' forward.
+query attention, SwiGLU; the model's own weights, merged LoRA included) with a fused q/k/v
+product, a cache written in place, and weights packed once for oneDNN (or MKL), with the
+residual add, the silu and the gate product fused into the matrix products where oneDNN
+does that. It loads straight from config.json + model.safetensors (``from_weights``:
+no transformers import) or from a transformers model (``FastLlama(model)``), for any
+plain Llama (``config_supported`` / ``FastLlama.supports``); other models run through
+transformers' forward. Tests check its logits against transformers' forward.
 """
 
 from __future__ import annotations
