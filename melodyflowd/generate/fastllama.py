@@ -65,7 +65,7 @@ class FastLlama:
             inv_freq = 1.0 / (rope_theta(config) ** half)
             self.rope_scale = 1.0
         self.embed = weights["model.embed_tokens.weight"]
-        self.head = weights.get("lm_head.weight", self.embed)
+        self.head = weights["lm_head.weight"]
         self.norm = weights["model.norm.weight"]
         self.layers = []
         for i in range(int(config["num_hidden_layers"])):

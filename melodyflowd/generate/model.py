@@ -448,6 +448,15 @@ def merge_lora(weights: dict, adapter_dir: Path, config: dict) -> bool:
     return True
 
 
+def _llama_keys(config: dict) -> set[str]:
+    from .fastllama import _LAYER_KEYS
+
+    names = {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"}
+    for i in range(int(config["num_hidden_layers"])):
+        names |= {f"model.layers.{i}.{key}" for key in _LAYER_KEYS}
+    return names
+
+
 def _load_lean(directory: Path, config: dict, adapter_dir: Path | None):
     """(weights, tokenizer) straight from the files, or None when the adapter needs peft."""
     import torch
@@ -466,6 +475,10 @@ def _load_lean(directory: Path, config: dict, adapter_dir: Path | None):
                          file=str(directory / "model.safetensors")) from None
     if adapter_config is not None and not merge_lora(weights, adapter_dir, adapter_config):
         return None
+    if config.get("tie_word_embeddings", False):      # LlamaConfig's default is untied
+        weights["lm_head.weight"] = weights.get("model.embed_tokens.weight")
+    if not _llama_keys(config) <= weights.keys() or weights["lm_head.weight"] is None:
+        return None                                   # unexpected names: transformers decides
     try:
         tokenizer = LeanTokenizer(directory)
     except Exception as exc:  # noqa: BLE001 - tokenizers raises plain Exceptions
