@@ -418,12 +418,20 @@ class Engine:
             latest.program.chart if latest is not None else self._program.chart)
         program = build_program(bank, base)
         bar = None
+        bar_len = self._program.bar_len
         if now is not None and self.transport.running:
             beat = self.transport.beat_at(now)
             if beat is not None:
-                bar = int(beat // self._program.bar_len)
+                bar = int(beat // bar_len)
         self._offer_seq += 1
-        self._offer = _Offer(self._offer_seq, program, bar)
+        offer = _Offer(self._offer_seq, program, bar)
+        if bar is not None and (latest is None or latest is self._installed
+                                or latest.program.bar_len == bar_len):
+            # The bar it waits in is known: tell handle()'s short way now (before the offer
+            # is published), so that no note has to take the long way to find it out. (Not
+            # when a pending bank of another meter could be swapped in meanwhile.)
+            self._window = (offer.seq, bar * bar_len, (bar + 1) * bar_len)
+        self._offer = offer
 
     def release_retired(self) -> int:
         """Drop the programs that bank swaps replaced (call it from the main loop, not the
@@ -488,12 +496,15 @@ class Engine:
                             if ahead > 0.0:
                                 beat += ahead if ahead <= cap else cap
                         if self._offer is not self._installed:
-                            # A bank waits for its bar line: go on only inside the bar
-                            # it waits in (as _maybe_install found it); _waits, inline.
+                            # A bank waits for its bar line: go on inside the bar it waits
+                            # in (_waits, inline); past it, swap it in and go on.
                             window = self._window
-                            if window[0] != self._offer.seq or hold == _INF \
-                                    or not window[1] <= beat < window[2]:
+                            if window[0] != self._offer.seq or hold == _INF:
                                 return self._handle(msg, now)
+                            if not window[1] <= beat < window[2]:
+                                self._maybe_install(now)
+                                if self.transport.line is not line:    # a new chart's tempo
+                                    return self._handle(msg, now)
                         self._down[key] = 1
                         held = self._held
                         out: list[list[int]] | None = None
