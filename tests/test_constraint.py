@@ -303,3 +303,20 @@ def test_batched_masks_equal_row_by_row(nt):
     for row in range(4):
         alone = proc.apply(scores[row:row + 1].clone(), [row])
         assert torch.equal(alone[0], together[row]), row
+
+
+def test_range_continuations_equal_the_tensor_rule(nt):
+    """The Python scan for a prefix in a small range finds exactly _prefix_ok's tokens."""
+    from melodyflowd.generate.constraint import Range, _prefix_ok, _range_continuations
+
+    rng = random.Random(4)
+    for _ in range(60):
+        lo = rng.randint(0, 400)
+        field_ = Range(lo, lo + rng.randint(0, 1500), rng.choice([3, 4]))
+        prefix = str(rng.randint(1, 150))
+        fast = _range_continuations(nt, field_, prefix)
+        assert fast is not None
+        slow = nt.dig_ids[_prefix_ok(field_, prefix, nt.dig_val, nt.dig_len, nt.dig_lead0)]
+        assert sorted(fast.tolist()) == sorted(slow.tolist()), (field_, prefix)
+    assert _range_continuations(nt, Range(0, 10 ** 6 - 1), "1") is None
+    assert _range_continuations(nt, Range(0, 99), "") is None

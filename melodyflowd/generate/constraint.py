@@ -301,14 +301,42 @@ def _prefix_table(pitches: PitchSet) -> torch.Tensor:
     table = _PREFIX_TABLES.get(pitches.values)
     if table is None:
         table = torch.zeros(4000, dtype=torch.bool)
-        for p in pitches.values:
-            s = str(p)
-            for n in range(1, len(s) + 1):
-                table[n * 1000 + int(s[:n])] = True
+        keys = [n * 1000 + int(str(p)[:n]) for p in pitches.values
+                for n in range(1, len(str(p)) + 1)]
+        if keys:
+            table[torch.tensor(keys)] = True
         if len(_PREFIX_TABLES) > 4096:
             _PREFIX_TABLES.clear()
         _PREFIX_TABLES[pitches.values] = table
     return table
+
+
+RANGE_SCAN = 5000      # ranges up to this many values are scanned in Python
+
+
+def _range_continuations(nt: NoteTokenizer, field_: PitchSet | Range, prefix: str
+                         ) -> torch.Tensor | None:
+    """Digit tokens that continue `prefix` toward a number of a small Range, found from the
+    numbers themselves (what _prefix_ok computes, without a dozen tensor operations a
+    call); None where _prefix_ok must do it (no prefix, a pitch set, a large range)."""
+    if not isinstance(field_, Range) or not prefix or prefix[0] == "0" or \
+            field_.hi - field_.lo > RANGE_SCAN:
+        return None
+    by_text = nt.__dict__.get("_digit_ids_by_text")
+    if by_text is None:
+        by_text = {}
+        for token_id in nt.dig_ids.tolist():
+            by_text.setdefault(nt.texts[token_id], []).append(token_id)
+        nt._digit_ids_by_text = by_text
+    plen = len(prefix)
+    pieces: set[str] = set()
+    for n in range(max(field_.lo, 0), field_.hi + 1):
+        text = str(n)
+        if plen < len(text) <= field_.digits and text.startswith(prefix):
+            rest = text[plen:]
+            pieces.update(rest[:k] for k in range(1, len(rest) + 1))
+    ids = sorted(i for piece in pieces for i in by_text.get(piece, ()))
+    return torch.tensor(ids, dtype=torch.long)
 
 
 def _whole_ok(field_: PitchSet | Range, vals: torch.Tensor, lens: torch.Tensor,
@@ -612,8 +640,10 @@ class MelodyControl:
             if group == "whole":
                 found = nt.dig_ids[_whole_ok(field_, nt.dig_val, nt.dig_len, nt.dig_lead0)]
             elif group == "digits":
-                found = nt.dig_ids[_prefix_ok(field_, prefix, nt.dig_val, nt.dig_len,
-                                              nt.dig_lead0, nt.dig_ext)]
+                found = _range_continuations(nt, field_, prefix)
+                if found is None:
+                    found = nt.dig_ids[_prefix_ok(field_, prefix, nt.dig_val, nt.dig_len,
+                                                  nt.dig_lead0, nt.dig_ext)]
             else:
                 found = nt.sdig_ids[_prefix_ok(field_, prefix, nt.sdig_val, nt.sdig_len,
                                                nt.sdig_lead0, nt.sdig_ext)]
@@ -633,7 +663,12 @@ class MelodyControl:
         if cached is None:
             allowed = self.allowed_tokens(state, field_, col)
             candidates = self.allowed_tokens(state, ANY_PITCH, col)
-            bad = candidates[~torch.isin(candidates, allowed)] if len(allowed) else allowed
+            if len(allowed):
+                ok = set(allowed.tolist())
+                bad = torch.tensor([c for c in candidates.tolist() if c not in ok],
+                                   dtype=torch.long)
+            else:
+                bad = allowed
             cached = (allowed, candidates, bad)
             self._mask_cache[key] = cached
         return cached
