@@ -78,7 +78,7 @@ def _fmt(value, digits: int = 3) -> str:
 
 
 _FLAGS = ("size", "batch", "lr", "warmup_steps", "max_steps", "budget_minutes", "eval_steps",
-          "patience", "seed")
+          "patience", "seed", "threads")
 
 
 def _pretrain_commands(log: dict) -> list[str]:
@@ -159,7 +159,8 @@ def write_model_card(model_dir: str | Path) -> Path:
                   f"(every {cfg.get('eval_steps')} steps).",
                   f"- Ran {log.get('total_steps', log.get('steps'))} steps in "
                   f"{log.get('total_minutes', log.get('minutes'))} min on "
-                  f"{log.get('threads')} CPU threads (torch {log.get('torch')}) shared with "
+                  f"{log.get('threads')} CPU thread{'' if log.get('threads') == 1 else 's'} "
+                  f"(torch {log.get('torch')}) shared with "
                   "other jobs; stopped by "
                   f"{log.get('stopped_by')}." + _phases(log.get("phases") or []),
                   f"- Loss (nats/token): last training {_fmt(log.get('final_train_loss'))}, "
@@ -194,7 +195,11 @@ def write_model_card(model_dir: str | Path) -> Path:
         first = read_json(adapters[0])
         lines += ["", f"LoRA rank {first.get('rank')}, alpha {first.get('alpha')}, on "
                   f"{', '.join(first.get('target_modules', []))}; "
-                  f"{first.get('note', '')}", ""]
+                  + (first.get("note") or
+                     f"each with a budget of {first.get('budget_minutes')} min and early "
+                     "stopping on the style's validation loss, on a shared 2-core CPU: a "
+                     "short run that moves the style's validation loss, not a converged "
+                     "fine-tune."), ""]
     evaluation = model_dir / "evaluation.md"
     if evaluation.is_file():
         lines += ["## Evaluation", "", evaluation.read_text(encoding="utf-8").split("\n", 1)[1]

@@ -510,11 +510,15 @@ def _verdict(nll: dict) -> str:
     given, raw, tri = (nll["model_pitch_nll_given_note"], nll["model_pitch_nll"],
                        nll["trigram_pitch_nll"])
     gap = tri - given
+    if abs(raw - tri) < 0.005:
+        standing = f"level with the trigram ({raw:.4f} vs {tri:.4f})"
+    elif raw < tri:
+        standing = "still better than the trigram"
+    else:
+        standing = ("worse than the trigram: that uncertainty is what generation never "
+                    "samples, since the chart gives the markers")
     raw_part = (f"Counting also its uncertainty about whether a note, a chord marker or "
-                f"the end comes next, the model's figure is {raw:.3f} "
-                + ("(still better than the trigram)." if raw < tri else
-                   "(worse than the trigram: that uncertainty is what generation never "
-                   "samples, since the chart gives the markers)."))
+                f"the end comes next, the model's figure is {raw:.3f}, {standing}.")
     if gap > 0:
         return (f"Given that a note comes next, the model beats the trigram baseline by "
                 f"{gap:.3f} nats per note (pitch perplexity {math.exp(given):.1f} vs "
