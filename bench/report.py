@@ -245,8 +245,8 @@ def plot_soak(soak: dict[str, Any]) -> str | None:
 def write() -> Path:
     IMG.mkdir(parents=True, exist_ok=True)
     mach, lat, gen, soak = (_load(n) for n in ("machine", "latency", "generate", "soak"))
-    if gen and "text" in gen:                   # the numbers always come from the text
-        gen = {**gen, **parse_generate(gen["text"])}
+    if gen and "text" in gen:         # older files hold only the text: read what it says
+        gen = {**parse_generate(gen["text"]), **gen}
     out: list[str] = ["# melodyflowd benchmarks", "",
                       "Written by `python3 bench/report.py write` from the JSON files in "
                       "`bench/results/` (each bench script wrote one; `bench/report.py all` "
@@ -303,38 +303,66 @@ def _latency_section(lat) -> list[str]:
     out = ["## Latency: melodyflowd against an echo client", ""]
     if not lat:
         return out + ["(no bench/results/latency.json)", ""]
-    out += [f"`bench/latency.py` ({lat['notes']} notes a phase): one private JACK server "
-            "(dummy driver, 48 kHz, 256-frame periods, "
-            f"{'realtime' if lat.get('realtime') else 'no-realtime'} threads), "
-            "melodyflowd and a plain python-rtmidi echo client side by side; each note-on "
-            "goes to both at the same moment and the time to the answering note-on is "
-            "taken on one clock. \"regenerating\": the generator child writes new banks "
-            "all through the phase (SIGUSR1 again as soon as one is done).", "",
+    runs = len(next(iter(next(iter(lat.get("spread", {}).values()), {}).values()),
+                    {}).get("runs", [])) or 1
+    out += [f"`bench/latency.py{f' --runs {runs}' if runs > 1 else ''}` ({lat['notes']} notes "
+            "a phase; each run on a new private JACK server: dummy driver, 48 kHz, 256-frame "
+            f"periods, {'realtime' if lat.get('realtime') else 'no-realtime'} threads). "
+            "Side by side: a plain python-rtmidi echo client, ports.py's callback around an "
+            "identity handler (the floor the engine sits on) and melodyflowd; each note-on "
+            "goes to all of them at the same moment and the time to the answering note-on is "
+            "taken on one clock. \"regenerating\": the generator child writes new banks all "
+            "through the phase (SIGUSR1 again as soon as one is done). Engine handling time: "
+            "perf_counter_ns around `handle()` inside the daemon's callback, over every "
+            "message." + (f" The tables are the median run of {runs} (by idle handling p99); "
+                          "`bench/results/latency.json` holds it in full and all runs under "
+                          "`spread`." if runs > 1 else ""), "",
             "| phase | subject | n | p50 ms | p99 ms | max ms |", "|---|---|---|---|---|---|"]
+    subjects = (("echo client", "echo_ms"), ("ports.py, identity handler", "shell_ms"),
+                ("melodyflowd", "melodyflowd_ms"))
     for phase in ("idle", "regenerating"):
-        if phase not in lat:
-            continue
-        for name, key in (("echo client", "echo_ms"), ("melodyflowd", "melodyflowd_ms")):
-            p = lat[phase][key]
-            out.append(f"| {phase} | {name} | {p['n']} | {p['p50']:.3f} | {p['p99']:.3f} | "
-                       f"{p['max']:.3f} |")
+        for name, key in subjects:
+            p = lat.get(phase, {}).get(key)
+            if p:
+                out.append(f"| {phase} | {name} | {p['n']} | {p['p50']:.3f} | "
+                           f"{p['p99']:.3f} | {p['max']:.3f} |")
     out += ["", "| phase | p50 ratio | p99 ratio | target p99 | engine handling p50 / p99 / "
-            "max (µs) | target p99 |", "|---|---|---|---|---|---|"]
+            "max (µs) | identity handler p50 / p99 / max (µs) | target p99 |",
+            "|---|---|---|---|---|---|---|"]
     for phase, target in (("idle", 1.05), ("regenerating", 1.10)):
         if phase not in lat:
             continue
         r, h = lat[phase], lat[phase]["handling_us"]
+        shell = r.get("shell_handling_us")
         out.append(f"| {phase} | {r['ratio_p50']:.3f} | {r['ratio_p99']:.3f} | ≤ {target:.2f}"
                    f" ({'met' if r['ratio_p99'] <= target else 'not met'}) | "
-                   f"{h['p50']:.1f} / {h['p99']:.1f} / {h['max']:.1f} | ≤ 50 "
-                   f"({'met' if h['p99'] <= 50 else 'not met'}) |")
+                   f"{h['p50']:.1f} / {h['p99']:.1f} / {h['max']:.1f} | "
+                   + (f"{shell['p50']:.1f} / {shell['p99']:.1f} / {shell['max']:.1f}"
+                      if shell else "–")
+                   + f" | ≤ 50 ({'met' if h['p99'] <= 50 else 'not met'}) |")
     if "regenerating" in lat and "regenerations" in lat["regenerating"]:
-        out += ["", f"Banks regenerated during the regenerating phase: "
+        out += ["", f"Banks regenerated during the regenerating phase of that run: "
                 f"{lat['regenerating']['regenerations']}."]
+    if runs > 1:
+        out += ["", f"Spread over the {runs} runs:", "",
+                "| phase | number | median | worst | " + ", ".join(
+                    f"run {i + 1}" for i in range(runs)) + " |", "|---|---|---|---|---|"]
+        for phase, numbers in lat["spread"].items():
+            for number, v in numbers.items():
+                digits = 3 if number.startswith("ratio") else 1
+                out.append(f"| {phase} | {number} | {v['median']:.{digits}f} | "
+                           f"{v['worst']:.{digits}f} | "
+                           + ", ".join(f"{x:.{digits}f}" for x in v["runs"]) + " |")
     name = plot_latency(lat)
     if name:
         out += ["", f"![latency histograms](img/{name})", ""]
-    return out + [""]
+    return out + [""] + _section_notes("latency")
+
+
+def _section_notes(name: str) -> list[str]:
+    """Observations written by hand for one section (bench/results/notes-NAME.md)."""
+    path = RESULTS / f"notes-{name}.md"
+    return [path.read_text().strip(), ""] if path.exists() else []
 
 
 def _generate_section(gen) -> list[str]:
@@ -345,16 +373,39 @@ def _generate_section(gen) -> list[str]:
             "approach: a prompt and a `generate()` call for every bar of every variation, "
             "with a logits processor that decodes the whole sequence at every step; (b) "
             "ours: `compose_bank`, the whole chart and all variations in one batched run "
-            "with the KV cache and the incremental MelodyControlLogitsProcessor.", "",
-            f"Model: {gen.get('model', '?')} ({_fmt(gen.get('params_m'))} M parameters).", "",
+            "with the KV cache (FastLlama) and the incremental "
+            "MelodyControlLogitsProcessor (its core, MelodyControl). The ratio compares (a) "
+            "with the mean of two (b) runs, one before and one after it. The load and the "
+            "two start times come from fresh processes: load is python start, imports and "
+            "`load_model` + NoteTokenizer, the wall time until the process says it is ready; "
+            "a start is the time from starting a process to the first playable bank the way "
+            "the daemon gets it (`GeneratorClient`: spawn the generator child, which loads "
+            "the model and generates), first with an empty cache, then again from the "
+            "cache.", "",
+            f"Model: {gen.get('model', '?')} ({_fmt(gen.get('params_m'))} M parameters"
+            + ("; lean load: safetensors + tokenizers, no transformers" if gen.get("lean")
+               else "") + ").", "",
             "| | value | target |", "|---|---|---|",
-            f"| model load (weights + tokenizer) | {_fmt(gen.get('load_s'))} s | ≤ 2 s |",
-            f"| first load in a new process (with imports) | "
-            f"{_fmt(gen.get('load_first_s'))} s | |",
+            f"| model load in a fresh process | {_fmt(gen.get('load_first_s'))} s"
+            + (f" (python start {_fmt(gen.get('load_python_start_s'))} s, imports "
+               f"{_fmt(gen.get('load_imports_s'))} s, weights + tokenizer "
+               f"{_fmt(gen.get('load_weights_tokenizer_s'))} s, NoteTokenizer "
+               f"{_fmt(gen.get('note_tokenizer_s'))} s; transformers imported: "
+               f"{'yes' if gen.get('load_imports_transformers') else 'no'})"
+               if "load_imports_s" in gen else "") + " | ≤ 2 s |",
+            f"| model load again in the same process | "
+            f"{_fmt(gen.get('load_again_s', gen.get('load_s')))} s | |",
+            f"| start to the first playable bank, cold (empty cache) | "
+            f"{_fmt(gen.get('cold_start_s'))} s | ≤ 10 s |",
+            f"| start to the first playable bank, from the cache | "
+            f"{_fmt(gen.get('cache_start_s'))} s | ≤ 2 s |",
             f"| chart | {gen.get('chart', '–').split(', torch')[0]} | 32 bars × 4 |",
             f"| (b) ours | {_fmt(gen.get('ours_s'))} s, {_fmt(gen.get('ours_tokens_per_s'), 0)}"
             f" tokens/s, {_fmt(gen.get('ours_notes'), 0)} notes, "
-            f"{_fmt(gen.get('ours_empty_bars'), 0)} empty bars | ≤ 5 s (aim 2 s) |",
+            f"{_fmt(gen.get('ours_empty_bars'), 0)} empty bars"
+            + (f"; {_fmt(gen.get('ours_steps'), 0)} decoding steps, "
+               f"{_fmt(gen.get('ours_ms_per_step'), 1)} ms a step" if "ours_steps" in gen
+               else "") + " | ≤ 5 s (aim 2 s) |",
             f"| (b) ours, run again | {_fmt(gen.get('ours_again_s'))} s (the same bank: "
             f"{gen.get('same_bank', '–')}) | |",
             f"| (a) original | {_fmt(gen.get('original_s'))} s, "
@@ -368,7 +419,7 @@ def _generate_section(gen) -> list[str]:
             "\n".join(line for line in gen.get("text", "").splitlines()
                       if line.strip() and "Loading weights" not in line),
             "```", "</details>", ""]
-    return out
+    return out + _section_notes("generate")
 
 
 def _soak_section(soak) -> list[str]:
@@ -456,11 +507,8 @@ def main() -> int:
             _run([py, "bench/latency.py", "--json", str(RESULTS / "latency.json"),
                   *(rest if command != "all" else [])])
         elif step == "generate":
-            before = os.getloadavg()
-            text = _run([py, "bench/generate.py", *(rest if command != "all" else [])])
-            data = {**parse_generate(text), "loadavg_start": before,
-                    "loadavg_end": os.getloadavg()}
-            (RESULTS / "generate.json").write_text(json.dumps(data, indent=1))
+            _run([py, "bench/generate.py", "--json", str(RESULTS / "generate.json"),
+                  *(rest if command != "all" else [])])
         elif step == "soak":
             _run([py, "bench/soak.py", "--json-out", str(RESULTS / "soak.json"),
                   *(rest if command != "all" else ["--realtime"])])
