@@ -232,6 +232,26 @@ transport_step = st.one_of(
               st.floats(0.0, 0.3), st.integers(0, 300), st.floats(30, 300)))
 
 
+def apply_step(t: Transport, kind: str, value: int, bpm: float, now: float) -> None:
+    """One generated transport step: a message fed, or a direct call."""
+    if kind == "clock":
+        t.feed([CLOCK], now)
+    elif kind == "start":
+        t.feed([START], now)
+    elif kind == "continue":
+        t.feed([CONTINUE], now)
+    elif kind == "stop":
+        t.feed([STOP], now)
+    elif kind == "spp":
+        t.feed([SONG_POSITION, value & 127, value >> 7], now)
+    elif kind == "ensure":
+        t.ensure_running(now)
+    elif kind == "tempo":
+        t.set_tempo(bpm, now)
+    else:
+        t.reset()
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(transport_step, max_size=60), st.lists(st.floats(-0.2, 2.0), min_size=3,
                                                         max_size=3))
@@ -240,22 +260,7 @@ def test_line_gives_the_same_beat_as_the_state(steps, probes) -> None:
     now = 100.0
     for kind, gap, value, bpm in steps:
         now += gap
-        if kind == "clock":
-            t.feed([CLOCK], now)
-        elif kind == "start":
-            t.feed([START], now)
-        elif kind == "continue":
-            t.feed([CONTINUE], now)
-        elif kind == "stop":
-            t.feed([STOP], now)
-        elif kind == "spp":
-            t.feed([SONG_POSITION, value & 127, value >> 7], now)
-        elif kind == "ensure":
-            t.ensure_running(now)
-        elif kind == "tempo":
-            t.set_tempo(bpm, now)
-        else:
-            t.reset()
+        apply_step(t, kind, value, bpm, now)
         for dt in probes:
             assert t.beat_at(now + dt) == reference_beat(t, now + dt)
         if t.line is not None:
@@ -284,20 +289,5 @@ def test_tick_straight_line_matches_the_general_tick(steps) -> None:
     for kind, gap, value, bpm in steps:
         now += gap / 10 if kind == "clock" else gap
         for t in (fast, ref):
-            if kind == "clock":
-                t.feed([CLOCK], now)
-            elif kind == "start":
-                t.feed([START], now)
-            elif kind == "stop":
-                t.feed([STOP], now)
-            elif kind == "continue":
-                t.feed([CONTINUE], now)
-            elif kind == "spp":
-                t.feed([SONG_POSITION, value & 127, value >> 7], now)
-            elif kind == "ensure":
-                t.ensure_running(now)
-            elif kind == "tempo":
-                t.set_tempo(bpm, now)
-            else:
-                t.reset()
+            apply_step(t, kind, value, bpm, now)
         assert transport_state(fast) == transport_state(ref)
