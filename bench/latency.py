@@ -289,6 +289,20 @@ def report(phase: str, lat: dict[str, list[float]], handling: dict[str, float],
                            for name, values in lat.items()}}
 
 
+def subjects_ready(rtmidi, server: JackServer, daemon: Daemon, echo: Echo,
+                   ready_timeout: float) -> tuple[ShellEcho, dict[str, tuple[str, str]]]:
+    """Wait until the daemon answers notes, start the identity-handler shell beside it;
+    the three subjects' (in, out) port names, as `measure` takes them."""
+    daemon.wait("ready:", ready_timeout)
+    server.wait_for_ports([daemon.in_name, daemon.out_name])
+    if not answering(rtmidi, (daemon.in_name, daemon.out_name)):
+        raise RuntimeError(f"melodyflowd ({daemon.in_name!r}) does not answer notes")
+    shell = ShellEcho(server)
+    shell.start(rtmidi)
+    return shell, {"echo": echo.ports, "shell": shell.ports,
+                   "melodyflowd": (daemon.in_name, daemon.out_name)}
+
+
 def one_run(rtmidi, args, seed: int) -> dict:
     """Both phases on a fresh JACK server: {"idle": ..., "regenerating": ...}."""
     results: dict = {}
@@ -303,14 +317,7 @@ def one_run(rtmidi, args, seed: int) -> dict:
             echo.start(rtmidi)
             daemon = Daemon(server, work, ["--chart", str(chart), "--phrases", str(bank),
                                            "--log-level", "info"], "idle")
-            daemon.wait("ready:", 60)
-            server.wait_for_ports([daemon.in_name, daemon.out_name])
-            if not answering(rtmidi, (daemon.in_name, daemon.out_name)):
-                raise RuntimeError("melodyflowd does not answer notes")
-            shell = ShellEcho(server)
-            shell.start(rtmidi)
-            subjects = {"echo": echo.ports, "shell": shell.ports,
-                        "melodyflowd": (daemon.in_name, daemon.out_name)}
+            shell, subjects = subjects_ready(rtmidi, server, daemon, echo, 60)
             lat = measure(rtmidi, subjects, args.notes, seed)
             handling = daemon.stop()
             results["idle"] = report("idle (playing a bank)", lat, handling, 1.05,
@@ -413,14 +420,7 @@ def regen_phase(rtmidi, server: JackServer, work: Path, chart: Path, echo: Echo,
     config.write_text(f"generation:\n  cache_dir: {work / 'cache'}\n")
     daemon = Daemon(server, work, ["--chart", str(chart), "--model", model,
                                    "--config", str(config)], "regen")
-    daemon.wait("ready:", 300)
-    server.wait_for_ports([daemon.in_name, daemon.out_name])
-    if not answering(rtmidi, (daemon.in_name, daemon.out_name)):
-        raise RuntimeError("melodyflowd (generating) does not answer notes")
-    shell = ShellEcho(server)
-    shell.start(rtmidi)
-    subjects = {"echo": echo.ports, "shell": shell.ports,
-                "melodyflowd": (daemon.in_name, daemon.out_name)}
+    shell, subjects = subjects_ready(rtmidi, server, daemon, echo, 300)
     state = {"asked": 0, "busy_notes": 0}
 
     def keep_busy(_i: int) -> None:
