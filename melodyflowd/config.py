@@ -427,6 +427,19 @@ def _check_together(settings: Settings, items: dict[str, _Value]) -> None:
         used[number] = name
 
 
+MATMUL_KINDS = ("auto", "bf16", "fp32")
+
+
+def matmul_kind_requested() -> str:
+    """The kind of matrix products MELODYFLOW_MATMUL asks the generator for: "auto" (the
+    default: bfloat16 where the CPU has it, see generate/fastllama.py), "bf16" or "fp32"."""
+    kind = (os.environ.get("MELODYFLOW_MATMUL") or "auto").strip().lower()
+    if kind not in MATMUL_KINDS:
+        raise UserError(f"MELODYFLOW_MATMUL={kind!r} is not a kind of matrix product; "
+                        f"accepted: {', '.join(MATMUL_KINDS)}")
+    return kind
+
+
 def load_settings(config_file: str | None = None, overrides: dict[str, object] | None = None
                   ) -> Settings:
     """Defaults file <- config file <- overrides; one frozen Settings.
@@ -436,6 +449,7 @@ def load_settings(config_file: str | None = None, overrides: dict[str, object] |
     (channels 0-15); those whose value is None are ignored (a flag that was not given).
     Every unknown key or bad value is a UserError naming file:line and what is accepted.
     """
+    matmul_kind_requested()          # a bad MELODYFLOW_MATMUL stops here, not in the child
     items: dict[str, _Value] = dict(_parse(default_config_text(), default_config_path()))
     if config_file is not None:
         from_file, _ = _read_file(config_file)

@@ -88,6 +88,16 @@ def test_key_depends_on_settings_that_change_output(model_dir):
     assert cache.cache_key(chart, gen(model_dir, cache_dir="/elsewhere")) == base
 
 
+def test_key_follows_the_kind_of_matrix_products(model_dir, monkeypatch):
+    chart = make_chart()
+    monkeypatch.delenv("MELODYFLOW_MATMUL", raising=False)
+    base = cache.cache_key(chart, gen(model_dir))
+    monkeypatch.setenv("MELODYFLOW_MATMUL", "fp32")
+    assert cache.cache_key(chart, gen(model_dir)) != base
+    monkeypatch.setenv("MELODYFLOW_MATMUL", "auto")
+    assert cache.cache_key(chart, gen(model_dir)) == base
+
+
 def test_key_follows_the_model_files(model_dir, tmp_path):
     chart = make_chart()
     base = cache.cache_key(chart, gen(model_dir))

@@ -21,3 +21,15 @@ def test_tools_help_lists_commands() -> None:
     assert result.exit_code == 0
     for name in ("check", "render", "ports"):
         assert name in result.output
+
+
+def test_bad_matmul_kind_is_one_line_and_status_2(tmp_path, monkeypatch) -> None:
+    chart = tmp_path / "song.yaml"
+    chart.write_text("title: t\ntempo: 120\nbars: [C7, F7]\n")
+    monkeypatch.setenv("MELODYFLOW_MATMUL", "fp16")
+    result = CliRunner().invoke(tools_main, ["render", "--chart", str(chart), "--out",
+                                             str(tmp_path / "out.json")])
+    assert result.exit_code == 2
+    assert "MELODYFLOW_MATMUL='fp16'" in result.output
+    assert "accepted: auto, bf16, fp32" in result.output
+    assert not (tmp_path / "out.json").exists()

@@ -199,7 +199,11 @@ def test_profile_without_wait_is_a_user_error(tmp_path):
 def test_transformers_forward_gives_the_same_bank(loaded, monkeypatch):
     """The lean forward is an optimisation only: transformers' own gives the same phrases."""
     chart = hand_chart(3)
-    fast = compose_bank(chart, loaded, SETTINGS)
+    loaded.fast_forward.use_matmul("fp32")      # float32 products, as transformers' forward
+    try:
+        fast = compose_bank(chart, loaded, SETTINGS)
+    finally:
+        loaded.fast_forward.use_matmul("auto")
     assert compose.LAST_STATS.dropped > 0          # rows that finished first were dropped
     monkeypatch.setattr(compose, "USE_FAST_FORWARD", False)
     slow = compose_bank(chart, loaded, SETTINGS)

@@ -26,6 +26,7 @@ def test_prefill_and_steps_match_transformers(tmp_path, kv_heads, pack, monkeypa
     model.eval()
     assert FastLlama.supports(model)
     fast = FastLlama(model)
+    fast.use_matmul("fp32")             # float32 products: the same sums as transformers
     fast.new_cache(3, 40)
     ids = torch.randint(4, model.config.vocab_size, (3, 30), generator=torch.Generator()
                         .manual_seed(0))
@@ -61,23 +62,81 @@ def test_cache_bounds_are_checked(tmp_path):
         fast.forward(torch.ones(1, 2, dtype=torch.long), 4)
 
 
+@pytest.mark.parametrize("bf16", [False, True])
 @pytest.mark.parametrize("rows", [1, 7, 16, 40])
-def test_packed_linear_computes_what_f_linear_computes(rows):
-    """The weights packed for oneDNN / MKL (where torch has them) give F.linear's products."""
+def test_packed_linear_computes_what_f_linear_computes(rows, bf16):
+    """The weights packed for oneDNN / MKL (where torch has them) give F.linear's products;
+    in bfloat16 to bfloat16's precision (inputs and weights rounded to 8 bits)."""
     import torch.nn.functional as F
 
     from melodyflowd.generate.fastllama import _Linear
 
+    if bf16 and not _bf16_available():
+        pytest.skip("torch has no oneDNN bfloat16 products here")
     gen = torch.Generator().manual_seed(rows)
     for out_f, in_f in ((576, 192), (192, 576), (50, 32)):
         weight = torch.randn(out_f, in_f, generator=gen)
         x = torch.randn(rows, 1, in_f, generator=gen)
-        linear = _Linear(weight)
+        linear = _Linear(weight, bf16=bf16)
         got = linear(x)
         want = F.linear(x, weight)
-        assert got.shape == (rows, 1, out_f)
-        assert torch.allclose(got, want, rtol=1e-5, atol=1e-4)
+        assert got.shape == (rows, 1, out_f) and got.dtype == torch.float32
         other = torch.randn(rows, 1, out_f, generator=gen)
-        assert torch.allclose(linear.add(x, other), want + other, rtol=1e-5, atol=1e-4)
-        assert torch.allclose(linear.mul(x, other), want * other, rtol=1e-5, atol=1e-4)
-        assert torch.allclose(linear.silu(x), F.silu(want), rtol=1e-5, atol=1e-4)
+        pairs = [(got, want), (linear.add(x, other), want + other),
+                 (linear.mul(x, other), want * other), (linear.silu(x), F.silu(want))]
+        for value, reference in pairs:
+            if not bf16:          # the same sums in another order
+                assert torch.allclose(value, reference, rtol=1e-5, atol=1e-4)
+            else:                 # inputs and weights rounded to 8 bits: ~0.4 % a term
+                assert float((value - reference).abs().max()) <= \
+                    0.01 * float(reference.abs().max())
+        if bf16:
+            assert not torch.equal(got, want)
+
+
+def _bf16_available() -> bool:
+    from melodyflowd.generate.fastllama import _Linear
+
+    return _Linear(torch.ones(4, 4), bf16=True).kind == "mkldnn-bf16"
+
+
+@pytest.mark.skipif(not _bf16_available(), reason="torch has no oneDNN bfloat16 products here")
+def test_bf16_products_stay_close_to_float32(tmp_path):
+    """bfloat16 matrix products (the default where the CPU has them) move the next-token
+    distribution very little: checked over a prefill and 20 decoding steps."""
+    from melodyflowd.generate.fastllama import _Linear
+
+    model = AutoModelForCausalLM.from_pretrained(build_tiny_model(tmp_path / "m", seed=3),
+                                                 use_safetensors=True).eval()
+    ids = torch.randint(4, model.config.vocab_size, (3, 30),
+                        generator=torch.Generator().manual_seed(1))
+    logits = {}
+    for kind in ("fp32", "bf16"):
+        fast = FastLlama(model)
+        fast.use_matmul(kind)
+        fast.new_cache(3, 40)
+        steps = [fast.forward(ids[:, :10], 0)]
+        steps += [fast.forward(ids[:, t:t + 1], t) for t in range(10, 30)]
+        logits[kind] = torch.stack(steps)
+        want_kind = "mkldnn-bf16" if kind == "bf16" else _Linear.PACK
+        assert all(lin.kind == want_kind for layer in fast._linears for lin in layer)
+    exact, rounded = logits["fp32"].log_softmax(-1), logits["bf16"].log_softmax(-1)
+    assert not torch.equal(exact, rounded)               # the products did change
+    kl = (exact.exp() * (exact - rounded)).sum(-1)
+    assert float(kl.max()) < 1e-3
+    assert float((exact - rounded).abs().max()) < 0.1
+
+
+def test_matmul_kind_comes_from_the_environment(monkeypatch):
+    from melodyflowd.errors import UserError
+    from melodyflowd.generate import fastllama
+
+    monkeypatch.setenv("MELODYFLOW_MATMUL", "fp32")
+    assert fastllama.resolve_matmul() == "fp32"
+    assert fastllama.resolve_matmul("bf16") == "bf16"      # an explicit kind wins
+    monkeypatch.setenv("MELODYFLOW_MATMUL", "auto")
+    native = fastllama.native_bf16() and fastllama._Linear.PACK == "mkldnn"
+    assert fastllama.resolve_matmul() == ("bf16" if native else "fp32")
+    monkeypatch.setenv("MELODYFLOW_MATMUL", "fp16")
+    with pytest.raises(UserError, match="fp16.*accepted: auto, bf16, fp32"):
+        fastllama.resolve_matmul()

@@ -155,6 +155,7 @@ TEXTS = ["Blues\npitch duration wait velocity instrument\n@F:lydian\n60 200 1050
 def _fast_logits(loaded, text: str = "60 200 100 80 0\n") -> torch.Tensor:
     ids = torch.tensor([loaded.tokenizer(text, add_special_tokens=False)["input_ids"]])
     fast = loaded.fast_forward
+    fast.use_matmul("fp32")             # float32 products: compared with transformers'
     fast.new_cache(1, ids.shape[1])
     return fast.forward(ids, 0)[0]
 

@@ -12,7 +12,9 @@ what the generator writes:
   or the style the chart names when that picks an adapter);
 - every GenerationSettings field that changes the output (all of them except model,
   adapter, seed and cache_dir, which are keyed on their own or change nothing);
-- the seed; and the package version and cache format (new code, new banks).
+- the seed; the kind of matrix products asked for (MELODYFLOW_MATMUL, see fastllama.py:
+  bfloat16 and float32 products sample slightly different phrases from the same seed);
+  and the package version and cache format (new code, new banks).
 
 Seeds: a request with ``seed=None`` keys on "unseeded": that entry holds the *latest*
 bank made for those inputs without a seed (the bank records the seed it was made with),
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..config import matmul_kind_requested
 from .model import DEFAULT_MODEL_DIR, style_adapter  # model.py imports torch lazily
 
 if TYPE_CHECKING:
@@ -132,6 +135,7 @@ def key_material(chart: Chart, generation: GenerationSettings) -> dict[str, Any]
         "adapter": adapter_identity(generation.model, effective_adapter(generation, chart)),
         "settings": settings_identity(generation),
         "seed": "unseeded" if generation.seed is None else int(generation.seed),
+        "matmul": matmul_kind_requested(),
     }
 
 

@@ -267,8 +267,8 @@ class _Decoder:
     def can_select(self) -> bool:
         return self.fast is not None
 
-    def select(self, rows: list[int]) -> None:
-        self.fast.select(rows)
+    def select(self, rows: list[int], used: int) -> None:
+        self.fast.select(rows, used)
 
     def step(self, ids: torch.Tensor, position: int) -> torch.Tensor:
         if self.fast is not None:
@@ -368,7 +368,7 @@ def _loop(loaded: LoadedModel, nt, proc: MelodyControl, settings: GenerationSett
                 break
             running = [i for i, r in enumerate(active) if not states[r].done]
             if decoder.can_select and len(active) - len(running) >= max(1, len(active) // 4):
-                decoder.select(running)     # stop computing rows that are done
+                decoder.select(running, cache_len)  # stop computing rows that are done
                 stats.dropped += len(active) - len(running)
                 active = [active[i] for i in running]
             if cache_len + 1 >= window:
