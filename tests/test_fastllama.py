@@ -140,3 +140,28 @@ def test_matmul_kind_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("MELODYFLOW_MATMUL", "fp16")
     with pytest.raises(UserError, match="fp16.*accepted: auto, bf16, fp32"):
         fastllama.resolve_matmul()
+
+
+def test_cache_grows_and_drops_rows_without_changing_logits(tmp_path):
+    """The cache grows in GROW-position steps and select() keeps rows: decoding across
+    several growths and a row drop still gives transformers' logits."""
+    model = AutoModelForCausalLM.from_pretrained(build_tiny_model(tmp_path / "m", seed=2),
+                                                 use_safetensors=True).eval()
+    n = 2 * FastLlama.GROW + 20
+    ids = torch.randint(4, model.config.vocab_size, (3, n),
+                        generator=torch.Generator().manual_seed(5))
+    fast = FastLlama(model)
+    fast.use_matmul("fp32")
+    fast.new_cache(3, n)
+    with torch.inference_mode():
+        reference = model(input_ids=ids).logits
+        assert torch.allclose(fast.forward(ids[:, :5], 0), reference[:, 4], atol=1e-5)
+        assert fast.k_cache.shape[3] < n                 # not all allocated at once
+        rows = [0, 1, 2]
+        for t in range(5, n):
+            if t == FastLlama.GROW + 3:
+                rows = [0, 2]
+                fast.select(rows, t)                     # row 1 is done
+            got = fast.forward(ids[rows, t:t + 1], t)
+            assert torch.allclose(got, reference[rows, t], atol=1e-5), t
+        assert fast.k_cache.shape[3] == n and fast.k_cache.shape[1] == 2
