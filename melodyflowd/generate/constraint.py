@@ -375,6 +375,7 @@ class RowState:
     done: bool = False           # reached the end time: no more constraint
     end: float | None = None     # the row is done when its time reaches this beat
     pitch_field: PitchSet | None = None   # allowed pitches for the note being written
+    wait_field: Range | None = None       # allowed waits for it (both change only per note)
 
 
 class Timeline:
@@ -540,7 +541,7 @@ class MelodyControl:
         state.recent.append(named["pitch"])
         wait = min(named.get("wait", 0), self.profile.max_time)
         state.time = onset + self.profile.to_beats(wait, self.tempo)
-        state.pitch_field = None
+        state.pitch_field = state.wait_field = None
         if state.end is not None and state.time >= state.end - 1e-9:
             state.done = True
 
@@ -597,8 +598,10 @@ class MelodyControl:
         if name == "pitch":
             return self.pitches_for(state)
         if name == "wait" and self.enforce_format:
-            return self.wait_range(state)
-        return self._fixed_fields.get(name, Range(0, 10 ** MAX_DIGITS - 1))
+            if state.wait_field is None:
+                state.wait_field = self.wait_range(state)
+            return state.wait_field
+        return self._fixed_fields.get(name, _ANY_NUMBER)
 
     def allowed_tokens(self, state: RowState, field_: PitchSet | Range, col: int
                        ) -> torch.Tensor:
@@ -794,6 +797,7 @@ class MelodyControl:
 
 
 _NO_PLAN = (-1, -1, -1)
+_ANY_NUMBER = Range(0, 10 ** MAX_DIGITS - 1)
 
 
 def _penalized(scores: torch.Tensor, candidates: torch.Tensor, bad: torch.Tensor,
