@@ -13,8 +13,9 @@ plain Llama (``config_supported`` / ``FastLlama.supports``); other models run th
 transformers' forward. Tests check its logits against transformers' forward.
 
 The matrix products run in bfloat16 where the CPU multiplies bfloat16 natively (AVX512-BF16
-or AMX): on the 2-core machine a step is then about 15 % faster, and the next-token
-distribution moves by a KL of about 1e-4 nats. Everything else (norms, rotary embedding,
+or AMX): on the 2-core machine a decoding step is then 5-10 % faster, and the next-token
+distribution moves by a KL of about 4e-5 nats on average (bench/generate.py measures it on
+the embedded model). Everything else (norms, rotary embedding,
 the residual stream, attention, the KV cache) stays in float32. MELODYFLOW_MATMUL=fp32 (or
 ``FastLlama.use_matmul("fp32")``) gives float32 products throughout.
 """
@@ -149,8 +150,9 @@ class FastLlama:
         self._sin = torch.cat([-sin[:, :half], sin[:, half:]], dim=-1)
 
     # The cache grows in steps of GROW positions up to the length asked for: attention then
-    # reads K and V that lie nearly contiguous in memory (a quarter faster at 250 positions
-    # and 16 rows than slices of a 512-position buffer), at the cost of a few copies.
+    # reads K and V that lie nearly contiguous in memory (in a micro-benchmark at 250
+    # positions and 16 rows, a quarter faster than slices of a 512-position buffer; a few
+    # per cent on a whole bank), at the cost of a few copies.
     GROW = 64
 
     def new_cache(self, batch: int, length: int) -> None:
