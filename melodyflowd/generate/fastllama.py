@@ -13,7 +13,7 @@ plain Llama (``config_supported`` / ``FastLlama.supports``); other models run th
 transformers' forward. Tests check its logits against transformers' forward.
 
 The matrix products run in bfloat16 where the CPU multiplies bfloat16 natively (AVX512-BF16
-or AMX): on the 2-core machine a decoding step is then 5-10 % faster, and the next-token
+or AMX): on the 2-core machine a decoding step is then 2-10 % faster, and the next-token
 distribution moves by a KL of about 4e-5 nats on average (bench/generate.py measures it on
 the embedded model). Everything else (norms, rotary embedding,
 the residual stream, attention, the KV cache) stays in float32. MELODYFLOW_MATMUL=fp32 (or
