@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import os
 import sys
 import types
@@ -428,16 +429,34 @@ def _check_together(settings: Settings, items: dict[str, _Value]) -> None:
 
 
 MATMUL_KINDS = ("auto", "bf16", "fp32")
+ATTENTION_KINDS = ("auto", "torch")
+
+
+def _env_kind(name: str, kinds: tuple[str, ...], what: str) -> str:
+    kind = (os.environ.get(name) or "auto").strip().lower()
+    if kind not in kinds:
+        raise UserError(f"{name}={kind!r} is not {what}; accepted: {', '.join(kinds)}")
+    return kind
 
 
 def matmul_kind_requested() -> str:
     """The kind of matrix products MELODYFLOW_MATMUL asks the generator for: "auto" (the
     default: bfloat16 where the CPU has it, see generate/fastllama.py), "bf16" or "fp32"."""
-    kind = (os.environ.get("MELODYFLOW_MATMUL") or "auto").strip().lower()
-    if kind not in MATMUL_KINDS:
-        raise UserError(f"MELODYFLOW_MATMUL={kind!r} is not a kind of matrix product; "
-                        f"accepted: {', '.join(MATMUL_KINDS)}")
-    return kind
+    return _env_kind("MELODYFLOW_MATMUL", MATMUL_KINDS, "a kind of matrix product")
+
+
+def attention_kind_requested() -> str:
+    """How MELODYFLOW_ATTENTION asks decoding steps to attend: "auto" (the default: the
+    compiled kernel of generate/attention.py where numba is installed) or "torch"."""
+    return _env_kind("MELODYFLOW_ATTENTION", ATTENTION_KINDS, "a kind of attention")
+
+
+def attention_kind() -> str:
+    """"compiled" or "torch": what decoding will attend with, as far as can be told without
+    importing numba (the bank cache keys on it: the two round differently)."""
+    if attention_kind_requested() == "torch" or importlib.util.find_spec("numba") is None:
+        return "torch"
+    return "compiled"
 
 
 def load_settings(config_file: str | None = None, overrides: dict[str, object] | None = None
@@ -450,6 +469,7 @@ def load_settings(config_file: str | None = None, overrides: dict[str, object] |
     Every unknown key or bad value is a UserError naming file:line and what is accepted.
     """
     matmul_kind_requested()          # a bad MELODYFLOW_MATMUL stops here, not in the child
+    attention_kind_requested()       # the same for MELODYFLOW_ATTENTION
     items: dict[str, _Value] = dict(_parse(default_config_text(), default_config_path()))
     if config_file is not None:
         from_file, _ = _read_file(config_file)

@@ -98,6 +98,21 @@ def test_key_follows_the_kind_of_matrix_products(model_dir, monkeypatch):
     assert cache.cache_key(chart, gen(model_dir)) == base
 
 
+def test_key_follows_the_kind_of_attention(model_dir, monkeypatch):
+    """Compiled and torch attention round differently, so their banks are kept apart."""
+    import importlib.util
+
+    chart = make_chart()
+    monkeypatch.delenv("MELODYFLOW_ATTENTION", raising=False)
+    base = cache.cache_key(chart, gen(model_dir))
+    monkeypatch.setenv("MELODYFLOW_ATTENTION", "torch")
+    torch_key = cache.cache_key(chart, gen(model_dir))
+    assert (torch_key != base) == (importlib.util.find_spec("numba") is not None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)   # numba missing
+    monkeypatch.setenv("MELODYFLOW_ATTENTION", "auto")
+    assert cache.cache_key(chart, gen(model_dir)) == torch_key
+
+
 def test_key_follows_the_model_files(model_dir, tmp_path):
     chart = make_chart()
     base = cache.cache_key(chart, gen(model_dir))

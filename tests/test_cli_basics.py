@@ -1,3 +1,4 @@
+import pytest
 from click.testing import CliRunner
 
 from melodyflowd import __version__
@@ -23,13 +24,18 @@ def test_tools_help_lists_commands() -> None:
         assert name in result.output
 
 
-def test_bad_matmul_kind_is_one_line_and_status_2(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize(("variable", "value", "accepted"), [
+    ("MELODYFLOW_MATMUL", "fp16", "auto, bf16, fp32"),
+    ("MELODYFLOW_ATTENTION", "flash", "auto, torch"),
+])
+def test_bad_kind_in_the_environment_is_one_line_and_status_2(tmp_path, monkeypatch, variable,
+                                                              value, accepted) -> None:
     chart = tmp_path / "song.yaml"
     chart.write_text("title: t\ntempo: 120\nbars: [C7, F7]\n")
-    monkeypatch.setenv("MELODYFLOW_MATMUL", "fp16")
+    monkeypatch.setenv(variable, value)
     result = CliRunner().invoke(tools_main, ["render", "--chart", str(chart), "--out",
                                              str(tmp_path / "out.json")])
     assert result.exit_code == 2
-    assert "MELODYFLOW_MATMUL='fp16'" in result.output
-    assert "accepted: auto, bf16, fp32" in result.output
+    assert f"{variable}={value!r}" in result.output
+    assert f"accepted: {accepted}" in result.output
     assert not (tmp_path / "out.json").exists()

@@ -165,3 +165,59 @@ def test_cache_grows_and_drops_rows_without_changing_logits(tmp_path):
             got = fast.forward(ids[rows, t:t + 1], t)
             assert torch.allclose(got, reference[rows, t], atol=1e-5), t
         assert fast.k_cache.shape[3] == n and fast.k_cache.shape[1] == 2
+
+
+@pytest.mark.parametrize("kv_heads", [2, 4])
+def test_compiled_attention_matches_torch_attention(tmp_path, kv_heads):
+    """The compiled one-token step (attention.py: rotary, cache write, attention) gives the
+    logits of torch's operations, with grouped-query heads too, across a cache growth and a
+    row drop; and the cache holds the same K and V afterwards."""
+    from melodyflowd.generate import attention
+
+    assert attention.kernel() is not None, "numba is a dependency: the kernel must compile"
+    directory = build_tiny_model(tmp_path / "m", seed=6)
+    model = AutoModelForCausalLM.from_pretrained(directory, use_safetensors=True)
+    if kv_heads != model.config.num_key_value_heads:
+        model.config.num_key_value_heads = kv_heads
+        torch.manual_seed(7)
+        model = type(model)(model.config)
+    model.eval()
+    n = FastLlama.GROW + 30
+    ids = torch.randint(4, model.config.vocab_size, (4, n),
+                        generator=torch.Generator().manual_seed(8))
+    runs = {}
+    for compiled in (False, True):
+        fast = FastLlama(model)
+        fast.use_matmul("fp32")
+        fast.use_attention(compiled)
+        fast.new_cache(4, n)
+        rows = [0, 1, 2, 3]
+        logits = [fast.forward(ids[:, :6], 0)]
+        for t in range(6, n):
+            if t == 40:
+                rows = [0, 3]
+                fast.select(rows, t)
+            logits.append(fast.forward(ids[rows, t:t + 1], t)[[0, -1]])
+        runs[compiled] = (logits, fast.k_cache[:, :, :, :n].clone(),
+                          fast.v_cache[:, :, :, :n].clone())
+    for want, got in zip(runs[False][0], runs[True][0], strict=True):
+        assert torch.allclose(want, got, atol=1e-5)
+    assert torch.allclose(runs[False][1], runs[True][1], atol=1e-6)
+    assert torch.allclose(runs[False][2], runs[True][2], atol=1e-6)
+    # and both are transformers' numbers
+    with torch.inference_mode():
+        reference = model(input_ids=ids[[0, 3]]).logits
+    assert torch.allclose(runs[True][0][-1], reference[:, -1], atol=1e-5)
+
+
+def test_attention_kind_comes_from_the_environment(monkeypatch):
+    from melodyflowd.errors import UserError
+    from melodyflowd.generate import attention
+
+    monkeypatch.setenv("MELODYFLOW_ATTENTION", "torch")
+    assert attention.kernel() is None
+    monkeypatch.setenv("MELODYFLOW_ATTENTION", "auto")
+    assert attention.kernel() is not None
+    monkeypatch.setenv("MELODYFLOW_ATTENTION", "flash")
+    with pytest.raises(UserError, match="flash.*accepted: auto, torch"):
+        attention.kernel()

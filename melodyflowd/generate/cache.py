@@ -13,7 +13,8 @@ what the generator writes:
 - every GenerationSettings field that changes the output (all of them except model,
   adapter, seed and cache_dir, which are keyed on their own or change nothing);
 - the seed; the kind of matrix products asked for (MELODYFLOW_MATMUL, see fastllama.py:
-  bfloat16 and float32 products sample slightly different phrases from the same seed);
+  bfloat16 and float32 products sample slightly different phrases from the same seed) and
+  of attention (compiled or torch's, see attention.py: they round differently too);
   and the package version and cache format (new code, new banks).
 
 Seeds: a request with ``seed=None`` keys on "unseeded": that entry holds the *latest*
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..config import matmul_kind_requested
+from ..config import attention_kind, matmul_kind_requested
 from .model import DEFAULT_MODEL_DIR, style_adapter  # model.py imports torch lazily
 
 if TYPE_CHECKING:
@@ -136,6 +137,7 @@ def key_material(chart: Chart, generation: GenerationSettings) -> dict[str, Any]
         "settings": settings_identity(generation),
         "seed": "unseeded" if generation.seed is None else int(generation.seed),
         "matmul": matmul_kind_requested(),
+        "attention": attention_kind(),
     }
 
 

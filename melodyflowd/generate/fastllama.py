@@ -22,10 +22,12 @@ the residual stream, attention, the KV cache) stays in float32. MELODYFLOW_MATMU
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..config import MATMUL_KINDS, matmul_kind_requested
+from . import attention
 
 _LAYER_KEYS = ("input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
                "self_attn.v_proj.weight", "self_attn.o_proj.weight",
@@ -112,8 +114,11 @@ class FastLlama:
         self._linears: list | None = None
         self._head: _Linear | None = None
         self.matmul = resolve_matmul()
+        self.compiled_attention = True      # attention.py's kernel for one-token steps
         self._k: list[torch.Tensor] = []
         self._v: list[torch.Tensor] = []
+        self._k_np: list[np.ndarray] | None = None      # numpy views for attention.py
+        self._v_np: list[np.ndarray] | None = None
         self.k_cache: torch.Tensor | None = None
         self.v_cache: torch.Tensor | None = None
         self.capacity = 0
@@ -148,6 +153,7 @@ class FastLlama:
         half = self.head_dim // 2
         # rotate_half(x) * sin == cat(x2, x1) * cat(-sin1, sin2): the sign goes in the table
         self._sin = torch.cat([-sin[:, :half], sin[:, half:]], dim=-1)
+        self._cos_np, self._sin_np = self._cos.numpy(), self._sin.numpy()
 
     # The cache grows in steps of GROW positions up to the length asked for: attention then
     # reads K and V that lie nearly contiguous in memory (in a micro-benchmark at 250
@@ -199,9 +205,19 @@ class FastLlama:
             self._linears.append(tuple(_Linear(w, bf16=bf16) for w in (wqkv, wo, gate, up, wd)))
         self._head = _Linear(self.head, bf16=bf16)
 
+    def use_attention(self, compiled: bool) -> None:
+        """One-token steps attend with attention.py's compiled kernel (True, when numba has
+        it) or with torch's operations (False)."""
+        self.compiled_attention = compiled
+
     def _views(self) -> None:
         self._k = list(self.k_cache.unbind(0))
         self._v = list(self.v_cache.unbind(0))
+        if self.k_cache.dtype == torch.float32:     # what the compiled kernel takes
+            self._k_np = [t.numpy() for t in self._k]
+            self._v_np = [t.numpy() for t in self._v]
+        else:
+            self._k_np = self._v_np = None
 
     @torch.inference_mode()
     def forward(self, ids: torch.Tensor, start: int) -> torch.Tensor:
@@ -222,29 +238,48 @@ class FastLlama:
         if self._linears is None:
             self._prepare()
         h, kv, hd = self.n_heads, self.n_kv, self.head_dim
-        half = hd // 2
         cos = self._cos[start:end, None]             # [T, 1, hd]: broadcast over heads
         sin = self._sin[start:end, None]
+        step = None
+        if length == 1 and self.compiled_attention and self._k_np is not None:
+            step = attention.kernel()
+        if step is not None:
+            cos_row, sin_row = self._cos_np[start], self._sin_np[start]
+            scale = np.float32(hd ** -0.5)
         eps = self.eps
         x = F.embedding(ids, self.embed)
         shape = (x.shape[-1],)
         for i, (ln1, _, _, ln2, _, _) in enumerate(self.layers):
             lin_qkv, lin_o, lin_gate, lin_up, lin_down = self._linears[i]
             qkv = lin_qkv(torch.rms_norm(x, shape, ln1, eps))
-            qkv = qkv.view(batch, length, h + 2 * kv, hd)
-            qk = qkv[:, :, :h + kv]
-            qk = torch.addcmul(qk * cos, torch.cat([qk[..., half:], qk[..., :half]], dim=-1),
-                               sin)
-            k_cache, v_cache = self._k[i], self._v[i]
-            k_cache[:, :, start:end] = qk[:, :, h:].transpose(1, 2)
-            v_cache[:, :, start:end] = qkv[:, :, h + kv:].transpose(1, 2)
-            att = F.scaled_dot_product_attention(qk[:, :, :h].transpose(1, 2),
-                                                 k_cache[:, :, :end], v_cache[:, :, :end],
-                                                 is_causal=length > 1, enable_gqa=kv != h)
-            x = lin_o.add(att.transpose(1, 2).reshape(batch, length, h * hd), x)
-            normed = torch.rms_norm(x, shape, ln2, eps)
-            x = _swiglu(lin_gate, lin_up, lin_down, normed, x)
+            if step is not None:
+                att = attention.attend_step(step, qkv, cos_row, sin_row, self._k_np[i],
+                                            self._v_np[i], start, h, kv, scale)
+            else:
+                att = self._attend(i, qkv, start, cos, sin)
+            x = lin_o.add(att, x)
+            x = _swiglu(lin_gate, lin_up, lin_down, torch.rms_norm(x, shape, ln2, eps), x)
         return self._head(torch.rms_norm(x[:, -1], shape, self.norm, eps))
+
+
+    def _attend(self, i: int, qkv: torch.Tensor, start: int, cos: torch.Tensor,
+                sin: torch.Tensor) -> torch.Tensor:
+        """Layer i's attention with torch's operations: rotary embedding, K/V into the
+        cache, attention over it. qkv [batch, T, (h + 2 kv) * hd] -> [batch, T, h * hd]."""
+        h, kv, hd = self.n_heads, self.n_kv, self.head_dim
+        half = hd // 2
+        batch, length = qkv.shape[:2]
+        end = start + length
+        qkv = qkv.view(batch, length, h + 2 * kv, hd)
+        qk = qkv[:, :, :h + kv]
+        qk = torch.addcmul(qk * cos, torch.cat([qk[..., half:], qk[..., :half]], dim=-1), sin)
+        k_cache, v_cache = self._k[i], self._v[i]
+        k_cache[:, :, start:end] = qk[:, :, h:].transpose(1, 2)
+        v_cache[:, :, start:end] = qkv[:, :, h + kv:].transpose(1, 2)
+        att = F.scaled_dot_product_attention(qk[:, :, :h].transpose(1, 2), k_cache[:, :, :end],
+                                             v_cache[:, :, :end], is_causal=length > 1,
+                                             enable_gqa=kv != h)
+        return att.transpose(1, 2).reshape(batch, length, h * hd)
 
 
 def _packing() -> str:
