@@ -169,12 +169,12 @@ def test_cache_grows_and_drops_rows_without_changing_logits(tmp_path):
 
 @pytest.mark.parametrize("kv_heads", [2, 4])
 def test_compiled_attention_matches_torch_attention(tmp_path, kv_heads):
-    """The compiled one-token step (attention.py: rotary, cache write, attention) gives the
-    logits of torch's operations, with grouped-query heads too, across a cache growth and a
-    row drop; and the cache holds the same K and V afterwards."""
-    from melodyflowd.generate import attention
+    """The compiled one-token step (kernels.py: norms, rotary, cache write, attention) gives
+    the logits of torch's operations, with grouped-query heads too, across a cache growth
+    and a row drop; and the cache holds the same K and V afterwards."""
+    from melodyflowd.generate import kernels
 
-    assert attention.kernel() is not None, "numba is a dependency: the kernel must compile"
+    assert kernels.load() is not None, "numba is a dependency: the kernels must compile"
     directory = build_tiny_model(tmp_path / "m", seed=6)
     model = AutoModelForCausalLM.from_pretrained(directory, use_safetensors=True)
     if kv_heads != model.config.num_key_value_heads:
@@ -210,14 +210,73 @@ def test_compiled_attention_matches_torch_attention(tmp_path, kv_heads):
     assert torch.allclose(runs[True][0][-1], reference[:, -1], atol=1e-5)
 
 
+@pytest.mark.skipif(not _bf16_available(), reason="torch has no oneDNN bfloat16 products here")
+def test_compiled_bf16_step_keeps_a_bf16_cache_close_to_torch(tmp_path):
+    """With bfloat16 products the compiled step keeps K and V in bfloat16 too: its logits
+    stay within bfloat16's reach of torch's steps (float32 cache) over 40 positions."""
+    from melodyflowd.generate import kernels
+
+    model = AutoModelForCausalLM.from_pretrained(build_tiny_model(tmp_path / "m", seed=9),
+                                                 use_safetensors=True).eval()
+    ids = torch.randint(4, model.config.vocab_size, (3, 48),
+                        generator=torch.Generator().manual_seed(10))
+    logits = {}
+    for compiled in (False, True):
+        fast = FastLlama(model)
+        fast.use_matmul("bf16")
+        fast.use_attention(compiled)
+        fast.new_cache(3, 48)
+        assert fast.kv_dtype == (torch.bfloat16 if compiled else torch.float32)
+        steps = [fast.forward(ids[:, :8], 0)]
+        steps += [fast.forward(ids[:, t:t + 1], t) for t in range(8, 48)]
+        logits[compiled] = torch.stack(steps).log_softmax(-1)
+    assert kernels.load() is not None
+    exact, compiled = logits[False], logits[True]
+    assert not torch.equal(exact, compiled)              # the cache's rounding shows
+    kl = (exact.exp() * (exact - compiled)).sum(-1)
+    assert float(kl.max()) < 1e-3
+    assert float((exact - compiled).abs().max()) < 0.1
+
+
+def test_bf16_bits_round_to_nearest_even_as_torch_does():
+    """kernels.py writes bfloat16 exactly as torch rounds float32 to it (ties to even), and
+    reads it back exactly: V goes into a bfloat16 cache unchanged by any arithmetic."""
+    import numpy as np
+
+    from melodyflowd.generate import kernels
+
+    k = kernels.load()
+    heads, hd = 2, 8
+    qkv = torch.randn(3, 3 * heads * hd, generator=torch.Generator().manual_seed(11)) * 100
+    v = qkv[:, 2 * heads * hd:]
+    v[0, :5] = torch.tensor([1.0 + 2 ** -8, 1.0 + 3 * 2 ** -8, -0.0, 3.0e38, -1.0e-40])
+    k_cache = torch.zeros(3, heads, 4, hd, dtype=torch.bfloat16)
+    v_cache = torch.zeros(3, heads, 4, hd, dtype=torch.bfloat16)
+    out = torch.empty(3, heads * hd, dtype=torch.bfloat16)
+    table = np.ones(hd, np.float32)
+    k.attend(qkv.numpy(), table, 0 * table, kernels.bits(k_cache), kernels.bits(v_cache), 2,
+             kernels.bits(out), heads, heads, np.float32(1.0))
+    want = v.reshape(3, heads, hd).to(torch.bfloat16)
+    assert torch.equal(v_cache[:, :, 2].view(torch.int16), want.view(torch.int16))
+    # cos 1, sin 0: K is the key part, rounded the same way
+    assert torch.equal(k_cache[:, :, 2], qkv[:, heads * hd:2 * heads * hd]
+                       .reshape(3, heads, hd).to(torch.bfloat16))
+    # attention over positions 0-2, of which 0 and 1 hold zeros: read back and averaged
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        (qkv[:, :heads * hd].reshape(3, heads, 1, hd)), k_cache[:, :, :3].float(),
+        v_cache[:, :, :3].float(), scale=1.0)
+    assert torch.allclose(out.float(), expected.reshape(3, -1).to(torch.bfloat16).float(),
+                          rtol=2 ** -7, atol=1e-3)
+
+
 def test_attention_kind_comes_from_the_environment(monkeypatch):
     from melodyflowd.errors import UserError
-    from melodyflowd.generate import attention
+    from melodyflowd.generate import kernels
 
     monkeypatch.setenv("MELODYFLOW_ATTENTION", "torch")
-    assert attention.kernel() is None
+    assert kernels.load() is None
     monkeypatch.setenv("MELODYFLOW_ATTENTION", "auto")
-    assert attention.kernel() is not None
+    assert kernels.load() is not None
     monkeypatch.setenv("MELODYFLOW_ATTENTION", "flash")
     with pytest.raises(UserError, match="flash.*accepted: auto, torch"):
-        attention.kernel()
+        kernels.load()

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import MATMUL_KINDS, matmul_kind_requested
-from . import attention
+from . import kernels
 
 _LAYER_KEYS = ("input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
                "self_attn.v_proj.weight", "self_attn.o_proj.weight",
@@ -114,11 +114,14 @@ class FastLlama:
         self._linears: list | None = None
         self._head: _Linear | None = None
         self.matmul = resolve_matmul()
-        self.compiled_attention = True      # attention.py's kernel for one-token steps
+        self.compiled_attention = True      # kernels.py's loops for one-token steps
+        self.kv_dtype = self.embed.dtype
         self._k: list[torch.Tensor] = []
         self._v: list[torch.Tensor] = []
-        self._k_np: list[np.ndarray] | None = None      # numpy views for attention.py
+        self._k_np: list[np.ndarray] | None = None      # numpy views for kernels.py
         self._v_np: list[np.ndarray] | None = None
+        self._norms_np: list[np.ndarray] = []
+        self._one_kind = False
         self.k_cache: torch.Tensor | None = None
         self.v_cache: torch.Tensor | None = None
         self.capacity = 0
@@ -162,8 +165,12 @@ class FastLlama:
     GROW = 64
 
     def new_cache(self, batch: int, length: int) -> None:
-        """Room for `batch` rows of up to `length` positions."""
+        """Room for `batch` rows of up to `length` positions. The cache is bfloat16 when the
+        products are and the compiled kernels attend (half the memory to read a step; the
+        bench's KL check measures the two together), else float32."""
         self.capacity = length
+        bf16 = self.matmul == "bf16" and self._kernels() is not None
+        self.kv_dtype = torch.bfloat16 if bf16 else self.embed.dtype
         self.k_cache = self.v_cache = None
         self._resize(list(range(batch)), 0, min(length, self.GROW))
         self._tables(length)
@@ -180,7 +187,7 @@ class FastLlama:
         for name in ("k_cache", "v_cache"):
             old = getattr(self, name)
             new = torch.empty((len(self.layers), len(rows), self.n_kv, width, self.head_dim),
-                              dtype=self.embed.dtype)
+                              dtype=self.kv_dtype)
             used = min(used, old.shape[3]) if old is not None else 0
             if used:
                 if rows == list(range(old.shape[1])):
@@ -204,18 +211,26 @@ class FastLlama:
             gate, up = wgu.chunk(2, dim=0)
             self._linears.append(tuple(_Linear(w, bf16=bf16) for w in (wqkv, wo, gate, up, wd)))
         self._head = _Linear(self.head, bf16=bf16)
+        # the compiled step feeds every product the same type
+        kinds = {lin.kind for layer in self._linears for lin in layer} | {self._head.kind}
+        self._one_kind = len(kinds) == 1
+        norms = [w for ln1, _, _, ln2, _, _ in self.layers for w in (ln1, ln2)] + [self.norm]
+        self._norms_np = [w.float().contiguous().numpy() for w in norms]
 
     def use_attention(self, compiled: bool) -> None:
-        """One-token steps attend with attention.py's compiled kernel (True, when numba has
-        it) or with torch's operations (False)."""
+        """One-token steps run kernels.py's compiled loops between the products (True, when
+        numba has them) or torch's operations (False), from the next new_cache on."""
         self.compiled_attention = compiled
+
+    def _kernels(self):
+        return kernels.load() if self.compiled_attention else None
 
     def _views(self) -> None:
         self._k = list(self.k_cache.unbind(0))
         self._v = list(self.v_cache.unbind(0))
-        if self.k_cache.dtype == torch.float32:     # what the compiled kernel takes
-            self._k_np = [t.numpy() for t in self._k]
-            self._v_np = [t.numpy() for t in self._v]
+        if self.k_cache.dtype in (torch.float32, torch.bfloat16):  # what kernels.py takes
+            self._k_np = [kernels.bits(t) for t in self._k]
+            self._v_np = [kernels.bits(t) for t in self._v]
         else:
             self._k_np = self._v_np = None
 
@@ -237,30 +252,48 @@ class FastLlama:
             self._resize(list(range(batch)), start, min(self.capacity, end + self.GROW))
         if self._linears is None:
             self._prepare()
-        h, kv, hd = self.n_heads, self.n_kv, self.head_dim
+        step = None
+        if length == 1 and self._k_np is not None and self._one_kind:
+            step = self._kernels()
+        if step is not None:
+            return self._step_compiled(ids, start, step)
         cos = self._cos[start:end, None]             # [T, 1, hd]: broadcast over heads
         sin = self._sin[start:end, None]
-        step = None
-        if length == 1 and self.compiled_attention and self._k_np is not None:
-            step = attention.kernel()
-        if step is not None:
-            cos_row, sin_row = self._cos_np[start], self._sin_np[start]
-            scale = np.float32(hd ** -0.5)
         eps = self.eps
         x = F.embedding(ids, self.embed)
         shape = (x.shape[-1],)
         for i, (ln1, _, _, ln2, _, _) in enumerate(self.layers):
             lin_qkv, lin_o, lin_gate, lin_up, lin_down = self._linears[i]
-            qkv = lin_qkv(torch.rms_norm(x, shape, ln1, eps))
-            if step is not None:
-                att = attention.attend_step(step, qkv, cos_row, sin_row, self._k_np[i],
-                                            self._v_np[i], start, h, kv, scale)
-            else:
-                att = self._attend(i, qkv, start, cos, sin)
+            att = self._attend(i, lin_qkv(torch.rms_norm(x, shape, ln1, eps)), start, cos, sin)
             x = lin_o.add(att, x)
             x = _swiglu(lin_gate, lin_up, lin_down, torch.rms_norm(x, shape, ln2, eps), x)
         return self._head(torch.rms_norm(x[:, -1], shape, self.norm, eps))
 
+    def _step_compiled(self, ids: torch.Tensor, start: int, k) -> torch.Tensor:
+        """A one-token step: the products in their own type (bfloat16 in and out, or
+        float32), kernels.py's loops between them, the residual stream in float32."""
+        batch = ids.shape[0]
+        h, kv, hd = self.n_heads, self.n_kv, self.head_dim
+        act = self._head.dtype
+        x = self.embed.index_select(0, ids[:, 0])    # a copy: the stream is added to in place
+        stream = x.numpy()
+        normed = torch.empty(x.shape, dtype=act)      # each norm's output, read by a product
+        normed_np = kernels.bits(normed)
+        eps = np.float32(self.eps)
+        norms = self._norms_np
+        k.rms_norm(stream, norms[0], eps, normed_np)
+        cos, sin = self._cos_np[start], self._sin_np[start]
+        scale = np.float32(hd ** -0.5)
+        for i, (lin_qkv, lin_o, lin_gate, lin_up, lin_down) in enumerate(self._linears):
+            qkv = lin_qkv.raw(normed)
+            att = torch.empty((batch, h * hd), dtype=act)
+            k.attend(kernels.bits(qkv), cos, sin, self._k_np[i], self._v_np[i], start,
+                     kernels.bits(att), h, kv, scale)
+            k.add_rms_norm(stream, kernels.bits(lin_o.raw(att)), norms[2 * i + 1], eps,
+                           normed_np)
+            k.add_rms_norm(stream, kernels.bits(_mlp(lin_gate, lin_up, lin_down, normed)),
+                           norms[2 * i + 2], eps, normed_np)
+        return self._head.raw(normed).float()
 
     def _attend(self, i: int, qkv: torch.Tensor, start: int, cos: torch.Tensor,
                 sin: torch.Tensor) -> torch.Tensor:
@@ -276,9 +309,11 @@ class FastLlama:
         k_cache, v_cache = self._k[i], self._v[i]
         k_cache[:, :, start:end] = qk[:, :, h:].transpose(1, 2)
         v_cache[:, :, start:end] = qkv[:, :, h + kv:].transpose(1, 2)
-        att = F.scaled_dot_product_attention(qk[:, :, :h].transpose(1, 2), k_cache[:, :, :end],
-                                             v_cache[:, :, :end], is_causal=length > 1,
-                                             enable_gqa=kv != h)
+        keys, values = k_cache[:, :, :end], v_cache[:, :, :end]
+        if keys.dtype != qk.dtype:                   # a bfloat16 cache
+            keys, values = keys.to(qk.dtype), values.to(qk.dtype)
+        att = F.scaled_dot_product_attention(qk[:, :, :h].transpose(1, 2), keys, values,
+                                             is_causal=length > 1, enable_gqa=kv != h)
         return att.transpose(1, 2).reshape(batch, length, h * hd)
 
 
@@ -337,6 +372,17 @@ class _Linear:
             return _MKL_LINEAR(x, self.packed, self.weight, None, self.ROWS)
         return F.linear(x, self.weight)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The type raw() takes and gives."""
+        return torch.bfloat16 if self.kind == "mkldnn-bf16" else torch.float32
+
+    def raw(self, x: torch.Tensor) -> torch.Tensor:
+        """x @ w.T in the product's own type (self.dtype), no conversions."""
+        if self.kind in ("mkldnn", "mkldnn-bf16"):
+            return _DNN_LINEAR(x, self.packed, None, "none", [], "")
+        return self(x)
+
     # the same product with what follows it fused in (oneDNN), or after it (elsewhere)
     def add(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         """x @ w.T + other"""
@@ -360,16 +406,22 @@ class _Linear:
         return F.silu(self(x))
 
 
+def _mlp(gate: _Linear, up: _Linear, down: _Linear, x: torch.Tensor) -> torch.Tensor:
+    """down(silu(gate(x)) * up(x)) in the products' own type, x already in it."""
+    if gate.kind == up.kind == down.kind and gate.kind in ("mkldnn", "mkldnn-bf16"):
+        hidden = _DNN_BINARY(x, _DNN_LINEAR(x, gate.packed, None, "swish", [], ""),
+                             up.packed, None, "mul")
+        return _DNN_LINEAR(hidden, down.packed, None, "none", [], "")
+    return down.raw(up.mul(x, gate.silu(x)))
+
+
 def _swiglu(gate: _Linear, up: _Linear, down: _Linear, x: torch.Tensor,
             residual: torch.Tensor) -> torch.Tensor:
     """down(silu(gate(x)) * up(x)) + residual: the MLP with what oneDNN can fuse fused. In
     bfloat16 the hidden product stays bfloat16 (down rounds its input to it anyway), so the
     MLP casts twice instead of six times."""
     if gate.kind == up.kind == down.kind == "mkldnn-bf16":
-        xb = x.to(torch.bfloat16)
-        hidden = _DNN_BINARY(xb, _DNN_LINEAR(xb, gate.packed, None, "swish", [], ""),
-                             up.packed, None, "mul")
-        return _DNN_LINEAR(hidden, down.packed, None, "none", [], "").float() + residual
+        return _mlp(gate, up, down, x.to(torch.bfloat16)).float() + residual
     return down.add(up.mul(x, gate.silu(x)), residual)
 
 
