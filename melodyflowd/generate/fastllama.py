@@ -223,7 +223,9 @@ class FastLlama:
         self.compiled_attention = compiled
 
     def _kernels(self):
-        return kernels.load() if self.compiled_attention else None
+        if not self.compiled_attention:
+            return None
+        return kernels.load(bf16=self.matmul == "bf16")
 
     def _views(self) -> None:
         self._k = list(self.k_cache.unbind(0))
