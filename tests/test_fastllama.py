@@ -280,3 +280,39 @@ def test_attention_kind_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("MELODYFLOW_ATTENTION", "flash")
     with pytest.raises(UserError, match="flash.*accepted: auto, torch"):
         kernels.load()
+
+
+KERNEL_BITS = """
+import hashlib
+import torch
+from melodyflowd.generate.model import load_model
+fast = load_model(None).fast_forward         # the embedded model, as the generator runs it
+ids = torch.randint(4, 700, (16, 40), generator=torch.Generator().manual_seed(0))
+digest = hashlib.sha256()
+for kind in ("bf16", "fp32"):
+    fast.use_matmul(kind)
+    fast.new_cache(16, 64)
+    with torch.inference_mode():
+        fast.forward(ids[:, :5], 0)
+        for t in range(5, 40):
+            digest.update(fast.forward(ids[:, t:t + 1], t).numpy().tobytes())
+print(digest.hexdigest())
+"""
+
+
+@pytest.mark.slow
+def test_kernels_give_the_same_bits_compiled_fresh_or_loaded_from_numbas_cache(tmp_path):
+    """The same seed must give the same bank in every process: a process that compiles the
+    kernels and one that loads them from numba's disk cache compute the same bits."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    env.pop("MELODYFLOW_ATTENTION", None)
+    runs = [subprocess.run([sys.executable, "-c", KERNEL_BITS], env=env, capture_output=True,
+                           text=True, timeout=300) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-2000:]
+    assert any((tmp_path / "numba").rglob("*.nbi")), "the first run wrote numba's cache"
+    assert runs[0].stdout == runs[1].stdout

@@ -8,6 +8,9 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+# numba has no scalar bit cast: these two reinterpret a uint32 as a float32 and back, which
+# is how bfloat16 bits (the top half of a float32) are read and written
+
 
 @intrinsic
 def as_float(typingctx, word):
@@ -57,11 +60,15 @@ def _put(array, i, value):
     return store_float
 
 
-# fastmath lets LLVM vectorize the sums (reassociation); nothing here is NaN or infinite
+# fastmath lets LLVM vectorize the sums (reassociation; nothing here is NaN or infinite).
+# Each kernel is one self-contained function (helpers inlined into it by numba): a kernel
+# that called another compiled function summed in another order when freshly compiled than
+# when loaded from numba's disk cache, so one seed gave two banks. tests/test_fastllama.py
+# checks that fresh and cached kernels give the same bits.
 jit = njit(fastmath=True, nogil=True, cache=True)
 
 
-@jit
+@njit(fastmath=True, nogil=True, cache=True, inline="always")
 def norm_rows(x, weight, eps, out):
     for r in range(x.shape[0]):
         row = x[r]
