@@ -378,8 +378,9 @@ def _generate_section(gen) -> list[str]:
             "warm-up first ((b) with another seed, (a) one bar), so the ratio compares the "
             "steady state, the way every regeneration after the first runs: (a) against the "
             "mean of two (b) runs, one before and one after it. (b) multiplies in bfloat16 "
-            "where the CPU does that natively; (a) runs transformers' float32 model, its "
-            "faster setting here. The load and the "
+            "where the CPU does that natively and runs the rest of a decoding step as loops "
+            "compiled by numba (melodyflowd/generate/kernels.py); (a) runs transformers' "
+            "float32 model, its faster setting here. The load and the "
             "two start times come from fresh processes: load is python start, imports and "
             "`load_model` + NoteTokenizer, the wall time until the process says it is ready; "
             "a start is the time from starting a process to the first playable bank the way "
@@ -399,6 +400,9 @@ def _generate_section(gen) -> list[str]:
                if "load_imports_s" in gen else "") + " | ≤ 2 s |",
             f"| model load again in the same process | "
             f"{_fmt(gen.get('load_again_s', gen.get('load_s')))} s | |",
+            f"| start to the first playable bank on a new machine (numba compiles the "
+            f"step's loops; once a machine) | {_fmt(gen.get('new_machine_start_s'))} s | "
+            f"≤ 10 s |",
             f"| start to the first playable bank, cold (empty cache) | "
             f"{_fmt(gen.get('cold_start_s'))} s | ≤ 10 s |",
             f"| start to the first playable bank, from the cache | "
@@ -419,6 +423,10 @@ def _generate_section(gen) -> list[str]:
                else "") + " | |",
             f"| (b) ours, run again | {_fmt(gen.get('ours_again_s'))} s (the same bank: "
             f"{gen.get('same_bank', '–')}) | |",
+            f"| (b) with torch's operations between the products (no compiled loops) | "
+            f"{_fmt(gen.get('torch_ops_s'))} s, {_fmt(gen.get('torch_ops_ms_per_step'), 1)} "
+            f"ms a step: the loops make a step {_fmt(gen.get('kernels_step_ratio'))}× "
+            f"faster | |",
             f"| (a) original | {_fmt(gen.get('original_s'))} s, "
             f"{_fmt(gen.get('original_tokens_per_s'), 0)} tokens/s | |",
             f"| ratio (seconds) | {_fmt(gen.get('ratio_seconds'), 1)}× | ≥ 10× |",

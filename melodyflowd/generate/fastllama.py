@@ -12,12 +12,18 @@ no transformers import) or from a transformers model (``FastLlama(model)``), for
 plain Llama (``config_supported`` / ``FastLlama.supports``); other models run through
 transformers' forward. Tests check its logits against transformers' forward.
 
+One-token steps (all of decoding but the first read of the prompt) run the matrix products
+in their own type and everything between them (norms, residual adds, rotary embedding, the
+cache write, attention) as the compiled loops of kernels.py, where numba has them; else,
+and for prefills, torch's operations (``use_attention(False)``, MELODYFLOW_ATTENTION=torch).
+Tests compare the two.
+
 The matrix products run in bfloat16 where the CPU multiplies bfloat16 natively (AVX512-BF16
-or AMX): on the 2-core machine a decoding step is then 2-10 % faster, and the next-token
-distribution moves by a KL of about 4e-5 nats on average (bench/generate.py measures it on
-the embedded model). Everything else (norms, rotary embedding,
-the residual stream, attention, the KV cache) stays in float32. MELODYFLOW_MATMUL=fp32 (or
-``FastLlama.use_matmul("fp32")``) gives float32 products throughout.
+or AMX); so does the KV cache when the compiled loops attend (half the memory to read a
+step). The next-token distribution then moves by a KL of about 4e-5 nats on average from
+float32 (bench/generate.py measures it on the embedded model). Norms, softmax, sums and the
+residual stream stay float32. MELODYFLOW_MATMUL=fp32 (or ``FastLlama.use_matmul("fp32")``)
+gives float32 products and cache throughout.
 """
 
 from __future__ import annotations
