@@ -167,6 +167,14 @@ def test_cache_grows_and_drops_rows_without_changing_logits(tmp_path):
         assert fast.k_cache.shape[3] == n and fast.k_cache.shape[1] == 2
 
 
+def _decoder(model, matmul: str, compiled: bool, rows: int, length: int) -> FastLlama:
+    fast = FastLlama(model)
+    fast.use_matmul(matmul)
+    fast.use_attention(compiled)
+    fast.new_cache(rows, length)
+    return fast
+
+
 @pytest.mark.parametrize("kv_heads", [2, 4])
 def test_compiled_attention_matches_torch_attention(tmp_path, kv_heads):
     """The compiled one-token step (kernels.py: norms, rotary, cache write, attention) gives
@@ -187,10 +195,7 @@ def test_compiled_attention_matches_torch_attention(tmp_path, kv_heads):
                         generator=torch.Generator().manual_seed(8))
     runs = {}
     for compiled in (False, True):
-        fast = FastLlama(model)
-        fast.use_matmul("fp32")
-        fast.use_attention(compiled)
-        fast.new_cache(4, n)
+        fast = _decoder(model, "fp32", compiled, 4, n)
         rows = [0, 1, 2, 3]
         logits = [fast.forward(ids[:, :6], 0)]
         for t in range(6, n):
@@ -222,10 +227,7 @@ def test_compiled_bf16_step_keeps_a_bf16_cache_close_to_torch(tmp_path):
                         generator=torch.Generator().manual_seed(10))
     logits = {}
     for compiled in (False, True):
-        fast = FastLlama(model)
-        fast.use_matmul("bf16")
-        fast.use_attention(compiled)
-        fast.new_cache(3, 48)
+        fast = _decoder(model, "bf16", compiled, 3, 48)
         assert fast.kv_dtype == (torch.bfloat16 if compiled else torch.float32)
         steps = [fast.forward(ids[:, :8], 0)]
         steps += [fast.forward(ids[:, t:t + 1], t) for t in range(8, 48)]
