@@ -271,6 +271,48 @@ def test_bf16_bits_round_to_nearest_even_as_torch_does():
                           rtol=2 ** -7, atol=1e-3)
 
 
+def test_without_numba_the_step_falls_back_to_torch(tmp_path, monkeypatch, caplog):
+    """numba missing (or its loops failing to compile): one warning, then torch's
+    operations and a float32 cache, with the same logits as transformers."""
+    import sys
+
+    import melodyflowd.generate
+    from melodyflowd.generate import kernels
+
+    monkeypatch.setattr(kernels, "_KERNELS", None)
+    monkeypatch.setattr(kernels, "_FAILED", False)
+    monkeypatch.setattr(kernels, "_WARM", set())
+    monkeypatch.setitem(sys.modules, "melodyflowd.generate.kernels_numba", None)  # unimportable
+    monkeypatch.delattr(melodyflowd.generate, "kernels_numba", raising=False)
+    model = AutoModelForCausalLM.from_pretrained(build_tiny_model(tmp_path / "m", seed=12),
+                                                 use_safetensors=True).eval()
+    ids = torch.randint(4, model.config.vocab_size, (2, 20),
+                        generator=torch.Generator().manual_seed(13))
+    with caplog.at_level("WARNING"):
+        fast = _decoder(model, "bf16", True, 2, 20)
+    assert "compiled decoding kernels unavailable" in caplog.text
+    assert fast.kv_dtype == torch.float32
+    assert fast.describe().endswith("torch's operations between them")
+    fast.use_matmul("fp32")
+    fast.new_cache(2, 20)
+    with torch.inference_mode():
+        reference = model(input_ids=ids).logits
+        fast.forward(ids[:, :4], 0)
+        for t in range(4, 20):
+            assert torch.allclose(fast.forward(ids[:, t:t + 1], t), reference[:, t], atol=1e-5)
+    assert kernels.load() is None                 # and it does not try again
+
+
+def test_describe_says_how_steps_run(tmp_path):
+    model = AutoModelForCausalLM.from_pretrained(build_tiny_model(tmp_path / "m"),
+                                                 use_safetensors=True).eval()
+    fast = FastLlama(model)
+    fast.use_matmul("fp32")
+    assert fast.describe() == "fp32 products, compiled loops between them"
+    fast.use_attention(False)
+    assert fast.describe() == "fp32 products, torch's operations between them"
+
+
 def test_attention_kind_comes_from_the_environment(monkeypatch):
     from melodyflowd.errors import UserError
     from melodyflowd.generate import kernels

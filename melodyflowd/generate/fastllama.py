@@ -228,6 +228,11 @@ class FastLlama:
         numba has them) or torch's operations (False), from the next new_cache on."""
         self.compiled_attention = compiled
 
+    def describe(self) -> str:
+        """How decoding steps run, for the log (loads the compiled loops if they are used)."""
+        loops = "compiled loops" if self._kernels() is not None else "torch's operations"
+        return f"{self.matmul} products, {loops} between them"
+
     def _kernels(self):
         if not self.compiled_attention:
             return None

@@ -521,8 +521,13 @@ class _Child:
             self.load_error = f"cannot load model {name}: {type(exc).__name__}: {exc}"
             logging.getLogger(__name__).error("%s\n%s", self.load_error, traceback.format_exc())
             return
+        from .compose import USE_FAST_FORWARD
+
+        fast = self.loaded.fast_forward if USE_FAST_FORWARD else None
+        # the compiled loops load (or compile, once a machine) here, before the first bank
+        how = fast.describe() if fast is not None else "transformers' forward"
         self.events.send(("loaded", f"model {name} loaded in "
-                          f"{time.perf_counter() - started:.1f} s"))
+                          f"{time.perf_counter() - started:.1f} s; decoding: {how}"))
 
     def generate(self, request_id: int, chart: Chart, generation: GenerationSettings,
                  keys: tuple[str, ...]) -> None:
