@@ -272,3 +272,46 @@ def test_generation_benchmark_measures_fresh_load_and_starts(tmp_path):
     assert data["cache_start_from_cache"] is True
     assert data["cache_start_s"] > 0 and data["cold_start_s"] > 0
     assert data["ours_empty_bars"] == 0 and "cold start:" in data["text"]
+
+
+def test_parts_are_linked_so_that_each_variation_leaps_least_at_a_seam():
+    """At a seam between parts each variation takes the next part's row whose first note
+    lies nearest its own last note (sorted to sorted: the least total leap); the first part
+    keeps its variations and no note changes."""
+    from itertools import permutations
+
+    from melodyflowd.generate.compose import Row, Segment, link_parts
+    from melodyflowd.phrases import PhraseNote
+
+    def bars(segment, first, last):
+        out = [[] for _ in range(6)]
+        out[segment.start] = [PhraseNote(first, 100, 100, 80, 0.0, "C7")]
+        out[segment.end - 1] = [PhraseNote(64, 100, 100, 80, 0.0, "C7"),
+                                PhraseNote(last, 100, 100, 80, 1.0, "C7")]
+        return out
+
+    a, b, c = Segment(0, 2), Segment(2, 4), Segment(4, 6)
+    lasts = [60, 72, 65]
+    part_a = [(Row(v, a), bars(a, 62, last)) for v, last in enumerate(lasts)]
+    firsts_b = [71, 61, 66]
+    part_b = [(Row(v, b), bars(b, first, last)) for v, (first, last)
+              in enumerate(zip(firsts_b, [55, 80, 70], strict=True))]
+    part_c = [(Row(v, c), bars(c, first, 70)) for v, first in enumerate([79, 69, 56])]
+    parsed = part_a + part_b + part_c
+    notes_before = {id(bars_): [n for bar in bars_ for n in bar] for _, bars_ in parsed}
+    linked = link_parts(parsed)
+    assert len(linked) == len(parsed)
+    assert [row.variation for row, _ in linked[:3]] == [0, 1, 2]       # the first part stays
+    chain = {v: [b_ for row, b_ in linked if row.variation == v] for v in range(3)}
+
+    def leaps(assign):
+        return sum(abs(lasts[v] - firsts_b[i]) for v, i in enumerate(assign))
+    best = min(leaps(p) for p in permutations(range(3)))
+    got = [next(i for i, (_, b_) in enumerate(part_b) if b_ is chain[v][1]) for v in range(3)]
+    assert leaps(got) == best == 3                    # 60->61, 72->71, 65->66
+    # the second seam follows the new chains: 61's row ends on 55 and takes 56, and so on
+    ends_b = {v: chain[v][1][3][-1].pitch for v in range(3)}
+    starts_c = {v: chain[v][2][4][0].pitch for v in range(3)}
+    assert sorted(abs(ends_b[v] - starts_c[v]) for v in range(3)) == [1, 1, 1]
+    for _, bars_ in linked:                           # nothing the model wrote changed
+        assert [n for bar in bars_ for n in bar] == notes_before[id(bars_)]

@@ -5,7 +5,9 @@ note lines, and chord markers if the model knows them), so phrases run on across
 lines. When the chart is longer than the model's context can hold (the embedded model
 reads 512 tokens, about 11 bars), the chart is cut into parts at section starts and
 each variation's parts are written side by side as rows of the same batch; a single
-row would only see its last few bars anyway. The loop is ours, with a KV cache, because
+row would only see its last few bars anyway. The rows of a part are then chained to the
+variations so that each leaps as little as it can from one part into the next
+(link_parts). The loop is ours, with a KV cache, because
 chord markers are forced into each row at its own chord changes. A step: the model's
 logits for the rows still writing, the constraint (MelodyControl, the core of
 MelodyControlLogitsProcessor) on the rows that sample, temperature and top-p, one draw a
@@ -425,11 +427,49 @@ def _with_empty_bar(variations: list[list[list[PhraseNote]]]) -> list[int]:
 def _assemble(rows: list[Row], chart: Chart, loaded: LoadedModel, variations: int
               ) -> list[list[list[PhraseNote]]]:
     out: list[list[list[PhraseNote]]] = [[[] for _ in chart.bars] for _ in range(variations)]
-    for row in rows:
-        bars = phrases_from_text(row.text, chart, loaded, row.segment)
+    parsed = [(row, phrases_from_text(row.text, chart, loaded, row.segment)) for row in rows]
+    for row, bars in link_parts(parsed):
         for i in range(row.segment.start, row.segment.end):
             out[row.variation][i] = bars[i]
     return out
+
+
+def link_parts(parsed: list[tuple[Row, list[list[PhraseNote]]]]
+               ) -> list[tuple[Row, list[list[PhraseNote]]]]:
+    """Chain the parts of a long chart so that each variation leaps as little as it can
+    where one part ends and the next begins.
+
+    The rows of a part were all written over the same bars, each without the part before
+    it, so any of them may follow any row of the part before: at each seam the rows of the
+    next part go to the variations by the pitch of their first note against the last note
+    of each variation so far. Pairing both sorted by pitch makes the sum of the leaps the
+    least possible (on a line, sorted to sorted is the best matching). The first part
+    keeps its variations; nothing the model wrote changes, only which variation plays it.
+    """
+    segments = sorted({row.segment for row, _ in parsed}, key=lambda seg: seg.start)
+    by_segment = {seg: [item for item in parsed if item[0].segment == seg] for seg in segments}
+    linked = list(by_segment[segments[0]]) if segments else []
+    for before, after in zip(segments, segments[1:], strict=False):
+        ends = [(_edge_pitch(bars, before, last=True), row.variation)
+                for row, bars in by_segment[before]]
+        starts = [(_edge_pitch(bars, after, last=False), i)
+                  for i, (_, bars) in enumerate(by_segment[after])]
+        if len(ends) != len(starts):              # not one row a variation: leave as is
+            linked += by_segment[after]
+            continue
+        for (_, variation), (_, i) in zip(sorted(ends), sorted(starts), strict=True):
+            row, bars = by_segment[after][i]
+            row.variation = variation
+            linked.append((row, bars))
+    return linked
+
+
+def _edge_pitch(bars: list[list[PhraseNote]], segment: Segment, last: bool) -> int:
+    """The pitch of a part's first or last note (60 when it has none)."""
+    notes = [note for i in range(segment.start, segment.end) for note in bars[i]]
+    if not notes:
+        return 60
+    return notes[-1].pitch if last else notes[0].pitch
 
 
 def compose_bank(chart: Chart, loaded: LoadedModel, settings: GenerationSettings,
