@@ -22,7 +22,11 @@ Before that, in fresh processes:
   cold start  - from process start to the first playable bank the way the daemon gets it
                 (GeneratorClient: spawn the child, which loads the model and generates),
                 with an empty cache;
-  cache start - the same again: the bank comes from the cache.
+  cache start - the same again: the bank comes from the cache;
+  first start - measured before those two: a cold start on a new machine, numba's cache empty,
+                so the child compiles the decoding step's loops first (once a machine).
+Then (b) once more with torch's operations between the products instead of those loops
+(MELODYFLOW_ATTENTION=torch): what the loops gain a step.
 Uses the embedded model when it is installed, else a tiny random model (say --tiny to
 force that, --model DIR for another one).
 

@@ -447,7 +447,7 @@ def matmul_kind_requested() -> str:
 
 def attention_kind_requested() -> str:
     """How MELODYFLOW_ATTENTION asks decoding steps to attend: "auto" (the default: the
-    compiled kernel of generate/attention.py where numba is installed) or "torch"."""
+    compiled loops of generate/kernels.py where numba is installed) or "torch"."""
     return _env_kind("MELODYFLOW_ATTENTION", ATTENTION_KINDS, "a kind of attention")
 
 

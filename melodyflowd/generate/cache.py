@@ -14,7 +14,7 @@ what the generator writes:
   adapter, seed and cache_dir, which are keyed on their own or change nothing);
 - the seed; the kind of matrix products asked for (MELODYFLOW_MATMUL, see fastllama.py:
   bfloat16 and float32 products sample slightly different phrases from the same seed) and
-  of attention (compiled or torch's, see attention.py: they round differently too);
+  of attention (compiled or torch's, see kernels.py: they round differently too);
   and the package version and cache format (new code, new banks).
 
 Seeds: a request with ``seed=None`` keys on "unseeded": that entry holds the *latest*

@@ -14,12 +14,12 @@ outgrows the core's caches. So FastLlama runs its one-token steps as the matrix 
 The residual stream, norms, softmax and sums stay float32. Arrays are float32 or bfloat16;
 bfloat16 arrays come as their bits (uint16, see ``bits``) and are read and written with
 round-to-nearest-even, as torch rounds. numba compiles a version for each mix of the two
-in use, once a machine (about 3 s; numba caches it on disk, and later processes load it in
-about 0.3 s).
+in use, once a machine (about 3 s; numba caches it on disk, and later processes import
+numba and load it in about 0.6 s).
 
 ``load()`` gives the kernels, or None when numba is missing, MELODYFLOW_ATTENTION=torch,
 or they fail to compile (logged once); FastLlama then keeps torch's operations, which
-compute the same values (tests compare the two).
+compute the same values up to rounding (tests compare the two).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 _KERNELS: ModuleType | None = None
 _FAILED = False          # numba missing or the kernels did not compile: torch serves
+_WARM: set[type] = set()     # the array types compiled (or loaded from numba's cache) so far
 
 
 def bits(tensor: torch.Tensor) -> np.ndarray:
@@ -67,9 +68,6 @@ def load(bf16: bool = False) -> ModuleType | None:
     _KERNELS = kernels
     _WARM.add(kind)
     return kernels
-
-
-_WARM: set[type] = set()     # the array types compiled (or loaded from numba's cache) so far
 
 
 def _warm(kernels: ModuleType, kind: type) -> None:
