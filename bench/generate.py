@@ -30,7 +30,7 @@ Then (b) once more with torch's operations between the products instead of those
 Uses the embedded model when it is installed, else a tiny random model (say --tiny to
 force that, --model DIR for another one).
 
-    python3 bench/generate.py [--model DIR | --tiny] [--chart FILE | --bars N] [--variations 4]
+    python3 -m bench.generate [--model DIR | --tiny] [--chart FILE | --bars N] [--variations 4]
                               [--skip-original] [--skip-start]
 """
 
@@ -49,13 +49,10 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 import torch  # noqa: E402
 from transformers import LogitsProcessor, LogitsProcessorList  # noqa: E402
 
-from melodyflowd.config import GenerationSettings, matmul_kind_requested  # noqa: E402
 from melodyflowd.generate import compose, kernels  # noqa: E402
 from melodyflowd.generate.constraint import Timeline, allowed_pitch_classes  # noqa: E402
 from melodyflowd.generate.model import DEFAULT_MODEL_DIR, load_model  # noqa: E402
@@ -66,6 +63,7 @@ from melodyflowd.generate.textformat import (  # noqa: E402
     parse_text,
     render_prompt,
 )
+from melodyflowd.service.config import GenerationSettings, matmul_kind_requested  # noqa: E402
 
 
 class DecodeEverythingProcessor(LogitsProcessor):
@@ -206,8 +204,8 @@ print(json.dumps({"imports": t1 - t0, "load": t2 - t1, "note_tokenizer": t3 - t2
 
 FIRST_BANK = """
 import sys, time
-from melodyflowd.config import load_settings
-from melodyflowd.chart import load_chart
+from melodyflowd.service.config import load_settings
+from melodyflowd.music.chart import load_chart
 from melodyflowd.generate.worker import BankReady, Failed, GeneratorClient
 settings = load_settings(None, {"chart": sys.argv[1], "generation.cache_dir": sys.argv[2],
                                 "generation.model": sys.argv[3] or None,
@@ -274,10 +272,10 @@ def first_bank(spec: str | None, chart_path: str, cache_dir: str, variations: in
 def chart_for(path: str | None, bars: int):
     """A real 32-bar chart (rhythm changes, AABA) by default; --bars N for a hand-made one."""
     if path:
-        from melodyflowd.chart import load_chart
+        from melodyflowd.music.chart import load_chart
 
         return load_chart(path)
-    from tiny_model import hand_chart
+    from tests.support.tiny_model import hand_chart
 
     return hand_chart(bars)
 
@@ -318,12 +316,13 @@ def main() -> int:
 
     tmp = None
     if args.tiny or (args.model is None and not DEFAULT_MODEL_DIR.is_dir()):
-        from tiny_model import build_tiny_model
+        from tests.support.tiny_model import build_tiny_model
 
         tmp = tempfile.TemporaryDirectory()
         spec = str(build_tiny_model(Path(tmp.name) / "tiny"))
-        label = "tiny random model (tests/tiny_model.py; the embedded model is not installed)" \
-            if not args.tiny else "tiny random model (tests/tiny_model.py)"
+        label = "tiny random model (tests/support/tiny_model.py)"
+        if not args.tiny:
+            label = label[:-1] + "; the embedded model is not installed)"
     else:
         spec = args.model or None
         label = args.model or f"embedded default ({DEFAULT_MODEL_DIR})"

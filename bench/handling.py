@@ -12,7 +12,7 @@ Two handlers take turns in one run, one message each in alternation:
   engine     Engine.handle on the latency bench's chart and bank
 and the engine's p50/p99 are printed as ratios against the identity's.
 
-    python3 bench/handling.py [--notes 2000] [--evict 16] [--gap 0] [--gc default|freeze]
+    python3 -m bench.handling [--notes 2000] [--evict 16] [--gap 0] [--gc default|freeze]
 """
 
 from __future__ import annotations
@@ -30,19 +30,15 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from latency import bench_bank  # noqa: E402
-from support_jack import bench_chart  # noqa: E402
-
-from melodyflowd.chart import parse_chart  # noqa: E402
-from melodyflowd.config import EngineSettings  # noqa: E402
-from melodyflowd.engine import Engine  # noqa: E402
-from melodyflowd.phrases import load_bank  # noqa: E402
-from melodyflowd.ports import Timing, _make_callback  # noqa: E402
-from melodyflowd.transport import Transport  # noqa: E402
+from bench.latency import bench_bank  # noqa: E402
+from melodyflowd.live.engine import Engine  # noqa: E402
+from melodyflowd.live.ports import Timing, _make_callback  # noqa: E402
+from melodyflowd.live.transport import Transport  # noqa: E402
+from melodyflowd.music.chart import parse_chart  # noqa: E402
+from melodyflowd.music.phrases import load_bank  # noqa: E402
+from melodyflowd.service.config import EngineSettings  # noqa: E402
+from tests.support.jack import bench_chart  # noqa: E402
 
 
 def make_engine(settings: EngineSettings | None = None) -> Engine:

@@ -14,7 +14,7 @@ The daemon's own handling time (perf_counter_ns around engine.handle inside its
 callback) comes from its final stats line. Prints p50/p99/max and the ratios against
 the echo client in the same phase, with the targets of issue 3.
 
-    python3 bench/latency.py [--notes 2000] [--model DIR] [--skip-regen] [--realtime]
+    python3 -m bench.latency [--notes 2000] [--model DIR] [--skip-regen] [--realtime]
                              [--runs N] [--json FILE]
 """
 
@@ -35,9 +35,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
 
-from support_jack import (  # noqa: E402
+from tests.support.jack import (  # noqa: E402
     ECHO_CLIENT,
     JackServer,
     bench_chart,
@@ -51,8 +50,8 @@ CHART = bench_chart("latency bench")
 # that returns the message. Its handling times are the floor the engine's sit on.
 SHELL_ECHO = """
 import json, signal, sys, time
-from melodyflowd.config import PortSettings
-from melodyflowd.ports import open_ports
+from melodyflowd.service.config import PortSettings
+from melodyflowd.live.ports import open_ports
 ports = open_ports(PortSettings(backend="jack", in_name=sys.argv[1], out_name=sys.argv[2]),
                    lambda message, now: (message,))
 stop = []
@@ -411,7 +410,7 @@ def regen_phase(rtmidi, server: JackServer, work: Path, chart: Path, echo: Echo,
         if (default / "model.safetensors").exists():
             model = str(default)
         else:
-            from tiny_model import build_tiny_model
+            from tests.support.tiny_model import build_tiny_model
 
             model = str(build_tiny_model(work / "tiny-model"))
             print(f"\n(no embedded model yet: the regeneration phase uses a tiny random model"

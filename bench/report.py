@@ -1,12 +1,12 @@
 """Run the benchmarks into bench/results/*.json and write docs/benchmarks.md with plots.
 
-    python3 bench/report.py machine              # this machine -> results/machine.json
-    python3 bench/report.py latency [ARGS...]    # bench/latency.py -> results/latency.json
-    python3 bench/report.py generate [ARGS...]   # bench/generate.py -> results/generate.json
-    python3 bench/report.py soak [ARGS...]       # bench/soak.py -> results/soak.json
-    python3 bench/report.py write                # results/*.json -> docs/benchmarks.md,
+    python3 -m bench.report machine              # this machine -> results/machine.json
+    python3 -m bench.report latency [ARGS...]    # bench/latency.py -> results/latency.json
+    python3 -m bench.report generate [ARGS...]   # bench/generate.py -> results/generate.json
+    python3 -m bench.report soak [ARGS...]       # bench/soak.py -> results/soak.json
+    python3 -m bench.report write                # results/*.json -> docs/benchmarks.md,
                                                  #   docs/img/*.png
-    python3 bench/report.py all                  # all of the above, in that order
+    python3 -m bench.report all                  # all of the above, in that order
 
 bench/generate.py prints its numbers; `generate` keeps that text and reads the numbers
 out of it. `write` only reads the JSON files, so the report can be written again (or
@@ -248,7 +248,7 @@ def write() -> Path:
     if gen and "text" in gen:         # older files hold only the text: read what it says
         gen = {**parse_generate(gen["text"]), **gen}
     out: list[str] = ["# melodyflowd benchmarks", "",
-                      "Written by `python3 bench/report.py write` from the JSON files in "
+                      "Written by `python3 -m bench.report write` from the JSON files in "
                       "`bench/results/` (each bench script wrote one; `bench/report.py all` "
                       "runs them all again). Every speed is a ratio against a baseline "
                       "measured in the same run on the same machine; the tests never time "
@@ -502,7 +502,7 @@ def _soak_section(soak) -> list[str]:
     name = plot_soak(soak)
     if name:
         out += [f"![soak timeline](img/{name})", ""]
-    out += ["The test suite runs the same soak for 50 seconds (`tests/test_soak.py`) and "
+    out += ["The test suite runs the same soak for 50 seconds (`tests/service/test_soak.py`) and "
             "asserts zero stuck notes, zero stray note-offs and zero crashes; never a time.",
             ""]
     return out
@@ -523,13 +523,13 @@ def main() -> int:
             (RESULTS / "machine.json").write_text(json.dumps(machine(), indent=1))
         elif step == "latency":
             # no --realtime in "all": see the observations on realtime JACK in the report
-            _run([py, "bench/latency.py", "--json", str(RESULTS / "latency.json"),
+            _run([py, "-m", "bench.latency", "--json", str(RESULTS / "latency.json"),
                   *(rest if command != "all" else [])])
         elif step == "generate":
-            _run([py, "bench/generate.py", "--json", str(RESULTS / "generate.json"),
+            _run([py, "-m", "bench.generate", "--json", str(RESULTS / "generate.json"),
                   *(rest if command != "all" else [])])
         elif step == "soak":
-            _run([py, "bench/soak.py", "--json-out", str(RESULTS / "soak.json"),
+            _run([py, "-m", "bench.soak", "--json-out", str(RESULTS / "soak.json"),
                   *(rest if command != "all" else ["--realtime"])])
         elif step == "write":
             print(f"wrote {write().relative_to(ROOT)}")

@@ -24,9 +24,9 @@ Reported (printed, and with --json-out FILE as JSON for bench/report.py):
   - per minute: end-to-end latency p50/p99 of melodyflowd and of the echo client, and
     the ratio; notes sent; banks swapped in; load average.
 Timings depend on the machine and its load, which the report states; the test suite runs
-a short soak (tests/test_soak.py) and asserts only the counts, never times.
+a short soak (tests/service/test_soak.py) and asserts only the counts, never times.
 
-    python3 bench/soak.py [--minutes 10] [--model DIR] [--json-out bench/results/soak.json]
+    python3 -m bench.soak [--minutes 10] [--model DIR] [--json-out bench/results/soak.json]
 """
 
 from __future__ import annotations
@@ -50,12 +50,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-for _p in (ROOT / "tests", ROOT / "bench"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
 
-from jack_registry import reclaim_stale_servers  # noqa: E402
-from support_jack import (  # noqa: E402
+from tests.support import jack as support_jack_module  # noqa: E402
+from tests.support.jack import (  # noqa: E402
     ECHO_CLIENT,
     DaemonProcess,
     JackServer,
@@ -64,6 +61,7 @@ from support_jack import (  # noqa: E402
     generator_child,
     note_balance,
 )
+from tests.support.jack_registry import reclaim_stale_servers  # noqa: E402
 
 CHART = bench_chart("soak")
 REGENERATE_CC = 20              # config/default.yaml: engine.controls.regenerate
@@ -114,17 +112,16 @@ def start_jack(realtime: bool):
     PR_SET_PDEATHSIG pre-exec hook: with that hook, a realtime server leaves the Python
     callback of the echo client "not finished" in every cycle (seen here with jack2 1.9.21;
     the same server without the hook serves it). Stopped in a finally either way."""
-    import support_jack
 
     server = JackServer(realtime=realtime)
-    hook = getattr(support_jack, "die_with_parent", None)
+    hook = getattr(support_jack_module, "die_with_parent", None)
     if realtime and hook is not None:
-        support_jack.die_with_parent = lambda: None
+        support_jack_module.die_with_parent = lambda: None
     try:
         server.start()
     finally:
         if hook is not None:
-            support_jack.die_with_parent = hook
+            support_jack_module.die_with_parent = hook
     try:
         yield server
     finally:
@@ -240,10 +237,10 @@ def run_soak(cfg: SoakConfig, workdir: Path, log=print) -> dict[str, Any]:
         if (default / "model.safetensors").exists():
             model, model_label = str(default), "embedded default"
         else:
-            from tiny_model import build_tiny_model
+            from tests.support.tiny_model import build_tiny_model
 
             model = str(build_tiny_model(workdir / "tiny-model"))
-            model_label = "tiny random model (tests/tiny_model.py; no embedded model yet)"
+            model_label = "tiny random model (tests/support/tiny_model.py; no embedded model yet)"
     chart = workdir / "soak.yaml"
     chart.write_text(CHART)
     config = workdir / "soak-config.yaml"

@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
-from . import __version__
-from .errors import UserError
+from melodyflowd import __version__
+from melodyflowd.errors import UserError
 
 BACKENDS = ["alsa", "jack", "coremidi", "windows"]
 
@@ -55,7 +55,7 @@ def daemon_main(chart: str | None, config_file: str | None, backend: str | None,
                 adapter: str | None, variations: int | None, seed: int | None,
                 phrases: str | None, log_level: str | None) -> None:
     """Virtual MIDI ports that answer your rhythm with jazz phrases over a chord chart."""
-    from .config import load_settings
+    from melodyflowd.service.config import load_settings
 
     settings = load_settings(config_file, {
         "chart": chart, "phrases": phrases, "log_level": log_level,
@@ -65,7 +65,7 @@ def daemon_main(chart: str | None, config_file: str | None, backend: str | None,
     })
     if settings.chart is None:
         raise UserError("no chart given: pass --chart song.yaml (or set chart: in the config)")
-    from .daemon import run
+    from melodyflowd.service.daemon import run
 
     sys.exit(run(settings))
 
@@ -82,7 +82,7 @@ def tools_main() -> None:
 @user_errors
 def check(chart_file: str, as_json: bool) -> None:
     """Validate a chart and show each bar's chords, chord tones and scales."""
-    from .chart import chart_to_json, chart_to_text, load_chart
+    from melodyflowd.music.chart import chart_to_json, chart_to_text, load_chart
 
     chart = load_chart(chart_file)
     if as_json:
@@ -108,8 +108,8 @@ def render(chart_file: str, out_file: str, config_file: str | None, model: str |
            adapter: str | None, variations: int | None, seed: int | None, scale: str | None,
            temperature: float | None) -> None:
     """Generate phrases without ports and write them to a file."""
-    from .config import load_settings
-    from .render import render_file
+    from melodyflowd.offline.render import render_file
+    from melodyflowd.service.config import load_settings
 
     settings = load_settings(config_file, {
         "chart": chart_file, "generation.model": model, "generation.adapter": adapter,
@@ -125,7 +125,7 @@ def render(chart_file: str, out_file: str, config_file: str | None, model: str |
 @user_errors
 def config_command(config_file: str | None) -> None:
     """Print the default config (every setting, commented), or check CONFIG_FILE."""
-    from .config import default_config_text, load_settings
+    from melodyflowd.service.config import default_config_text, load_settings
 
     if config_file is None:
         click.echo(default_config_text(), nl=False)
@@ -139,8 +139,8 @@ def config_command(config_file: str | None) -> None:
 @user_errors
 def ports(backend: str | None) -> None:
     """List MIDI input and output ports."""
-    from .config import platform_backend
-    from .ports import list_ports
+    from melodyflowd.live.ports import list_ports
+    from melodyflowd.service.config import platform_backend
 
     inputs, outputs = list_ports(backend or platform_backend())
     click.echo("inputs:")

@@ -25,8 +25,8 @@ def wjazzd_path() -> Path:
 @pytest.fixture(scope="session")
 def jack_server():
     """A private JACK server (dummy driver) for the session; skips when jackd is absent."""
-    from jack_registry import reclaim_stale_servers
-    from support_jack import JackServer, jack_available
+    from tests.support.jack import JackServer, jack_available
+    from tests.support.jack_registry import reclaim_stale_servers
 
     reason = jack_available()
     if reason is not None:

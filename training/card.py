@@ -174,7 +174,8 @@ def write_model_card(model_dir: str | Path) -> Path:
                   f"training copy; split by solo with seed {stats.get('split_seed')}: "
                   f"{stats.get('train_solos')} training, {stats.get('valid_solos')} validation.",
                   f"- {stats.get('chord_symbols')} distinct chord symbols, all read by "
-                  f"melodyflowd.theory ({len(stats.get('unparsed_symbols', []))} unreadable); "
+                  f"melodyflowd.music.theory "
+                  f"({len(stats.get('unparsed_symbols', []))} unreadable); "
                   f"{stats.get('markers')} chord markers in the vocabulary "
                   f"({stats.get('vocab_size')} tokens in all).",
                   "- Styles (solos): " + ", ".join(f"{k} {v}" for k, v in

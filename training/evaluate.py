@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from melodyflowd.errors import UserError, run_reporting_user_errors
-from melodyflowd.theory import Chord
+from melodyflowd.music.theory import Chord
 
 from .common import set_threads, write_json
 from .prepare import (
@@ -243,7 +243,7 @@ def lead_sheet_bars(lead_sheet: str) -> list[tuple[str, list[str]]]:
 
 def lead_sheet_chart(solo: Solo, max_bars: int):
     """The solo's lead sheet as a melodyflowd Chart (first max_bars bars), or None."""
-    from melodyflowd.chart import Bar, Chart, ChordSpan
+    from melodyflowd.music.chart import Bar, Chart, ChordSpan
 
     bars = []
     for index, (section, symbols) in enumerate(lead_sheet_bars(solo.lead_sheet)[:max_bars]):
@@ -354,9 +354,9 @@ def evaluate(model: str, data: str, out: str, *, adapter: str | None = None,
              max_bars: int = 8, variations: int = 4, max_solos: int | None = None,
              nll_docs: int | None = None, seed: int = 0, threads: int | None = None,
              card: str | None = None, log=print) -> dict:
-    from melodyflowd.config import GenerationSettings
     from melodyflowd.generate.compose import compose_bank
     from melodyflowd.generate.model import load_model
+    from melodyflowd.service.config import GenerationSettings
 
     set_threads(threads)
     started = time.monotonic()

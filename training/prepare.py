@@ -35,7 +35,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from melodyflowd import theory
 from melodyflowd.errors import UserError, run_reporting_user_errors
 from melodyflowd.generate.textformat import (
     PITCH_NAMES,
@@ -45,7 +44,8 @@ from melodyflowd.generate.textformat import (
     format_document,
     marker_for,
 )
-from melodyflowd.theory import Chord, ChordError, parse_chord
+from melodyflowd.music import theory
+from melodyflowd.music.theory import Chord, ChordError, parse_chord
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DB = ROOT.parent / "shared" / "data" / "wjazzd" / "wjazzd-train.db"

@@ -37,14 +37,17 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
-from ..config import attention_kind, matmul_kind_requested
-from .model import DEFAULT_MODEL_DIR, style_adapter  # model.py imports torch lazily
+from melodyflowd import __version__
+from melodyflowd.generate.model import (  # model.py imports torch lazily
+    DEFAULT_MODEL_DIR,
+    style_adapter,
+)
+from melodyflowd.service.config import attention_kind, matmul_kind_requested
 
 if TYPE_CHECKING:
-    from ..chart import Chart
-    from ..config import GenerationSettings
-    from ..phrases import PhraseBank
+    from melodyflowd.music.chart import Chart
+    from melodyflowd.music.phrases import PhraseBank
+    from melodyflowd.service.config import GenerationSettings
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +164,7 @@ def load_cached(cache_dir: str | os.PathLike[str], key: str, *, bars: int | None
     """The cached bank for key, or None. A file that does not load as a bank, or whose shape
     does not match (bar count, variation count, seed, when given), is logged and ignored, so
     the caller generates it again and ``store`` replaces it."""
-    from ..phrases import load_bank
+    from melodyflowd.music.phrases import load_bank
 
     path = cache_path(cache_dir, key)
     if not path.exists():
@@ -190,7 +193,7 @@ def load_cached(cache_dir: str | os.PathLike[str], key: str, *, bars: int | None
 def store(cache_dir: str | os.PathLike[str], key: str, bank: PhraseBank) -> Path | None:
     """Write bank under key (atomic). Returns the path, or None (logged) when the cache
     cannot be written: a cache that fails never stops generation."""
-    from ..phrases import save_bank
+    from melodyflowd.music.phrases import save_bank
 
     path = cache_path(cache_dir, key)
     try:

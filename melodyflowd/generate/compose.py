@@ -30,13 +30,19 @@ from dataclasses import dataclass
 
 import torch
 
-from ..chart import Chart
-from ..config import GenerationSettings
-from ..errors import UserError
-from ..phrases import BarPhrase, PhraseBank, PhraseNote, bank_bars
-from .constraint import MelodyControl, Timeline
-from .model import LoadedModel
-from .textformat import TextNote, format_marker, marker_for, parse_text, render_prompt
+from melodyflowd.errors import UserError
+from melodyflowd.generate.constraint import MelodyControl, Timeline
+from melodyflowd.generate.model import LoadedModel
+from melodyflowd.generate.textformat import (
+    TextNote,
+    format_marker,
+    marker_for,
+    parse_text,
+    render_prompt,
+)
+from melodyflowd.music.chart import Chart
+from melodyflowd.music.phrases import BarPhrase, PhraseBank, PhraseNote, bank_bars
+from melodyflowd.service.config import GenerationSettings
 
 MIN_NOTES_PER_BAR = 3       # "a few": a bar never ends with fewer
 MAX_NOTES_PER_BAR = 16      # keeps the run bounded whatever the model does

@@ -44,9 +44,9 @@ from typing import Any
 
 import torch
 
-from ..chart import Chart
-from ..theory import Chord, pitch_classes
-from .textformat import ModelProfile
+from melodyflowd.generate.textformat import ModelProfile
+from melodyflowd.music.chart import Chart
+from melodyflowd.music.theory import Chord, pitch_classes
 
 SCALE_MODES = ("chord-scale", "pentatonic", "chord-tones", "chromatic")
 MAX_DIGITS = 6          # longest number the parser follows; longer makes the line junk

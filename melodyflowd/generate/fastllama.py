@@ -32,8 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import MATMUL_KINDS, matmul_kind_requested
-from . import kernels
+from melodyflowd.generate import kernels
+from melodyflowd.service.config import MATMUL_KINDS, matmul_kind_requested
 
 _LAYER_KEYS = ("input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
                "self_attn.v_proj.weight", "self_attn.o_proj.weight",

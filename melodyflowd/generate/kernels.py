@@ -30,7 +30,7 @@ from types import ModuleType
 import numpy as np
 import torch
 
-from ..config import attention_kind_requested
+from melodyflowd.service.config import attention_kind_requested
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def load(bf16: bool = False) -> ModuleType | None:
     if _KERNELS is not None and kind in _WARM:
         return _KERNELS
     try:
-        from . import kernels_numba as kernels  # imports numba
+        from melodyflowd.generate import kernels_numba as kernels  # imports numba
 
         _warm(kernels, kind)
     except Exception as exc:  # ImportError, or numba's own errors: torch serves instead

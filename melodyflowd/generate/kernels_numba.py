@@ -63,7 +63,7 @@ def _put(array, i, value):
 # fastmath lets LLVM vectorize the sums (reassociation; nothing here is NaN or infinite).
 # Each kernel is one self-contained function (helpers inlined into it by numba): a kernel
 # that called another compiled function summed in another order when freshly compiled than
-# when loaded from numba's disk cache, so one seed gave two banks. tests/test_fastllama.py
+# when loaded from numba's disk cache, so one seed gave two banks. tests/generate/test_fastllama.py
 # checks that fresh and cached kernels give the same bits.
 jit = njit(fastmath=True, nogil=True, cache=True)
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
-from .textformat import PROFILE_FILE, ModelProfile
+from melodyflowd.errors import UserError
+from melodyflowd.generate.textformat import PROFILE_FILE, ModelProfile
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
@@ -85,7 +85,7 @@ class LoadedModel:
     def note_tokenizer(self):
         """The NoteTokenizer for this tokenizer and profile (built once, then reused)."""
         if self._note_tokenizer is None:
-            from .constraint import NoteTokenizer
+            from melodyflowd.generate.constraint import NoteTokenizer
 
             self._note_tokenizer = NoteTokenizer(self.tokenizer, self.profile)
         return self._note_tokenizer
@@ -94,7 +94,7 @@ class LoadedModel:
     def fast_forward(self):
         """A FastLlama over this model's weights, or None for other architectures."""
         if self._fast is None:
-            from .fastllama import FastLlama
+            from melodyflowd.generate.fastllama import FastLlama
 
             self._fast = FastLlama(self.model) if FastLlama.supports(self.model) else False
         return self._fast or None
@@ -381,7 +381,7 @@ def _read_json(path: Path) -> dict | None:
 
 def lean_config(directory: Path) -> dict | None:
     """config.json when this directory can load without transformers, else None."""
-    from .fastllama import config_supported
+    from melodyflowd.generate.fastllama import config_supported
 
     config = _read_json(directory / "config.json")
     if config is None or not config_supported(config):
@@ -449,7 +449,7 @@ def merge_lora(weights: dict, adapter_dir: Path, config: dict) -> bool:
 
 
 def _llama_keys(config: dict) -> set[str]:
-    from .fastllama import _LAYER_KEYS
+    from melodyflowd.generate.fastllama import _LAYER_KEYS
 
     names = {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"}
     for i in range(int(config["num_hidden_layers"])):
@@ -514,7 +514,7 @@ def load_model(spec: str | None = None, adapter: str | None = None, *,
     config = lean_config(directory) if lean and directory is not None else None
     found = _load_lean(directory, config, adapter_dir) if config is not None else None
     if found is not None:
-        from .fastllama import FastLlama
+        from melodyflowd.generate.fastllama import FastLlama
 
         weights, tokenizer = found
         if tokenizer.pad_token_id is None:

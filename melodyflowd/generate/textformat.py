@@ -13,8 +13,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import UserError
-from ..theory import Chord
+from melodyflowd.errors import UserError
+from melodyflowd.music.theory import Chord
 
 PROFILE_FILE = "melodyflow.json"
 PROFILE_FORMAT = "melodyflow-profile/1"

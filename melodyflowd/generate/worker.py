@@ -44,13 +44,13 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from ..config import GenerationSettings, Settings
-from ..errors import UserError
-from . import cache
+from melodyflowd.errors import UserError
+from melodyflowd.generate import cache
+from melodyflowd.service.config import GenerationSettings, Settings
 
 if TYPE_CHECKING:
-    from ..chart import Chart
-    from ..phrases import PhraseBank
+    from melodyflowd.music.chart import Chart
+    from melodyflowd.music.phrases import PhraseBank
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ class GeneratorClient:
         generation = generation or self.settings.generation
         request_id = self._next_id
         self._next_id += 1
-        from ..chart import load_chart
+        from melodyflowd.music.chart import load_chart
 
         try:
             chart = load_chart(chart_path)
@@ -507,7 +507,7 @@ class _Child:
         name = model or "default"
         self.events.send(("loading", f"loading model {name}"
                           + (f" with adapter {adapter}" if adapter else "")))
-        from .model import load_model
+        from melodyflowd.generate.model import load_model
 
         started = time.perf_counter()
         try:
@@ -521,7 +521,7 @@ class _Child:
             self.load_error = f"cannot load model {name}: {type(exc).__name__}: {exc}"
             logging.getLogger(__name__).error("%s\n%s", self.load_error, traceback.format_exc())
             return
-        from .compose import USE_FAST_FORWARD
+        from melodyflowd.generate.compose import USE_FAST_FORWARD
 
         fast = self.loaded.fast_forward if USE_FAST_FORWARD else None
         # the compiled loops load (or compile, once a machine) here, before the first bank
@@ -548,7 +548,7 @@ class _Child:
                 self.events.send(("progress", request_id, done, total, "generating"))
 
         try:
-            from .compose import compose_bank
+            from melodyflowd.generate.compose import compose_bank
 
             bank = compose_bank(chart, self.loaded, generation, progress)
         except (_ParentGone, BrokenPipeError, ConnectionError):

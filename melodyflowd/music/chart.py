@@ -1,0 +1,591 @@
+"""YAML chord chart -> Chart. Pure parsing (load_chart reads the file); every error names file:line.
+
+The format (DESIGN §3)::
+
+    title: Blues for Alice        # optional
+    tempo: 180                    # quarter-note bpm (default 120)
+    time: 4/4                     # default 4/4; 3/4, 6/8, 5/4 ...
+    key: F                        # optional hint (F, Dm, Bb-maj, C minor ...)
+    style: bebop                  # optional hint
+    sections:
+      A: "| Fj7 | Em7b5 A7 | Dm7 G7 | Cm7 F7 |"
+      B: "| Bb7 | Bbm7 Eb7 | Am7 D7 | Abm7 Db7 |"
+    form: [A, B]                  # optional; default: sections in file order
+
+or ``chords: "| Dm7 G7 | Cmaj7 | % |"`` for a single section. Bars are
+separated by ``|`` (``||`` is a double bar line, a line break between two bar
+lines is not an empty bar). In a bar the chords share the bar evenly (three
+chords in 4/4: 2+1+1) unless a count follows a colon (``C7:3 F7:1``); counts are
+in the time signature's beat unit (eighths in 6/8). A ``/`` extends the chord
+before it by one share (``C7 / F7 /``). ``%`` repeats the previous bar, ``NC`` is
+no chord. The form loops.
+
+Inside a Chart all beat positions are in quarter notes (MIDI clock beats), so a
+6/8 bar is 3.0 beats long.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from melodyflowd.errors import UserError
+from melodyflowd.music.theory import Chord, ChordError, note_names, parse_chord
+
+
+class ChartError(UserError):
+    """A chart that cannot be read: file:line:column, the bad token, what is accepted."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChordSpan:
+    chord: Chord
+    start_beat: float      # from the start of the bar
+    beats: float
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    index: int             # position in the form unrolled once, 0-based
+    section: str           # section name ("A"), or "" for the `chords:` shorthand
+    chords: tuple[ChordSpan, ...]
+
+    def chord_at(self, beat: float) -> Chord:
+        """The chord sounding at `beat` (from the start of this bar)."""
+        for span in reversed(self.chords):
+            if beat >= span.start_beat:
+                return span.chord
+        return self.chords[0].chord
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    title: str
+    tempo: float                   # quarter-note bpm
+    time: tuple[int, int]          # (beats per bar, beat unit), e.g. (4, 4)
+    key: str | None
+    style: str | None
+    bars: tuple[Bar, ...]          # the form unrolled once, in playing order
+    source: str = "<chart>"        # file name, for messages
+    form: tuple[str, ...] = ()     # section names in playing order ("" for chords:)
+
+    @property
+    def beats_per_bar(self) -> float:
+        """Length of a bar in quarter-note beats (6/8 -> 3.0)."""
+        num, den = self.time
+        return num * 4 / den
+
+    def bar_at(self, bar_number: int) -> Bar:
+        """Bar for an absolute bar count since the start; the form loops."""
+        return self.bars[bar_number % len(self.bars)]
+
+    def chord_at(self, bar_number: int, beat: float) -> Chord:
+        return self.bar_at(bar_number).chord_at(beat)
+
+
+KEYS = ("title", "tempo", "time", "key", "style", "sections", "form", "chords", "composer")
+DEFAULT_TEMPO = 120.0
+MAX_TEMPO = 1000.0
+DENOMINATORS = (1, 2, 4, 8, 16, 32)
+BAR_SYNTAX = ("write bars between '|', chords split the bar evenly or take Chord:beats, "
+              "'/' extends the chord before it, '%' repeats the previous bar, NC is no chord")
+KEY_RE = re.compile(
+    r"^[A-G][#b]?(?:[\s-]?(?:maj|major|min|minor|m|dor|dorian|mix|mixolydian|lyd|lydian|"
+    r"phr|phrygian|aeo|aeolian|loc|locrian|ion|ionian|blues|chrom|chromatic)|-)?$",
+    re.IGNORECASE)
+TIME_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+TOKEN_RE = re.compile(r"\|+|[^\s|]+")
+
+
+# --------------------------------------------------------------------------- locations
+
+class _Source:
+    """The chart text and its name: turns YAML nodes (and offsets in their strings) into
+    file:line:column."""
+
+    def __init__(self, text: str, filename: str) -> None:
+        self.text = text
+        self.filename = filename
+
+    def error(self, message: str, node: yaml.Node | None = None, offset: int | None = None,
+              index: int | None = None) -> ChartError:
+        if index is None and node is not None:
+            index = self.index(node, offset)
+        if index is None:
+            return ChartError(message, file=self.filename)
+        line = self.text.count("\n", 0, index) + 1
+        column = index - (self.text.rfind("\n", 0, index) + 1) + 1
+        return ChartError(message, file=self.filename, line=line, column=column)
+
+    def index(self, node: yaml.Node, offset: int | None = None) -> int:
+        """Index in the text of the node, or of character `offset` of its string value."""
+        start = node.start_mark.index
+        if offset is None or not isinstance(node, yaml.ScalarNode):
+            return start
+        positions = self.positions(node)
+        return positions.get(offset, start)
+
+    def positions(self, node: yaml.ScalarNode) -> dict[int, int]:
+        """Map each non-blank character of a scalar's value to its index in the text.
+
+        The value's non-blank characters appear in the source in the same order
+        (YAML folding and indentation only change blanks), so a greedy match
+        finds them; escapes in double-quoted strings may leave some unmapped.
+        """
+        start, end = node.start_mark.index, node.end_mark.index
+        raw = self.text[start:end]
+        j = 0
+        if node.style in ("|", ">"):
+            j = raw.find("\n") + 1 if "\n" in raw else len(raw)
+        elif node.style in ("'", '"'):
+            j = 1
+        out: dict[int, int] = {}
+        for i, ch in enumerate(node.value):
+            if ch.isspace():
+                continue
+            k = raw.find(ch, j)
+            if k < 0:
+                break
+            out[i] = start + k
+            j = k + 1
+        return out
+
+
+# --------------------------------------------------------------------------- parsing
+
+def parse_chart(text: str, filename: str = "<chart>") -> Chart:
+    """Parse chart YAML text. Raises ChartError naming filename:line:column."""
+    src = _Source(text, filename)
+    root = _compose(src)
+    loader_values = _Values(src)
+    if root is None or (isinstance(root, yaml.ScalarNode) and root.tag.endswith(":null")):
+        raise src.error("empty chart: write a YAML mapping with chords: \"| Dm7 G7 | C |\" "
+                        "or sections: and form:")
+    if not isinstance(root, yaml.MappingNode):
+        raise src.error(f"wrong YAML type: a chart is a mapping of keys ({', '.join(KEYS)}), "
+                        f"not {_kind(root)}", root)
+
+    entries = _mapping(src, root, "chart")
+    for name, (key_node, _) in entries.items():
+        if name not in KEYS:
+            raise src.error(f"unknown key {name!r}: accepted keys are {', '.join(KEYS)}",
+                            key_node)
+
+    title = _text_value(src, loader_values, entries.get("title"), "title")
+    if title is None:
+        title = Path(filename).stem if not filename.startswith("<") else "untitled"
+    _text_value(src, loader_values, entries.get("composer"), "composer")
+    tempo = _tempo(src, loader_values, entries.get("tempo"))
+    time = _time(src, loader_values, entries.get("time"))
+    key = _key(src, loader_values, entries.get("key"))
+    style = _text_value(src, loader_values, entries.get("style"), "style")
+
+    sections: dict[str, list[tuple[ChordSpan, ...]]] = {}
+    order: list[str] = []
+    if "chords" in entries and "sections" in entries:
+        raise src.error("both chords: and sections: given: use chords: for one section, or "
+                        "sections: with form:", entries["chords"][0])
+    if "chords" in entries:
+        if "form" in entries:
+            raise src.error("form: needs sections:, but this chart uses the chords: shorthand",
+                            entries["form"][0])
+        sections[""] = _section_bars(src, entries["chords"][1], time, "chords")
+        order = [""]
+    elif "sections" in entries:
+        key_node, value = entries["sections"]
+        if not isinstance(value, yaml.MappingNode) or not value.value:
+            raise src.error("sections: must be a mapping of section name to bars, e.g. "
+                            "A: \"| Dm7 G7 | C |\"", value if value.start_mark else key_node)
+        for name, (_, bars_node) in _mapping(src, value, "sections").items():
+            sections[name] = _section_bars(src, bars_node, time, f"section {name}")
+            order.append(name)
+    else:
+        raise src.error("empty chart: no chords: or sections: key; write "
+                        "chords: \"| Dm7 G7 | Cmaj7 |\" or sections: with form:", root)
+
+    form = _form(src, entries["form"][1], sections) if "form" in entries else order
+
+    bars: list[Bar] = []
+    for name in form:
+        for spans in sections[name]:
+            bars.append(Bar(index=len(bars), section=name, chords=spans))
+    return Chart(title=title, tempo=tempo, time=time, key=key, style=style, bars=tuple(bars),
+                 source=filename, form=tuple(form))
+
+
+def load_chart(path: str) -> Chart:
+    """Read and parse a chart file. Missing/unreadable file -> ChartError."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ChartError("no such chart file: give the path of a YAML chart", file=path) from None
+    except IsADirectoryError:
+        raise ChartError("is a directory, not a chart file", file=path) from None
+    except OSError as exc:
+        raise ChartError(f"cannot read chart file: {exc.strerror}", file=path) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ChartError(f"not a YAML chart: not UTF-8 text (byte {exc.start}); charts are "
+                         f"YAML text files", file=path) from None
+    return parse_chart(text, path)
+
+
+def _compose(src: _Source) -> yaml.Node | None:
+    if "\x00" in src.text:
+        raise src.error("not a YAML chart: the file holds binary data (NUL bytes); charts "
+                        "are YAML text files")
+    try:
+        return yaml.compose(src.text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = (exc.problem or exc.context or "bad YAML").strip()
+        message = (f"not a YAML chart: {problem}; a chart is YAML like "
+                   f"'tempo: 120' and 'chords: \"| Dm7 G7 | C |\"'")
+        if mark is None:
+            raise src.error(message) from None
+        raise src.error(message, index=min(mark.index, len(src.text))) from None
+    except yaml.YAMLError as exc:
+        raise src.error(f"not a YAML chart: {str(exc).splitlines()[0]}") from None
+
+
+class _Values:
+    """Build Python values from nodes exactly as yaml.safe_load would."""
+
+    def __init__(self, src: _Source) -> None:
+        self.src = src
+
+    def __call__(self, node: yaml.Node) -> Any:
+        loader = yaml.SafeLoader("")
+        try:
+            return loader.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            raise self.src.error(f"bad YAML value: {exc}", node) from None
+        finally:
+            loader.dispose()
+
+
+def _kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    tag = node.tag.rsplit(":", 1)[-1]
+    names = {"str": "text", "int": "a number", "float": "a number", "bool": "true/false",
+             "null": "empty"}
+    return f"{names.get(tag, tag)} ({node.value!r})" if tag != "null" else "empty"
+
+
+def _mapping(src: _Source, node: yaml.MappingNode,
+             what: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise src.error(f"wrong YAML type: keys in {what} must be names, not "
+                            f"{_kind(key_node)}", key_node)
+        name = key_node.value
+        if name in out:
+            raise src.error(f"duplicate key {name!r} in {what}: each key may appear once",
+                            key_node)
+        out[name] = (key_node, value_node)
+    return out
+
+
+def _scalar(src: _Source, values: _Values, entry: tuple[yaml.Node, yaml.Node] | None,
+            what: str, accepted: str) -> tuple[Any, yaml.Node] | None:
+    if entry is None:
+        return None
+    key_node, node = entry
+    if not isinstance(node, yaml.ScalarNode):
+        raise src.error(f"wrong YAML type for {what}: got {_kind(node)}, expected {accepted}",
+                        node)
+    value = values(node)
+    if value is None:
+        raise src.error(f"{what}: is empty: expected {accepted}", key_node)
+    return value, node
+
+
+def _text_value(src: _Source, values: _Values, entry: tuple[yaml.Node, yaml.Node] | None,
+                what: str) -> str | None:
+    got = _scalar(src, values, entry, what, "text")
+    if got is None:
+        return None
+    value, node = got
+    if isinstance(value, bool):
+        raise src.error(f"wrong YAML type for {what}: got {value!r}, expected text", node)
+    return str(value).strip()
+
+
+def _tempo(src: _Source, values: _Values, entry: tuple[yaml.Node, yaml.Node] | None) -> float:
+    accepted = f"a positive number of quarter notes a minute, up to {MAX_TEMPO:g} (tempo: 120)"
+    got = _scalar(src, values, entry, "tempo", accepted)
+    if got is None:
+        return DEFAULT_TEMPO
+    value, node = got
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise src.error(f"tempo {node.value!r} is not a number: expected {accepted}", node)
+    if not math.isfinite(value) or value <= 0 or value > MAX_TEMPO:
+        raise src.error(f"tempo {node.value!r} is out of range: expected {accepted}", node)
+    return float(value)
+
+
+def _time(src: _Source, values: _Values,
+          entry: tuple[yaml.Node, yaml.Node] | None) -> tuple[int, int]:
+    accepted = ("a time signature like 4/4, 3/4, 6/8 or 5/4 (1-32 beats over "
+                f"{', '.join(map(str, DENOMINATORS))})")
+    got = _scalar(src, values, entry, "time", accepted)
+    if got is None:
+        return (4, 4)
+    _, node = got
+    match = TIME_RE.match(node.value)
+    if match is None:
+        raise src.error(f"bad time signature {node.value!r}: expected {accepted}", node)
+    num, den = int(match.group(1)), int(match.group(2))
+    if not 1 <= num <= 32 or den not in DENOMINATORS:
+        raise src.error(f"bad time signature {node.value!r}: expected {accepted}", node)
+    return (num, den)
+
+
+def _key(src: _Source, values: _Values, entry: tuple[yaml.Node, yaml.Node] | None) -> str | None:
+    accepted = "a note A-G with optional b/# and mode (F, Bb, F#m, C minor, Bb-maj, D dorian)"
+    got = _scalar(src, values, entry, "key", accepted)
+    if got is None:
+        return None
+    value, node = got
+    text = str(value).strip()
+    if isinstance(value, bool) or not KEY_RE.match(text):
+        raise src.error(f"bad key {node.value!r}: expected {accepted}", node)
+    return text
+
+
+def _form(src: _Source, node: yaml.Node, sections: dict[str, Any]) -> list[str]:
+    known = ", ".join(sections)
+    accepted = f"a list of section names, e.g. form: [A, A, B, A] (sections here: {known})"
+    items: list[tuple[str, yaml.Node, int | None]] = []
+    if isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            if not isinstance(item, yaml.ScalarNode):
+                raise src.error(f"wrong YAML type in form: got {_kind(item)}, expected "
+                                f"{accepted}", item)
+            items.append((item.value.strip(), item, None))
+    elif isinstance(node, yaml.ScalarNode) and node.tag.endswith(":str"):
+        for match in re.finditer(r"[^\s,]+", node.value):
+            items.append((match.group(), node, match.start()))
+    else:
+        raise src.error(f"wrong YAML type for form: got {_kind(node)}, expected {accepted}",
+                        node)
+    if not items:
+        raise src.error(f"form is empty: expected {accepted}", node)
+    for name, item, offset in items:
+        if name not in sections:
+            raise src.error(f"unknown section {name!r} in form: sections are {known}",
+                            item, offset)
+    return [name for name, _, _ in items]
+
+
+# --------------------------------------------------------------------------- bars
+
+def _section_bars(src: _Source, node: yaml.Node, time: tuple[int, int],
+                  what: str) -> list[tuple[ChordSpan, ...]]:
+    lines: list[yaml.ScalarNode] = []
+    if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":str"):
+        lines = [node]
+    elif isinstance(node, yaml.SequenceNode) and node.value and all(
+            isinstance(n, yaml.ScalarNode) and n.tag.endswith(":str") for n in node.value):
+        lines = list(node.value)          # type: ignore[arg-type]
+    else:
+        raise src.error(f"wrong YAML type for {what}: got {_kind(node)}, expected bars as "
+                        f"text like \"| Dm7 G7 | Cmaj7 |\"", node)
+
+    bars: list[tuple[ChordSpan, ...]] = []
+    for line in lines:
+        positions = src.positions(line)
+        current: list[tuple[str, int]] = []
+        last_bar_line: int | None = None     # offset of the previous '|' token
+        tokens = [(m.group(), m.start()) for m in TOKEN_RE.finditer(line.value)]
+        for text, offset in tokens + [("|", len(line.value))]:
+            if not text.startswith("|"):
+                current.append((text, offset))
+                continue
+            at_end = offset == len(line.value)
+            if current:
+                bars.append(_bar(src, line, current, time, bars, what))
+                current = []
+            elif last_bar_line is not None and not at_end and not _line_break_between(
+                    src, line, positions, last_bar_line, offset):
+                raise src.error(f"empty bar in {what}: {BAR_SYNTAX}", line, offset)
+            last_bar_line = offset
+    if not bars:
+        raise src.error(f"{what} has no bars: {BAR_SYNTAX}", node)
+    return bars
+
+
+def _line_break_between(src: _Source, line: yaml.ScalarNode, positions: dict[int, int],
+                        first: int, second: int) -> bool:
+    if "\n" in line.value[first:second]:
+        return True
+    a, b = positions.get(first), positions.get(second)
+    return a is not None and b is not None and "\n" in src.text[a:b]
+
+
+def _bar(src: _Source, line: yaml.ScalarNode, tokens: list[tuple[str, int]],
+         time: tuple[int, int], previous: list[tuple[ChordSpan, ...]],
+         what: str) -> tuple[ChordSpan, ...]:
+    num, den = time
+    if tokens[0][0] == "%":
+        if len(tokens) > 1:
+            raise src.error(f"'%' must be alone in its bar, found {tokens[1][0]!r} after it: "
+                            f"{BAR_SYNTAX}", line, tokens[1][1])
+        if not previous:
+            raise src.error(f"'%' in the first bar of {what} has no previous bar to repeat: "
+                            f"write the chord", line, tokens[0][1])
+        return previous[-1]
+
+    # items: [chord, given beats or None, offset]; '/' adds a share to the chord before it
+    items: list[list[Any]] = []
+    shares: list[int] = []
+    for text, offset in tokens:
+        if text == "%":
+            raise src.error(f"'%' must be alone in its bar: {BAR_SYNTAX}", line, offset)
+        if text == "/":
+            if not items:
+                raise src.error(f"'/' at the start of a bar has no chord to extend: "
+                                f"{BAR_SYNTAX}", line, offset)
+            if items[-1][1] is not None:
+                raise src.error(f"'/' after {items[-1][3]!r} which has a beat count: use "
+                                f"either Chord:beats or '/'", line, offset)
+            shares[-1] += 1
+            continue
+        symbol, colon, count = text.partition(":")
+        beats: float | None = None
+        if colon:
+            beats = _beats(src, line, text, offset + len(symbol) + 1, count)
+        try:
+            chord = parse_chord(symbol)
+        except ChordError as exc:
+            raise src.error(exc.detail, line, offset) from None
+        items.append([chord, beats, offset, text])
+        shares.append(1)
+
+    given = sum(item[1] for item in items if item[1] is not None)
+    free_shares = sum(s for item, s in zip(items, shares, strict=True) if item[1] is None)
+    remaining = num - given
+    if remaining < -1e-9 or (free_shares and remaining <= 1e-9):
+        # name the counted chord that used up the bar
+        limit = num - (1e-9 if free_shares else -1e-9)
+        running = 0.0
+        bad = items[-1]
+        for item in items:
+            running += item[1] or 0
+            if item[1] is not None and running >= limit:
+                bad = item
+                break
+        raise src.error(f"beats overflow the bar: {bad[3]!r} brings the bar to "
+                        f"{_fmt(given)} of {num} beats in {num}/{den} "
+                        f"(counts after ':' must add up to {num}, leaving room for chords "
+                        f"without one)", line, bad[2])
+    if not free_shares and abs(remaining) > 1e-9:
+        raise src.error(f"bar is short: its beats add up to {_fmt(given)} but a {num}/{den} "
+                        f"bar has {num} (give every beat to a chord, or leave a chord without "
+                        f"':' to take the rest)", line, items[-1][2])
+
+    # even split of the free units: whole beats where possible, the first chords longer
+    free_sizes: list[float]
+    if free_shares and abs(remaining - round(remaining)) < 1e-9 and free_shares <= remaining:
+        whole = round(remaining)
+        base, extra = divmod(whole, free_shares)
+        free_sizes = [float(base + (1 if k < extra else 0)) for k in range(free_shares)]
+    else:
+        free_sizes = [remaining / free_shares] * free_shares if free_shares else []
+
+    unit = 4 / den                        # quarter notes per beat unit
+    spans: list[ChordSpan] = []
+    start = 0.0
+    k = 0
+    for item, share in zip(items, shares, strict=True):
+        if item[1] is not None:
+            length = item[1]
+        else:
+            length = sum(free_sizes[k:k + share])
+            k += share
+        spans.append(ChordSpan(item[0], _clean(start * unit), _clean(length * unit)))
+        start += length
+    return tuple(spans)
+
+
+def _beats(src: _Source, line: yaml.ScalarNode, token: str, offset: int, count: str) -> float:
+    try:
+        value = float(count)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0 or not re.fullmatch(r"\d+(\.\d+)?", count):
+        raise src.error(f"bad beat count {count!r} in {token!r}: after ':' write a positive "
+                        f"number of beats, e.g. C7:3 F7:1", line, offset)
+    return value
+
+
+def _clean(x: float) -> float:
+    """Snap float noise to whole beats; keep exact fractions otherwise (spans add up)."""
+    r = round(x)
+    return float(r) if abs(x - r) < 1e-9 else x
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+# --------------------------------------------------------------------------- output
+
+def _num(x: float) -> int | float:
+    return int(x) if float(x).is_integer() else x
+
+
+def chart_to_json(chart: Chart) -> dict:
+    """The `melodyflow check --json` shape (see issue 2)."""
+    bars = []
+    for bar in chart.bars:
+        chords = []
+        for span in bar.chords:
+            c = span.chord
+            chords.append({"symbol": c.symbol, "start_beat": _num(span.start_beat),
+                           "beats": _num(span.beats), "root": c.root, "bass": c.bass,
+                           "tones": list(c.tones), "scale": list(c.scale),
+                           "pentatonic": list(c.pentatonic)})
+        bars.append({"index": bar.index, "section": bar.section, "chords": chords})
+    return {"title": chart.title, "tempo": _num(chart.tempo), "time": list(chart.time),
+            "key": chart.key, "style": chart.style, "bars": bars}
+
+
+def _names(chord: Chord, pcs: tuple[int, ...]) -> str:
+    return " ".join(note_names(chord, pcs))
+
+
+def chart_to_text(chart: Chart) -> str:
+    """Human `melodyflow check` output: one line a bar, chords with their tones."""
+    num, den = chart.time
+    head = [f"{chart.title}: {_fmt(chart.tempo)} bpm, {num}/{den}"]
+    if chart.key:
+        head.append(f"key {chart.key}")
+    if chart.style:
+        head.append(f"style {chart.style}")
+    head.append(f"{len(chart.bars)} bars")
+    lines = [", ".join(head)]
+    width = max((len(b.section) for b in chart.bars), default=0)
+    for bar in chart.bars:
+        parts = []
+        for span in bar.chords:
+            c = span.chord
+            beats = _fmt(round(span.beats, 3))
+            if c.is_no_chord:
+                parts.append(f"{c.symbol} ({beats}): no chord, any note")
+            else:
+                parts.append(f"{c.symbol} ({beats}): {_names(c, c.tones)} | "
+                             f"{c.scale_name} {_names(c, c.scale)}")
+        section = f"{bar.section:<{width}} " if width else ""
+        lines.append(f"{bar.index + 1:>3} {section}" + "  //  ".join(parts))
+    return "\n".join(lines) + "\n"

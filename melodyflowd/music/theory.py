@@ -1,0 +1,615 @@
+"""Chord symbols -> Chord(root, bass, tones, scale, pentatonic). Pure, no I/O.
+
+One parser reads the three notations musicians meet:
+
+- standard: ``Cmaj7 CM7 Cm7 Cmin7 Cdim7 Cm7b5 Cø7 C7(b9,#11) C13 C7sus4 C6/9 Caug C/E``
+- iReal Pro: ``C^7 C-7 Ch7 Co7 C7alt C7b9#9 C^9#11 C-^7 C7susadd3``
+- WJazzD: ``Cj7 C-7 C79b C79# C7911# Fsus7913 C-j7 Co C+j7 NC``, where the
+  accidental comes *after* the number (``79b`` = 7(b9)).
+
+The part after the root is split by a small table-driven tokenizer into words
+(``maj``, ``m``, ``sus``, ``alt``, ...), numbers and accidentals; the tokens are
+then read in order into a chord structure (third, fifths, seventh, extensions).
+The chord-scale is chosen from that structure the way a jazz player would and is
+then made to contain every chord tone, so ``tones <= scale`` always holds.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+
+from melodyflowd.errors import UserError
+
+
+class ChordError(UserError):
+    """A chord symbol that cannot be read; message names the symbol and what is accepted."""
+
+
+@dataclass(frozen=True, slots=True)
+class Chord:
+    symbol: str                    # as written in the chart
+    root: int | None               # pitch class 0-11, C = 0; None for NC
+    bass: int | None               # pitch class of the bass (slash chords), else == root
+    tones: tuple[int, ...]         # chord tones as pitch classes, root first, in stacking order
+    scale: tuple[int, ...]         # chord-scale pitch classes starting at the root (7 or 8)
+    pentatonic: tuple[int, ...]    # the 5-note subset the original Melody Flow used
+    scale_name: str = ""           # e.g. "dorian", "altered"; "" for NC
+
+    @property
+    def is_no_chord(self) -> bool:
+        return self.root is None
+
+
+ACCEPTED = (
+    "accepted: a root A-G with optional b/#, a quality such as maj7 ^7 j7 M7 m7 -7 min7 7 "
+    "m7b5 ø h7 dim7 o7 aug + sus4 6 6/9 alt, extensions 9 11 13, alterations b5 #5 b9 #9 #11 "
+    "b13 (also 7(b9,#11) or WJazzD 79b 7911#), an optional /bass, or NC"
+)
+
+NOTE_NAMES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+SHARP_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+
+NO_CHORD = frozenset({"NC", "N.C.", "N.C", "N/C"})
+
+# Unicode and spelling variants folded before tokenizing.
+_FOLD = str.maketrans({"♭": "b", "♯": "#", "Δ": "^", "△": "^", "°": "o", "Ø": "ø",
+                       "–": "-", "−": "-"})
+
+# Scales as intervals from the root.
+SCALES: dict[str, tuple[int, ...]] = {
+    "ionian": (0, 2, 4, 5, 7, 9, 11),
+    "lydian": (0, 2, 4, 6, 7, 9, 11),
+    "lydian augmented": (0, 2, 4, 6, 8, 9, 11),
+    "mixolydian": (0, 2, 4, 5, 7, 9, 10),
+    "mixolydian sus4": (0, 2, 4, 5, 7, 9, 10),
+    "lydian dominant": (0, 2, 4, 6, 7, 9, 10),
+    "mixolydian b6": (0, 2, 4, 5, 7, 8, 10),
+    "phrygian dominant": (0, 1, 4, 5, 7, 8, 10),
+    "altered": (0, 1, 3, 4, 6, 8, 10),
+    "half-whole diminished": (0, 1, 3, 4, 6, 7, 9, 10),
+    "whole tone": (0, 2, 4, 6, 8, 10),
+    "dorian": (0, 2, 3, 5, 7, 9, 10),
+    "aeolian": (0, 2, 3, 5, 7, 8, 10),
+    "phrygian": (0, 1, 3, 5, 7, 8, 10),
+    "melodic minor": (0, 2, 3, 5, 7, 9, 11),
+    "locrian natural 2": (0, 2, 3, 5, 6, 8, 10),
+    "locrian": (0, 1, 3, 5, 6, 8, 10),
+    "whole-half diminished": (0, 2, 3, 5, 6, 8, 9, 11),
+}
+
+# The five-note subset for each scale: the major / dominant / minor pentatonics
+# of the original Melody Flow, and the usual jazz pentatonic for the others.
+PENTATONICS: dict[str, tuple[int, ...]] = {
+    "ionian": (0, 2, 4, 7, 9),
+    "lydian": (0, 2, 4, 7, 9),
+    "lydian augmented": (0, 2, 4, 8, 11),
+    "mixolydian": (0, 2, 4, 7, 10),
+    "mixolydian sus4": (0, 2, 5, 7, 10),
+    "lydian dominant": (0, 2, 4, 6, 10),
+    "mixolydian b6": (0, 2, 4, 7, 10),
+    "phrygian dominant": (0, 1, 4, 7, 10),
+    "altered": (0, 3, 4, 8, 10),
+    "half-whole diminished": (0, 1, 4, 7, 10),
+    "whole tone": (0, 2, 4, 8, 10),
+    "dorian": (0, 3, 5, 7, 10),
+    "aeolian": (0, 3, 5, 7, 10),
+    "phrygian": (0, 3, 5, 7, 10),
+    "melodic minor": (0, 2, 3, 7, 9),
+    "locrian natural 2": (0, 3, 5, 6, 10),
+    "locrian": (0, 3, 5, 6, 10),
+    "whole-half diminished": (0, 2, 3, 6, 9),
+}
+
+MODES = ("chord-scale", "pentatonic", "chord-tones", "chromatic")
+
+# --------------------------------------------------------------------------- tokenizer
+
+# (text, kind, value), matched longest first at each position.
+_WORDS: tuple[tuple[str, str, str], ...] = tuple(sorted((
+    ("major", "maj", "word"), ("maj", "maj", "word"), ("Maj", "maj", "word"),
+    ("ma", "maj", "word"), ("M", "maj", "word"), ("j", "maj", "sym"), ("^", "maj", "sym"),
+    ("minor", "min", ""), ("min", "min", ""), ("mi", "min", ""), ("m", "min", ""),
+    ("dim", "dim", ""), ("o", "dim", ""),
+    ("ø", "halfdim", ""), ("h", "halfdim", ""),
+    ("aug", "aug", ""),
+    ("sus4", "sus", "4"), ("sus2", "sus", "2"), ("sus", "sus", "4"),
+    ("alt", "alt", ""), ("add", "add", ""), ("omit", "omit", ""), ("no", "omit", ""),
+    ("b", "acc", "-1"), ("#", "acc", "1"), ("-", "dash", ""), ("+", "plus", ""),
+    ("(", "sep", ""), (")", "sep", ""), (",", "sep", ""), ("/", "sep", ""), (" ", "sep", ""),
+), key=lambda w: -len(w[0])))
+
+_NUMBERS = ("13", "11", "2", "3", "4", "5", "6", "7", "9")
+
+
+@dataclass(frozen=True, slots=True)
+class _Tok:
+    kind: str     # maj min dim halfdim aug sus alt add omit acc dash plus sep num
+    value: str
+    pos: int      # index in the suffix
+
+
+def _tokenize(suffix: str, symbol: str) -> list[_Tok]:
+    tokens: list[_Tok] = []
+    i = 0
+    while i < len(suffix):
+        if suffix[i].isdigit():
+            for number in _NUMBERS:
+                if suffix.startswith(number, i):
+                    tokens.append(_Tok("num", number, i))
+                    i += len(number)
+                    break
+            else:
+                raise ChordError(f"unknown chord symbol {symbol!r}: no degree "
+                                 f"{suffix[i:]!r} (degrees 2-7, 9, 11, 13); {ACCEPTED}")
+            continue
+        for text, kind, value in _WORDS:
+            if suffix.startswith(text, i):
+                tokens.append(_Tok(kind, value, i))
+                i += len(text)
+                break
+        else:
+            raise ChordError(f"unknown chord symbol {symbol!r}: cannot read "
+                             f"{suffix[i:]!r}; {ACCEPTED}")
+    return tokens
+
+
+def _postfix_notation(tokens: list[_Tok]) -> bool:
+    """WJazzD writes the accidental after the number (79b, 7911#).
+
+    Recognised by numbers glued to a 7 (79, 7911, 7913: standard notation never
+    writes those) or by an accidental that ends a run with no number after it.
+    """
+    for a, b in zip(tokens, tokens[1:], strict=False):
+        if (a.kind == "num" and b.kind == "num" and b.pos == a.pos + len(a.value)
+                and a.value == "7"):
+            return True
+    for k, tok in enumerate(tokens):
+        if tok.kind in ("acc", "plus", "dash") and k > 0 and tokens[k - 1].kind == "num":
+            nxt = tokens[k + 1] if k + 1 < len(tokens) else None
+            if (nxt is None or nxt.kind != "num") and (
+                    tok.kind == "acc" or tokens[k - 1].value != "7"):
+                return True
+    return False
+
+
+# --------------------------------------------------------------------------- structure
+
+@dataclass(slots=True)
+class _Shape:
+    third: int | None = 4                 # 4 major, 3 minor, 5 sus4, 2 sus2, None: no third
+    fifths: set[int] = field(default_factory=lambda: {7})
+    seventh: int | None = None            # 10 minor 7th, 11 major 7th, 9 diminished 7th
+    sixth: bool = False
+    ninths: set[int] = field(default_factory=set)
+    elevenths: set[int] = field(default_factory=set)
+    thirteenths: set[int] = field(default_factory=set)
+    added: set[int] = field(default_factory=set)
+    maj: str = ""                         # "word" (maj, M) or "sym" (^, j) seen
+    quality: str = ""                     # "", min, dim, halfdim, aug, sus
+    alt: bool = False
+    sus: bool = False
+
+    def seventh_kind(self) -> int:
+        if self.maj:
+            return 11
+        if self.quality == "dim":
+            return 9
+        return 10
+
+
+def _alter(shape: _Shape, degree: str, acc: int, symbol: str) -> None:
+    if degree == "5":
+        shape.fifths.discard(7)
+        shape.fifths.add(7 + acc)
+    elif degree == "9":                   # an altered 9 replaces the natural one (C13b9)
+        shape.ninths.discard(2)
+        shape.ninths.add(2 + acc)
+    elif degree in ("11", "4") and acc > 0:
+        shape.elevenths.discard(5)
+        shape.elevenths.add(6)
+    elif degree in ("13", "6") and acc < 0:
+        shape.thirteenths.discard(9)
+        shape.thirteenths.add(8)
+    else:
+        sign = "b" if acc < 0 else "#"
+        raise ChordError(f"unknown chord symbol {symbol!r}: no alteration {sign}{degree} "
+                         f"(b5 #5 b9 #9 #11 b13); {ACCEPTED}")
+
+
+def _natural(shape: _Shape, degree: str, first: bool, symbol: str) -> None:
+    """A plain number: the first one names the chord (7, 9, 13, 6 ...), later ones add tones."""
+    if first:
+        if degree in ("7", "9", "11", "13"):
+            if shape.seventh is None:
+                shape.seventh = shape.seventh_kind()
+            if degree in ("9", "11", "13"):
+                shape.ninths.add(2)
+            if degree == "11":
+                shape.elevenths.add(5)
+            if degree == "13":
+                shape.thirteenths.add(9)
+                if shape.third == 3:
+                    shape.elevenths.add(5)
+        elif degree == "6":
+            shape.sixth = True
+        elif degree == "5":
+            shape.third = None
+        elif degree == "4":
+            shape.third = 5
+            shape.sus = True
+        elif degree == "2":
+            shape.ninths.add(2)
+        else:
+            raise ChordError(f"unknown chord symbol {symbol!r}: a chord cannot be "
+                             f"named {degree!r}; {ACCEPTED}")
+        return
+    if degree == "9":
+        shape.ninths.add(2)
+    elif degree == "11":
+        shape.elevenths.add(5)
+    elif degree == "13":
+        shape.thirteenths.add(9)
+    elif degree == "6":
+        if shape.seventh is None:
+            shape.sixth = True
+        else:
+            shape.thirteenths.add(9)
+    elif degree == "7" and shape.seventh is None:
+        shape.seventh = shape.seventh_kind()
+    elif degree == "2":
+        shape.ninths.add(2)
+    elif degree == "4":
+        shape.elevenths.add(5)
+    elif degree == "5" and shape.third is not None:
+        return
+    else:
+        raise ChordError(f"unknown chord symbol {symbol!r}: unexpected {degree!r} after "
+                         f"the chord's number; {ACCEPTED}")
+
+
+def _read(tokens: list[_Tok], symbol: str) -> _Shape:
+    if _postfix_notation(tokens):
+        # Move each trailing accidental in front of its number: 9 b -> b 9.
+        swapped: list[_Tok] = []
+        k = 0
+        while k < len(tokens):
+            tok = tokens[k]
+            nxt = tokens[k + 1] if k + 1 < len(tokens) else None
+            if (tok.kind == "num" and tok.value in ("5", "9", "11", "13") and nxt is not None
+                    and nxt.kind in ("acc", "plus", "dash")):
+                swapped.extend((nxt, tok))
+                k += 2
+            else:
+                swapped.append(tok)
+                k += 1
+        tokens = swapped
+
+    shape = _Shape()
+    seen_number = False
+    pending_acc: int | None = None
+    pending_word = ""          # "add" or "omit" waiting for its number
+    for k, tok in enumerate(tokens):
+        nxt = tokens[k + 1] if k + 1 < len(tokens) else None
+        kind = tok.kind
+        if kind == "dash":
+            if not seen_number and shape.quality == "" and not shape.maj:
+                kind = "min"
+            else:
+                kind, tok = "acc", _Tok("acc", "-1", tok.pos)
+        elif kind == "plus":
+            if not seen_number and shape.quality == "" and not shape.maj:
+                kind = "aug"
+            elif nxt is None or nxt.kind != "num":
+                kind = "aug"       # C7+ = C7#5
+            else:
+                kind, tok = "acc", _Tok("acc", "1", tok.pos)
+
+        if pending_acc is not None and kind != "num":
+            raise ChordError(f"unknown chord symbol {symbol!r}: an accidental needs a "
+                             f"degree after it; {ACCEPTED}")
+        if pending_word and kind not in ("num", "acc"):
+            raise ChordError(f"unknown chord symbol {symbol!r}: {pending_word} needs a "
+                             f"degree after it; {ACCEPTED}")
+
+        if kind == "sep":
+            continue
+        if kind == "acc":
+            pending_acc = int(tok.value)
+            continue
+        if kind == "num":
+            if pending_word == "omit":
+                if tok.value == "3":
+                    shape.third = None
+                elif tok.value == "5":
+                    shape.fifths.discard(7)
+                else:
+                    raise ChordError(f"unknown chord symbol {symbol!r}: only no3 / no5 can "
+                                     f"be left out; {ACCEPTED}")
+            elif pending_word == "add":
+                if pending_acc is not None:
+                    _alter(shape, tok.value, pending_acc, symbol)
+                elif tok.value == "3":
+                    shape.added.add(4)
+                elif tok.value in ("2", "9"):
+                    shape.ninths.add(2)
+                elif tok.value in ("4", "11"):
+                    shape.elevenths.add(5)
+                elif tok.value in ("6", "13"):
+                    shape.thirteenths.add(9)
+                else:
+                    raise ChordError(f"unknown chord symbol {symbol!r}: cannot add "
+                                     f"{tok.value!r}; {ACCEPTED}")
+            elif pending_acc is not None:
+                _alter(shape, tok.value, pending_acc, symbol)
+            else:
+                _natural(shape, tok.value, not seen_number, symbol)
+                seen_number = True
+            pending_acc = None
+            pending_word = ""
+            continue
+        if kind in ("add", "omit"):
+            pending_word = kind
+            continue
+        if kind == "maj":
+            if shape.maj:
+                raise ChordError(f"unknown chord symbol {symbol!r}: major written twice; "
+                                 f"{ACCEPTED}")
+            shape.maj = tok.value
+            if seen_number and shape.seventh is not None:
+                shape.seventh = 11            # C-7maj? treat as "C-(maj7)" written late
+            continue
+        if kind == "alt":
+            shape.alt = True
+            if shape.seventh is None:
+                shape.seventh = 10
+            continue
+        if kind == "sus":
+            shape.third = 5 if tok.value == "4" else 2
+            shape.sus = True
+            continue
+        # triad qualities: only before the numbers (C-7, Co7, C+j7, Ch7)
+        if seen_number and kind != "aug":
+            raise ChordError(f"unknown chord symbol {symbol!r}: the quality must come "
+                             f"before the numbers; {ACCEPTED}")
+        if shape.quality and not (shape.quality == "min" and kind == "aug"):
+            raise ChordError(f"unknown chord symbol {symbol!r}: two qualities "
+                             f"({shape.quality}, {kind}); {ACCEPTED}")
+        if kind == "min":
+            shape.quality, shape.third = "min", 3
+        elif kind == "dim":
+            shape.quality, shape.third, shape.fifths = "dim", 3, {6}
+        elif kind == "halfdim":
+            shape.quality, shape.third, shape.fifths, shape.seventh = "halfdim", 3, {6}, 10
+        elif kind == "aug":
+            if shape.quality == "":
+                shape.quality = "aug"
+            shape.fifths.discard(7)
+            shape.fifths.add(8)
+
+    if pending_acc is not None or pending_word:
+        raise ChordError(f"unknown chord symbol {symbol!r}: it ends in the middle of an "
+                         f"alteration; {ACCEPTED}")
+    if shape.maj == "sym" and shape.seventh is None and not shape.sixth:
+        shape.seventh = 11                    # C^ and Cj mean Cmaj7
+    if shape.seventh is not None and shape.maj and shape.seventh != 11:
+        shape.seventh = 11
+    return shape
+
+
+def _tones(shape: _Shape) -> list[int]:
+    tones = [0]
+    if shape.third is not None:
+        tones.append(shape.third)
+    tones.extend(sorted(shape.fifths))
+    if shape.seventh is not None:
+        if shape.sixth:
+            tones.append(9)
+        tones.append(shape.seventh)
+    elif shape.sixth:
+        tones.append(9)
+    tones.extend(sorted(shape.ninths))
+    tones.extend(sorted(shape.added))
+    tones.extend(sorted(shape.elevenths))
+    tones.extend(sorted(shape.thirteenths))
+    out: list[int] = []
+    for tone in tones:
+        if tone not in out:
+            out.append(tone)
+    return out
+
+
+def _scale_name(shape: _Shape) -> str:
+    fifths, ninths = shape.fifths, shape.ninths
+    sharp5 = 8 in fifths or 8 in shape.thirteenths
+    flat5 = 6 in fifths and 7 not in fifths
+    sharp11 = 6 in shape.elevenths
+    flat9, sharp9 = 1 in ninths, 3 in ninths
+    seventh = shape.seventh
+    if shape.quality == "dim":
+        return "whole-half diminished" if seventh in (9, 11, None) else "locrian natural 2"
+    if shape.third == 3:
+        if flat5 and seventh == 10:
+            return "locrian" if flat9 else "locrian natural 2"
+        if flat5:
+            return "whole-half diminished"
+        if seventh == 11 or (shape.sixth and seventh is None):
+            return "melodic minor"
+        if flat9:
+            return "phrygian"
+        if sharp5:
+            return "aeolian"
+        return "dorian"
+    if seventh == 10:                                 # dominant (major third or sus)
+        if shape.alt:
+            return "altered"
+        if shape.sus and shape.third == 5:
+            return "phrygian" if flat9 else "mixolydian sus4"
+        if (flat9 or sharp9) and sharp5:
+            if flat9 and not sharp9 and 8 not in fifths and not (sharp11 or flat5):
+                return "phrygian dominant"            # 7(b9,b13): the V of a minor key
+            return "altered"
+        if flat9 or sharp11 or flat5 or 9 in shape.thirteenths:
+            if flat9 or sharp9:
+                return "half-whole diminished"        # 7b9, 7(b9,#11), 7(#9,13)
+        elif sharp9:
+            return "altered"                          # 7#9 on its own
+        if sharp5 and 8 in fifths:
+            return "whole tone"
+        if flat5:
+            return "whole tone"
+        if sharp11:
+            return "lydian dominant"
+        if 8 in shape.thirteenths:
+            return "mixolydian b6"
+        return "mixolydian"
+    if seventh == 11 and 8 in fifths:
+        return "lydian augmented"
+    if 8 in fifths and 7 not in fifths:
+        return "whole tone"
+    if shape.third == 5 and seventh is None:
+        return "mixolydian sus4"
+    if sharp11 or flat5:
+        return "lydian"
+    return "ionian"
+
+
+def _fit(scale: list[int], tones: list[int]) -> list[int]:
+    """Make the scale hold every chord tone: a missing tone replaces a neighbour step."""
+    scale = list(scale)
+    for tone in tones:
+        if tone in scale:
+            continue
+        for neighbour in ((tone - 1) % 12, (tone + 1) % 12, (tone - 2) % 12, (tone + 2) % 12):
+            if neighbour in scale and neighbour != 0 and neighbour not in tones:
+                scale[scale.index(neighbour)] = tone
+                break
+        else:
+            scale.append(tone)
+    return sorted(scale)
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_chord(symbol: str) -> Chord:
+    """Parse a chord symbol in standard, iReal Pro or WJazzD notation. Raises ChordError."""
+    if not isinstance(symbol, str):
+        raise ChordError(f"chord symbol must be text, not {type(symbol).__name__}; {ACCEPTED}")
+    text = symbol.strip().translate(_FOLD)
+    if text in NO_CHORD:
+        return Chord(symbol, None, None, (), (), (), "")
+    if not text:
+        raise ChordError(f"empty chord symbol; {ACCEPTED}")
+    root, rest = _note(text, symbol, what="root")
+
+    bass = root
+    match = re.search(r"/([A-G][#b]?)$", rest)
+    if match:
+        bass, _ = _note(match.group(1), symbol, what="bass")
+        rest = rest[: match.start()]
+
+    shape = _read(_tokenize(rest, symbol), symbol)
+    name = _scale_name(shape)
+    if name == "altered" and shape.fifths == {7}:
+        shape.fifths = set()                          # the altered scale has no natural 5
+    if shape.alt:
+        shape.fifths = {8}                            # 7alt: 1 3 #5 b7 #9
+        shape.ninths.add(3)
+    intervals = _tones(shape)
+    scale_iv = _fit(list(SCALES[name]), intervals)
+    bass_iv = (bass - root) % 12
+    if bass_iv not in intervals:
+        intervals.append(bass_iv)
+        scale_iv = _fit(scale_iv, intervals)
+    penta_iv = [i for i in PENTATONICS[name] if i in scale_iv]
+    for i in (0, shape.third, 7, shape.seventh):        # refill from the chord's own tones
+        if len(penta_iv) >= 5:
+            break
+        if i is not None and i in scale_iv and i not in penta_iv:
+            penta_iv.append(i)
+    for i in scale_iv:
+        if len(penta_iv) >= 5:
+            break
+        if i not in penta_iv:
+            penta_iv.append(i)
+    penta_iv.sort()
+
+    def absolute(ivs: list[int]) -> tuple[int, ...]:
+        return tuple((root + i) % 12 for i in ivs)
+
+    return Chord(symbol=symbol, root=root, bass=bass, tones=absolute(intervals),
+                 scale=absolute(scale_iv), pentatonic=absolute(penta_iv), scale_name=name)
+
+
+def _note(text: str, symbol: str, what: str) -> tuple[int, str]:
+    if not text or text[0] not in NOTE_NAMES:
+        raise ChordError(f"unknown chord symbol {symbol!r}: the {what} must be a note "
+                         f"A-G (then b or #); {ACCEPTED}")
+    pc = NOTE_NAMES[text[0]]
+    i = 1
+    if i < len(text) and text[i] in "b#":     # one accidental: Cb9 is the C-flat ninth chord
+        pc += -1 if text[i] == "b" else 1
+        i += 1
+    return pc % 12, text[i:]
+
+
+def pitch_classes(chord: Chord, mode: str) -> tuple[int, ...]:
+    """Allowed pitch classes for a scale mode: chord-scale | pentatonic | chord-tones | chromatic.
+
+    For NC every mode yields all 12 pitch classes.
+    """
+    if mode not in MODES:
+        raise UserError(f"unknown scale mode {mode!r}: use one of {', '.join(MODES)}")
+    if chord.root is None:
+        return tuple(range(12))
+    if mode == "chord-scale":
+        return chord.scale
+    if mode == "pentatonic":
+        return chord.pentatonic
+    if mode == "chord-tones":
+        return chord.tones
+    return tuple((chord.root + i) % 12 for i in range(12))
+
+
+def note_name(pc: int) -> str:
+    """A readable name for a pitch class without context (flats for the black keys but F#)."""
+    return SHARP_NAMES[pc % 12]
+
+
+_LETTERS = "CDEFGAB"
+_ACCIDENTALS = {-2: "bb", -1: "b", 0: "", 1: "#", 2: "##"}
+
+
+def note_names(chord: Chord, pcs: tuple[int, ...]) -> tuple[str, ...]:
+    """Spell pitch classes the way a jazz player reads them over this chord.
+
+    Each note gets the letter of its degree above the written root (b9 of D is
+    Eb, #9 of G is A#, b5 of E is Bb), chosen from the chord's own intervals.
+    """
+    if chord.root is None:
+        return tuple(note_name(pc) for pc in pcs)
+    letter = _LETTERS.index(chord.symbol.strip().translate(_FOLD)[0])
+    context = {(pc - chord.root) % 12 for pc in (*chord.tones, *pcs)}
+    major_third, fifth = 4 in context, 7 in context
+    diminished = 3 in context and 6 in context and not fifth and 10 not in context
+    names = []
+    for pc in pcs:
+        interval = (pc - chord.root) % 12
+        degrees = {3: (1, 2) if major_third else (2, 1),          # #9 over a major 3rd, else b3
+                   6: (3, 4) if major_third else (4, 3),          # #11, or b5 in minor / dim
+                   8: (4, 5) if major_third and not fifth else (5, 4),   # #5, else b13 / b6
+                   9: (6, 5) if diminished else (5, 6),           # bb7 of a dim7, else 6 / 13
+                   11: (6, 0),                                    # major 7th (C#o7: C, not B#)
+                   }.get(interval, ((0, 1, 1, 2, 2, 3, 3, 4, 5, 5, 6, 6)[interval],))
+        candidates = []
+        for degree in degrees:
+            step = _LETTERS[(letter + degree) % 7]
+            diff = (pc - NOTE_NAMES[step]) % 12
+            diff = diff - 12 if diff > 6 else diff
+            if diff in _ACCIDENTALS:
+                candidates.append(step + _ACCIDENTALS[diff])
+        # an E#, B#, Cb, Fb or double accidental only when no other degree reads better
+        plain = [c for c in candidates if len(c) == 1 or c[1:] in ("b", "#")
+                 and c not in ("E#", "B#", "Cb", "Fb")]
+        names.append((plain or candidates or [note_name(pc)])[0])
+    return tuple(names)

@@ -1,0 +1,507 @@
+"""Config file + CLI overrides -> one frozen Settings.
+
+The dataclasses and field names are the fixed interface shared by engine, generator
+and daemon: add fields freely, do not rename them. A new field is read from config
+files automatically (its type hint is its schema); give it a commented entry in
+melodyflowd/default.yaml (tests/service/test_config.py checks that every field has one), and
+a range or choices below if it has them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib.util
+import os
+import sys
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from melodyflowd.errors import UserError
+
+
+def platform_backend() -> str:
+    if sys.platform == "darwin":
+        return "coremidi"
+    if sys.platform.startswith("win"):
+        return "windows"
+    return "alsa"
+
+
+@dataclass(frozen=True, slots=True)
+class PortSettings:
+    backend: str = field(default_factory=platform_backend)   # alsa | jack | coremidi | windows
+    in_name: str = "melodyflowd in"
+    out_name: str = "melodyflowd out"
+
+
+@dataclass(frozen=True, slots=True)
+class ControlMap:
+    """Control-change numbers the engine consumes instead of passing through (None = off)."""
+
+    channel: int | None = None       # 0-15; None = any channel
+    regenerate: int | None = 20
+    next_variation: int | None = 21
+    previous_variation: int | None = 22
+    select_variation: int | None = 23   # value = variation index (wraps)
+    panic: int | None = 24
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    mode: str = "mono"                      # mono | poly
+    channels: tuple[int, ...] = ()          # input channels 0-15 that are remapped; () = all
+    out_channel: int | None = None          # 0-15; None = same channel as the key
+    split: int | None = None                # keys >= split are remapped, below pass through
+    anticipation_ms: float = 0.0            # play the next chord's phrase this early
+    contour: bool = False                   # keys up/down prefer phrase notes up/down
+    rotate_variations: bool = False         # next variation each time the form repeats
+    controls: ControlMap = field(default_factory=ControlMap)
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationSettings:
+    model: str | None = None                # None = the embedded default model
+    adapter: str | None = None              # peft dir or a style name in the model's adapters/
+    variations: int = 4
+    seed: int | None = None
+    scale: str = "chord-scale"              # chord-scale | pentatonic | chord-tones | chromatic
+    constraint: str = "soft"                # soft | hard
+    penalty: float = 2.0                    # soft penalty, in std devs of the pitch logits
+    temperature: float = 0.9
+    top_p: float = 0.95
+    trend_notes: int = 4
+    trend_range: int = 5                    # semitones around the recent pitch trend
+    low: int = 55                           # lowest pitch allowed
+    high: int = 84                          # highest pitch allowed
+    cache_dir: str = "~/.cache/melodyflowd"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    chart: str | None = None
+    phrases: str | None = None              # play a saved bank instead of generating
+    log_level: str = "info"
+    stats_interval: float = 60.0            # seconds between stats lines; 0 = off
+    ports: PortSettings = field(default_factory=PortSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    # Where these settings came from (not settings themselves, not in any config file):
+    # `reload_settings(settings)` reads the same file with the same overrides again (SIGHUP).
+    config_file: str | None = None
+    overrides: tuple[tuple[str, object], ...] = ()
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading: the packaged defaults file <- the --config file <- command-line overrides.
+# ---------------------------------------------------------------------------------------------
+
+BACKENDS = ("alsa", "jack", "coremidi", "windows")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+SCALES = ("chord-scale", "pentatonic", "chord-tones", "chromatic")
+
+# Settings that are not read from any config file (they record where the others came from).
+_INTERNAL = frozenset({"config_file", "overrides"})
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "log_level": LOG_LEVELS,
+    "ports.backend": BACKENDS,
+    "engine.mode": ("mono", "poly"),
+    "generation.scale": SCALES,
+    "generation.constraint": ("soft", "hard"),
+}
+
+# (low, high, low is exclusive); None = unbounded. Values in Settings units.
+_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
+    "stats_interval": (0, None, False),
+    "engine.split": (0, 127, False),
+    "engine.anticipation_ms": (0, 2000, False),
+    "generation.variations": (1, 64, False),
+    "generation.seed": (0, 2**63 - 1, False),
+    "generation.penalty": (0, 100, False),
+    "generation.temperature": (0.05, 5.0, False),
+    "generation.top_p": (0, 1, True),
+    "generation.trend_notes": (0, 64, False),
+    "generation.trend_range": (1, 127, False),
+    "generation.low": (0, 127, False),
+    "generation.high": (0, 127, False),
+}
+_CONTROL_KEYS = ("regenerate", "next_variation", "previous_variation", "select_variation",
+                 "panic")
+for _name in _CONTROL_KEYS:
+    _RANGES[f"engine.controls.{_name}"] = (0, 127, False)
+
+# MIDI channels: 1-16 in a config file (as DAWs number them), 0-15 in Settings.
+_CHANNELS = frozenset({"engine.channels", "engine.out_channel", "engine.controls.channel"})
+# Paths: in a config file, relative to the file's folder; `~` is expanded.
+_PATHS = frozenset({"chart", "phrases", "generation.cache_dir"})
+# Either a path or a name (hub id, style): resolved like a path only when that path exists.
+_PATH_OR_NAME = frozenset({"generation.model", "generation.adapter"})
+# Optional settings where `false` (YAML `off`, `no`) also means "off".
+_FALSE_IS_NONE = frozenset(f"engine.controls.{name}" for name in (*_CONTROL_KEYS, "channel"))
+# Settings that are never None in Settings, where null in a file means "work it out".
+_NULL_IS_AUTO = {"ports.backend": "null for the platform's own"}
+
+
+def default_config_text() -> str:
+    """The packaged defaults file (every setting, commented): `melodyflow config` prints it."""
+    return resources.files("melodyflowd").joinpath("default.yaml").read_text(encoding="utf-8")
+
+
+def default_config_path() -> str:
+    return str(resources.files("melodyflowd").joinpath("default.yaml"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Value:
+    value: object
+    file: str | None        # None: a command-line override
+    line: int | None
+    column: int | None
+
+    def error(self, key: str, message: str) -> UserError:
+        if self.file is None:
+            return UserError(f"option {key}: {message}")
+        return UserError(f"{key}: {message}", file=self.file, line=self.line, column=self.column)
+
+
+def _schema(cls: type) -> dict[str, object]:
+    """Field name -> resolved type hint, for the settings a config file may hold."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls) if f.name not in _INTERNAL}
+
+
+def _describe(hint: object) -> str:
+    if dataclasses.is_dataclass(hint):
+        return "a mapping of settings"
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        inner = [a for a in args if a is not type(None)]
+        return " or ".join(_describe(a) for a in inner) + " or null"
+    if origin is tuple:
+        return f"a list of {_describe(args[0])}s"
+    return {int: "a whole number", float: "a number", bool: "true or false",
+            str: "text"}.get(hint, str(hint))  # type: ignore[call-overload]
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _read_file(path: str) -> tuple[dict[str, _Value], str]:
+    """Read a config file into {dotted key: value with its file:line}. Unknown keys raise."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise UserError(f"cannot read the config file: {exc.strerror or exc}", file=path) from None
+    except UnicodeDecodeError:
+        raise UserError("the config file is not UTF-8 text", file=path) from None
+    return _parse(text, path), path
+
+
+def _parse(text: str, path: str) -> dict[str, _Value]:
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        flat: dict[str, _Value] = {}
+        if root is None:                     # an empty file (or only comments): no settings
+            return flat
+        if not isinstance(root, yaml.MappingNode):
+            raise UserError("a config file is a mapping of settings (key: value), not "
+                            f"{_node_kind(root)}; see {default_config_path()}",
+                            file=path, line=root.start_mark.line + 1)
+        _walk(loader, root, Settings, "", path, flat)
+        return flat
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "syntax error"
+        raise UserError(f"not valid YAML: {problem}", file=path,
+                        line=mark.line + 1 if mark else None,
+                        column=mark.column + 1 if mark else None) from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"not valid YAML: {exc}", file=path) from None
+    finally:
+        loader.dispose()
+
+
+def _node_kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    return "a single value"
+
+
+def _walk(loader: yaml.SafeLoader, node: yaml.MappingNode, cls: type, prefix: str, path: str,
+          flat: dict[str, _Value]) -> None:
+    schema = _schema(cls)
+    seen: dict[str, int] = {}
+    for key_node, value_node in node.value:
+        line = key_node.start_mark.line + 1
+        column = key_node.start_mark.column + 1
+        key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+        if not isinstance(key, str) or key not in schema:
+            shown = repr(key) if isinstance(key, str) else "a non-text key"
+            where = f"in {prefix[:-1]}" if prefix else "at the top level"
+            close = difflib.get_close_matches(key, list(schema), n=1) if isinstance(key, str) \
+                else []
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise UserError(f"unknown key {shown}{hint}; keys accepted {where}: "
+                            + ", ".join(schema), file=path, line=line, column=column)
+        if key in seen:
+            raise UserError(f"{prefix}{key}: given twice (first on line {seen[key]})",
+                            file=path, line=line, column=column)
+        seen[key] = line
+        hint = schema[key]
+        dotted = prefix + key
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value_node, yaml.MappingNode):
+                # `engine:` with nothing under it is an empty section, not an error.
+                if isinstance(value_node, yaml.ScalarNode) and value_node.tag.endswith(":null"):
+                    continue
+                raise UserError(f"{dotted}: expected a mapping of settings under it, got "
+                                f"{_node_kind(value_node)}; keys accepted: "
+                                + ", ".join(_schema(hint)),  # type: ignore[arg-type]
+                                file=path, line=value_node.start_mark.line + 1)
+            _walk(loader, value_node, hint, dotted + ".", path, flat)  # type: ignore[arg-type]
+            continue
+        value = loader.construct_object(value_node, deep=True)
+        mark = value_node.start_mark
+        flat[dotted] = _Value(value, path, mark.line + 1, mark.column + 1)
+
+
+def _hint_for(dotted: str) -> object:
+    cls: object = Settings
+    hint: object = None
+    for part in dotted.split("."):
+        if not dataclasses.is_dataclass(cls):
+            raise KeyError(dotted)
+        schema = _schema(cls)  # type: ignore[arg-type]
+        if part not in schema:
+            raise KeyError(dotted)
+        hint = cls = schema[part]
+    return hint
+
+
+def _convert(dotted: str, hint: object, item: _Value, from_file: bool) -> object:
+    """Check one value against its type, choices and range; return it in Settings units."""
+    value = item.value
+    channel = dotted in _CHANNELS and from_file
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if value is None and dotted in _NULL_IS_AUTO:
+        return None
+    if origin in (types.UnionType, typing.Union):
+        if value is None or (value is False and dotted in _FALSE_IS_NONE):
+            return None
+        inner = [a for a in args if a is not type(None)][0]
+        return _convert(dotted, inner, item, from_file)
+    if origin is tuple:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]                  # `channels: 2` means [2]
+        if not isinstance(value, list | tuple):
+            raise item.error(dotted, f"{_show(value)} is not accepted; expected "
+                             + _accepted(dotted, hint, channel))
+        return tuple(_convert(dotted, args[0], _Value(v, item.file, item.line, item.column),
+                              from_file) for v in value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise item.error(dotted, f"{_show(value)} is not accepted; expected true or false")
+        return value
+    if hint is str:
+        if not isinstance(value, str) or not value.strip():
+            raise item.error(dotted, f"{_show(value)} is not accepted; expected "
+                             + _accepted(dotted, hint, channel))
+        choices = _CHOICES.get(dotted)
+        if choices and value not in choices:
+            close = difflib.get_close_matches(value, choices, n=1)
+            hint_text = f" (did you mean '{close[0]}'?)" if close else ""
+            raise item.error(dotted, f"{value!r} is not accepted{hint_text}; use one of: "
+                             + ", ".join(choices))
+        return value
+    if hint in (int, float):
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if not numeric or (hint is int and not isinstance(value, int)):
+            raise item.error(dotted, f"{_show(value)} is not accepted; expected "
+                             + _accepted(dotted, hint, channel))
+        if value != value:  # NaN
+            raise item.error(dotted, f"{_show(value)} is not accepted; expected "
+                             + _accepted(dotted, hint, channel))
+        if channel:
+            if not 1 <= value <= 16:
+                raise item.error(dotted, f"channel {value} is not accepted; MIDI channels are "
+                                 "numbered 1-16")
+            return int(value) - 1
+        if dotted in _CHANNELS and not 0 <= value <= 15:
+            raise item.error(dotted, f"{value} is not accepted; channels here are 0-15")
+        low, high, exclusive = _RANGES.get(dotted, (None, None, False))
+        too_low = low is not None and (value <= low if exclusive else value < low)
+        if too_low or (high is not None and value > high):
+            raise item.error(dotted, f"{value} is out of range; expected "
+                             + _accepted(dotted, hint, channel))
+        return float(value) if hint is float else value
+    raise item.error(dotted, f"{_show(value)} is not accepted")  # a type the schema lacks
+
+
+def _accepted(dotted: str, hint: object, channel: bool) -> str:
+    if channel:
+        if dotted == "engine.channels":
+            return "a list of MIDI channels 1-16, or [] for all"
+        return "a MIDI channel 1-16, or null"
+    text = _describe(hint)
+    low, high, exclusive = _RANGES.get(dotted, (None, None, False))
+    if low is not None and high is not None:
+        text += f" {'greater than' if exclusive else 'from'} {_number(low)} " \
+                f"{'and at most' if exclusive else 'to'} {_number(high)}"
+    elif low is not None:
+        text += f" of at least {_number(low)}"
+    if dotted in _CHOICES:
+        text += ": " + ", ".join(_CHOICES[dotted])
+    if dotted in _NULL_IS_AUTO:
+        text += f", or {_NULL_IS_AUTO[dotted]}"
+    return text
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _resolve_path(dotted: str, value: object, config_dir: Path) -> object:
+    if not isinstance(value, str) or not value.strip():
+        return value
+    expanded = os.path.expanduser(value)
+    if os.path.isabs(expanded):
+        return expanded
+    candidate = config_dir / expanded
+    if dotted in _PATHS or candidate.exists():
+        return str(candidate)
+    return value
+
+
+def _build(cls: type, values: dict[str, object], prefix: str = "") -> object:
+    kwargs: dict[str, object] = {}
+    for name, hint in _schema(cls).items():
+        dotted = prefix + name
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, values, dotted + ".")  # type: ignore[arg-type]
+        elif dotted in values:
+            kwargs[name] = values[dotted]
+    return cls(**kwargs)
+
+
+def _rank(item: _Value) -> tuple[int, int]:
+    """Which of two clashing values to blame: an override, else the user's file, else later."""
+    source = 2 if item.file is None else 0 if item.file == default_config_path() else 1
+    return source, item.line or 0
+
+
+def _check_together(settings: Settings, items: dict[str, _Value]) -> None:
+    """Checks that involve more than one setting."""
+    gen = settings.generation
+    if gen.high - gen.low < 12:
+        key = max(("generation.low", "generation.high"), key=lambda k: _rank(items[k]))
+        raise items[key].error(key, f"low {gen.low} and high {gen.high} must be at least an "
+                               "octave apart (high - low >= 12)")
+    controls = settings.engine.controls
+    used: dict[int, str] = {}
+    for name in _CONTROL_KEYS:
+        number = getattr(controls, name)
+        if number is None:
+            continue
+        if number in used:
+            key = f"engine.controls.{name}"
+            raise items[key].error(key, f"CC {number} is already the {used[number]} control; "
+                                   "give each control its own CC number, or null to turn one off")
+        used[number] = name
+
+
+MATMUL_KINDS = ("auto", "bf16", "fp32")
+ATTENTION_KINDS = ("auto", "torch")
+
+
+def _env_kind(name: str, kinds: tuple[str, ...], what: str) -> str:
+    kind = (os.environ.get(name) or "auto").strip().lower()
+    if kind not in kinds:
+        raise UserError(f"{name}={kind!r} is not {what}; accepted: {', '.join(kinds)}")
+    return kind
+
+
+def matmul_kind_requested() -> str:
+    """The kind of matrix products MELODYFLOW_MATMUL asks the generator for: "auto" (the
+    default: bfloat16 where the CPU has it, see generate/fastllama.py), "bf16" or "fp32"."""
+    return _env_kind("MELODYFLOW_MATMUL", MATMUL_KINDS, "a kind of matrix product")
+
+
+def attention_kind_requested() -> str:
+    """How MELODYFLOW_ATTENTION asks decoding steps to attend: "auto" (the default: the
+    compiled loops of generate/kernels.py where numba is installed) or "torch"."""
+    return _env_kind("MELODYFLOW_ATTENTION", ATTENTION_KINDS, "a kind of attention")
+
+
+def attention_kind() -> str:
+    """"compiled" or "torch": what decoding will attend with, as far as can be told without
+    importing numba (the bank cache keys on it: the two round differently)."""
+    if attention_kind_requested() == "torch" or importlib.util.find_spec("numba") is None:
+        return "torch"
+    return "compiled"
+
+
+def load_settings(config_file: str | None = None, overrides: dict[str, object] | None = None
+                  ) -> Settings:
+    """Defaults file <- config file <- overrides; one frozen Settings.
+
+    The defaults are the packaged `melodyflowd/default.yaml` (also `config/default.yaml`).
+    Overrides use dotted keys ("ports.backend", "generation.seed") and Settings units
+    (channels 0-15); those whose value is None are ignored (a flag that was not given).
+    Every unknown key or bad value is a UserError naming file:line and what is accepted.
+    """
+    matmul_kind_requested()          # a bad MELODYFLOW_MATMUL stops here, not in the child
+    attention_kind_requested()       # the same for MELODYFLOW_ATTENTION
+    items: dict[str, _Value] = dict(_parse(default_config_text(), default_config_path()))
+    if config_file is not None:
+        from_file, _ = _read_file(config_file)
+        config_dir = Path(config_file).resolve().parent
+        for dotted, item in from_file.items():
+            if dotted in _PATHS or dotted in _PATH_OR_NAME:
+                item = _Value(_resolve_path(dotted, item.value, config_dir), item.file,
+                              item.line, item.column)
+            items[dotted] = item
+    values: dict[str, object] = {}
+    for dotted, item in items.items():
+        values[dotted] = _convert(dotted, _hint_for(dotted), item, from_file=True)
+    kept: list[tuple[str, object]] = []
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        try:
+            hint = _hint_for(dotted)
+        except KeyError:
+            raise KeyError(f"load_settings: no setting {dotted!r}") from None
+        item = _Value(list(value) if isinstance(value, tuple) else value, None, None, None)
+        items[dotted] = item
+        values[dotted] = _convert(dotted, hint, item, from_file=False)
+        kept.append((dotted, value))
+    if values.get("ports.backend") is None:
+        values["ports.backend"] = platform_backend()
+    settings = _build(Settings, values)
+    assert isinstance(settings, Settings)
+    _check_together(settings, items)
+    return dataclasses.replace(settings, config_file=config_file, overrides=tuple(kept))
+
+
+def reload_settings(settings: Settings) -> Settings:
+    """Read the same config file with the same overrides again (for SIGHUP)."""
+    return load_settings(settings.config_file, dict(settings.overrides))

@@ -1,0 +1,451 @@
+"""The daemon's lifecycle: load the chart, get a phrase bank, open the ports, serve, stop.
+
+Thin shell around the pure engine. Two threads matter:
+- the MIDI callback (ports.py) calls `engine.handle` and sends; nothing else;
+- the main loop here: signals, the generator child's events, bank swaps (`engine.offer`,
+  which takes effect at the next bar line), the systemd watchdog and the stats line; and
+  the housework the callback must never pay for: garbage collection (automatic
+  collections are off while serving, `collect_garbage` runs them) and freeing the banks a
+  swap replaced (`engine.release_retired`).
+
+Signals only set flags; the main loop acts on them between two sleeps:
+  SIGHUP           reread config and chart, regenerate, swap at the next bar line; changed
+                   engine settings apply at once, port settings at the next start; an
+                   invalid chart or config is logged and the old one keeps playing
+  SIGUSR1          regenerate (a new bank for the same chart; with --phrases: reread it)
+  SIGTERM, SIGINT  stop the callback, send the note-offs owed (engine.panic), close the
+                   ports, exit 0
+
+Exit status: 0 after SIGTERM/SIGINT; 2 for what the user fixes (chart, bank, config,
+model, port name; raised as UserError to the CLI); 1 when the JACK server under the
+ports went away or restarted (systemd's Restart=on-failure then starts us on the new one),
+or when the main loop failed ten turns in a row. A generator child that dies is restarted
+by the GeneratorClient while the current bank keeps playing.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from types import FrameType
+from typing import Any
+
+from melodyflowd.errors import UserError
+from melodyflowd.service import sdnotify
+
+log = logging.getLogger("melodyflowd")
+
+LOOP_SECONDS = 0.02            # main-loop tick: signal and generator latency, not MIDI
+GIL_SWITCH_SECONDS = 0.0005    # how long a busy main thread may keep the callback waiting
+SERVER_CHECK_SECONDS = 1.0     # how often to look whether the JACK server is still ours
+GC_YOUNG = 700                 # collect (in the main loop) once this many objects are new
+GC_OLDER = 10                  # ... and an older generation after this many of the younger
+
+
+def collect_garbage() -> int | None:
+    """The cyclic garbage collector's work, done here in the main loop instead of wherever
+    an allocation happens to cross a threshold (the MIDI callback too: with gc enabled, a
+    note could pay for a collection the main loop's allocations ran up). The same rule as
+    gc's own (gc.set_threshold defaults): generation 0 past GC_YOUNG new objects, 1 and
+    2 every GC_OLDER of the one below. Returns the generation collected, or None."""
+    young, older, oldest = gc.get_count()
+    if young < GC_YOUNG:
+        return None
+    generation = 2 if oldest >= GC_OLDER and older >= GC_OLDER else 1 if older >= GC_OLDER \
+        else 0
+    gc.collect(generation)
+    return generation
+
+
+def setup_logging(level: str) -> None:
+    """Lines on stderr that read well in journald (which adds time and unit itself)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    root = logging.getLogger("melodyflowd")
+    root.handlers[:] = [handler]
+    root.propagate = False
+    root.setLevel(getattr(logging, str(level).upper(), logging.INFO))
+
+
+def _age(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+@dataclass
+class Flags:
+    """Set by signal handlers (main thread, between bytecodes), cleared by the loop."""
+
+    stop: str | None = None
+    reload: bool = False
+    regenerate: bool = False
+
+
+@dataclass
+class Pending:
+    request_id: int
+    chart: Any
+    reason: str
+    started: float = field(default_factory=time.monotonic)
+
+
+class Daemon:
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self.flags = Flags()
+        self.chart: Any = None
+        self.engine: Any = None
+        self.ports: Any = None
+        self.generator: Any = None
+        self.pending: Pending | None = None
+        self.bank_since = time.monotonic()
+        self.bank_source = ""
+        self.regenerate_seen = 0
+        self._last_progress: tuple | None = None
+
+    # -- signals -----------------------------------------------------------------------
+    def install_signals(self) -> None:
+        def on_stop(signum: int, _frame: FrameType | None) -> None:
+            self.flags.stop = signal.Signals(signum).name
+
+        def on_hup(_signum: int, _frame: FrameType | None) -> None:
+            self.flags.reload = True
+
+        def on_usr1(_signum: int, _frame: FrameType | None) -> None:
+            self.flags.regenerate = True
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, on_hup)
+        if hasattr(signal, "SIGUSR1"):
+            signal.signal(signal.SIGUSR1, on_usr1)
+
+    # -- banks -------------------------------------------------------------------------
+    def _load_bank_file(self, chart: Any) -> Any:
+        from melodyflowd.music.phrases import check_bank_for_chart, load_bank
+
+        path = self.settings.phrases
+        bank = load_bank(path)
+        check_bank_for_chart(bank, chart, source=path)
+        return bank
+
+    def _request(self, chart: Any, reason: str, fresh: bool = True) -> None:
+        """Ask the child for a bank. `fresh`: a new bank, not the cached one (regenerate)."""
+        request_id = self.generator.request_chart(chart, self.settings.generation, fresh=fresh)
+        if self.pending is not None:
+            self.generator.cancel(self.pending.request_id)
+            log.info("generation %d superseded by %d (%s)", self.pending.request_id,
+                     request_id, reason)
+        self.pending = Pending(request_id, chart, reason)
+        self._last_progress = None
+        sdnotify.status(f"generating phrases ({reason})")
+
+    def _pregenerate(self, chart: Any) -> Any | None:
+        """Block (still answering signals) until the generator delivers the first bank."""
+        from melodyflowd.generate.worker import GeneratorClient
+
+        self.generator = GeneratorClient(self.settings)
+        self.generator.start()
+        log.info("generating phrases for %s (%d bars, %d variations)...", self.settings.chart,
+                 len(chart.bars), self.settings.generation.variations)
+        self._request(chart, "start-up", fresh=False)
+        while self.flags.stop is None:
+            for event in self.generator.poll():
+                bank = self._on_generator_event(event, first=True)
+                if bank is not None:
+                    return bank
+            self._watchdog()
+            time.sleep(LOOP_SECONDS)
+        return None
+
+    def _on_generator_event(self, event: Any, first: bool = False) -> Any | None:
+        kind = type(event).__name__
+        if kind == "ChildDied":                       # about the process, not a request
+            log.warning("%s; %s", event.message, "the current bank keeps playing"
+                        if self.engine is not None else "still waiting for the first bank")
+            return None
+        pending = self.pending
+        current = pending is not None and event.request_id == pending.request_id
+        if kind == "Progress":
+            if current or event.request_id == 0:
+                self._progress(event)
+            return None
+        if kind == "Failed":
+            if not current:
+                log.warning("generator: an old request failed: %s", event.message)
+                return None
+            self.pending = None
+            if first:
+                raise UserError(f"phrase generation failed: {event.message}")
+            log.error("generation failed (%s): %s; the current bank keeps playing",
+                      pending.reason, event.message)
+            sdnotify.status("playing; the last generation failed")
+            return None
+        if kind == "BankReady":
+            if not current:
+                log.info("generator: dropping the bank of superseded request %d",
+                         event.request_id)
+                return None
+            self.pending = None
+            took = time.monotonic() - pending.started
+            log.info("phrase bank ready in %.1f s%s (%s)", took,
+                     " from the cache" if event.from_cache else "", pending.reason)
+            if first:
+                self.bank_source = "generated"
+                return event.bank
+            self._offer(event.bank, pending.chart, "generated")
+            return None
+        log.warning("generator: unknown event %r", event)
+        return None
+
+    def _progress(self, event: Any) -> None:
+        """Progress lines on stderr (every tenth of the way) and as the systemd STATUS."""
+        done, total, message = int(event.done), int(event.total), str(event.message or "")
+        if total <= 0:                                    # loading the model, restarting
+            key: tuple = (message,)
+            text = message or "working"
+        else:
+            key = (message, (10 * done) // total, done >= total)
+            text = f"{message or 'generating'} {done}/{total}"
+        if key == self._last_progress:
+            return
+        self._last_progress = key
+        log.info("generator: %s", text)
+        sdnotify.status(f"phrases: {text}")
+
+    def _offer(self, bank: Any, chart: Any, source: str) -> None:
+        same_chart = chart is None or chart is self.chart
+        self.engine.offer(bank, None if same_chart else chart, now=time.perf_counter())
+        if not same_chart:
+            self.chart = chart
+        self.bank_since = time.monotonic()
+        self.bank_source = source
+        log.info("new phrase bank (%s, %d variations) swaps in at the next bar line",
+                 source, bank.n_variations)
+        sdnotify.status(self._status())
+
+    # -- actions of the main loop ---------------------------------------------------------
+    def regenerate(self, reason: str, chart: Any = None) -> None:
+        chart = chart if chart is not None else self.chart
+        if self.generator is None and not self.settings.phrases:
+            # The config (SIGHUP) switched from a saved bank to generating.
+            from melodyflowd.generate.worker import GeneratorClient
+
+            self.generator = GeneratorClient(self.settings)
+            self.generator.start()
+        if self.generator is not None and not self.settings.phrases:
+            log.info("regenerating (%s)", reason)
+            self._request(chart, reason)
+            return
+        # Playing a saved bank: "regenerate" rereads the file (it may have been re-rendered).
+        try:
+            bank = self._load_bank_file(chart)
+        except UserError as exc:
+            log.error("cannot reload the phrase bank (%s): %s; the current one keeps playing",
+                      reason, exc)
+            return
+        log.info("rereading %s (%s; saved bank, no generator)", self.settings.phrases, reason)
+        self._offer(bank, chart, f"file {self.settings.phrases}")
+
+    def reload(self) -> None:
+        """SIGHUP: config, then chart; either invalid -> logged, the old keeps playing."""
+        log.info("SIGHUP: reloading")
+        sdnotify.reloading()
+        try:
+            self._reload()
+        finally:
+            sdnotify.ready(self._status())
+
+    def _reload(self) -> None:
+        from melodyflowd.music.chart import load_chart
+        from melodyflowd.service.config import reload_settings
+
+        try:
+            settings = reload_settings(self.settings)
+        except UserError as exc:
+            log.error("config reload failed: %s; keeping the running config", exc)
+            settings = self.settings
+        try:
+            chart = load_chart(settings.chart)
+        except UserError as exc:
+            log.error("chart reload failed: %s; the old chart keeps playing", exc)
+            return
+        except OSError as exc:
+            log.error("chart reload failed: %s: %s; the old chart keeps playing",
+                      settings.chart, exc.strerror or exc)
+            return
+        if settings.ports != self.settings.ports:
+            log.warning("port settings changed: they take effect at the next restart")
+        if settings.engine != self.settings.engine:
+            self.engine.update_settings(settings.engine)      # live from the next message
+            log.info("engine settings updated")
+        self.settings = replace(settings, ports=self.settings.ports)
+        logging.getLogger("melodyflowd").setLevel(
+            getattr(logging, str(self.settings.log_level).upper(), logging.INFO))
+        self.regenerate("SIGHUP", chart)
+
+    def _watchdog(self) -> None:
+        if self._watchdog_every is None:
+            return
+        now = time.monotonic()
+        if now >= self._watchdog_next:
+            sdnotify.watchdog()
+            self._watchdog_next = now + self._watchdog_every
+
+    def stats_line(self) -> str:
+        engine = self.engine
+        timing = self.ports.timing if self.ports is not None else None
+        pct = timing.percentiles() if timing is not None else {}
+        handling = ("handling p50 {p50:.1f} us p99 {p99:.1f} us max {max:.1f} us (n={n:.0f})"
+                    .format(**pct) if pct else "handling: no messages yet")
+        return (f"stats: notes remapped {engine.notes_remapped}, "
+                f"messages {timing.count[0] if timing else 0}, "
+                f"sent {timing.sent[0] if timing else 0}, {handling}, "
+                f"dropped {engine.dropped}, engine errors {engine.errors}, "
+                f"callback errors {timing.errors[0] if timing else 0}, "
+                f"bank swaps {engine.swaps}, "
+                f"bank age {_age(time.monotonic() - self.bank_since)} ({self.bank_source}), "
+                f"variation {engine.variation + 1}/{engine.bank.n_variations}")
+
+    def _status(self) -> str:
+        title = self.chart.title or self.settings.chart
+        remapped = self.engine.notes_remapped if self.engine is not None else 0
+        return f"playing {title}; {remapped} notes remapped"
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def run(self) -> int:
+        from melodyflowd.live.engine import Engine
+        from melodyflowd.live.ports import open_ports
+        from melodyflowd.live.transport import Transport
+        from melodyflowd.music.chart import load_chart
+
+        settings = self.settings
+        setup_logging(settings.log_level)
+        sys.setswitchinterval(GIL_SWITCH_SECONDS)
+        self.install_signals()
+        timeout = sdnotify.watchdog_timeout()
+        self._watchdog_every = timeout / 3 if timeout else None
+        self._watchdog_next = 0.0
+
+        self.chart = load_chart(settings.chart)
+        try:
+            if settings.phrases:
+                bank = self._load_bank_file(self.chart)
+                self.bank_source = f"file {settings.phrases}"
+            else:
+                bank = self._pregenerate(self.chart)
+                if bank is None:
+                    log.info("stopped (%s) before the first bank was ready", self.flags.stop)
+                    return 0
+            self.bank_since = time.monotonic()
+            transport = Transport(self.chart.tempo, self.chart.beats_per_bar)
+            self.engine = Engine(settings.engine, self.chart, bank, transport)
+            self.regenerate_seen = self.engine.regenerate_requests
+            # What start-up made lives as long as we do: out of the collector's sight, so
+            # a full collection walks only what came later. And no automatic collections
+            # from here on: they run in whichever thread allocates, the MIDI callback too;
+            # the main loop runs them instead (collect_garbage).
+            gc.collect()
+            gc.freeze()
+            gc.disable()
+            self.ports = open_ports(settings.ports, self.engine.handle)
+            log.info("ready: %r -> %r on %s; %d bars, %d variations", settings.ports.in_name,
+                     settings.ports.out_name, settings.ports.backend, len(self.chart.bars),
+                     bank.n_variations)
+            sdnotify.ready(self._status())
+            return self.serve()
+        finally:
+            self.shutdown()
+
+    def serve(self) -> int:
+        """The live loop: until a stop signal (exit 0) or a lost JACK server (exit 1). A bug
+        in one turn is logged and the music plays on (the callback does not depend on this
+        loop); ten turns in a row that fail end the daemon with status 1."""
+        interval = float(self.settings.stats_interval or 0)
+        self._next_stats = time.monotonic() + interval if interval > 0 else None
+        self._next_server_check = time.monotonic() + SERVER_CHECK_SECONDS
+        failures = 0
+        while self.flags.stop is None:
+            try:
+                status = self._turn(interval)
+                failures = 0
+            except Exception:
+                failures += 1
+                log.exception("internal error in the main loop (%d in a row); the current "
+                              "bank keeps playing", failures)
+                if failures >= 10:
+                    return 1
+                time.sleep(1.0)
+                continue
+            if status is not None:
+                return status
+            time.sleep(LOOP_SECONDS)
+        log.info("%s: stopping", self.flags.stop)
+        return 0
+
+    def _turn(self, interval: float) -> int | None:
+        now = time.monotonic()
+        if now >= self._next_server_check:
+            self._next_server_check = now + SERVER_CHECK_SECONDS
+            gone = self.ports.server_gone()
+            if gone is not None:
+                log.error("%s; exiting with status 1 so that the service manager "
+                          "restarts melodyflowd on the new server", gone)
+                return 1
+        if self.flags.reload:
+            self.flags.reload = False
+            self.reload()
+        if self.flags.regenerate:
+            self.flags.regenerate = False
+            self.regenerate("SIGUSR1")
+        requests = self.engine.regenerate_requests
+        if requests != self.regenerate_seen:
+            self.regenerate_seen = requests
+            self.regenerate("control CC")
+        if self.generator is not None:
+            for event in self.generator.poll():
+                self._on_generator_event(event)
+        self.engine.release_retired()       # old banks are freed here, not in the callback
+        collect_garbage()
+        self._watchdog()
+        if self._next_stats is not None and time.monotonic() >= self._next_stats:
+            log.info("%s", self.stats_line())
+            self._next_stats = time.monotonic() + interval
+        return None
+
+    def shutdown(self) -> None:
+        """Stop the callback, send every note-off owed, close the ports, stop the child."""
+        sdnotify.stopping()
+        gc.enable()
+        if self.ports is not None:
+            self.ports.stop_input()
+            time.sleep(0.01)                      # let a callback in flight finish
+            offs = self.engine.panic() if self.engine is not None else []
+            for message in offs:
+                self.ports.send(message)
+            if offs:
+                log.info("sent %d note-offs for what was sounding", len(offs))
+            log.info("%s", self.stats_line())
+            self.ports.close(drain=0.05 if self.ports.backend == "jack" else 0.0)
+            self.ports = None
+        if self.generator is not None:
+            try:
+                self.generator.stop()
+            except Exception:  # never let the child's trouble hide the exit status
+                log.exception("stopping the generator")
+            self.generator = None
+
+
+def run(settings: Any) -> int:
+    """Serve until SIGTERM/SIGINT; the exit code (0 on a clean stop). UserError from the
+    start-up (chart, bank, ports, model) propagates to the CLI, which exits 2."""
+    return Daemon(settings).run()
