@@ -38,6 +38,7 @@ class PortSettings:
     backend: str = field(default_factory=platform_backend)   # alsa | jack | coremidi | windows
     in_name: str = "melodyflowd in"
     out_name: str = "melodyflowd out"
+    sysex: bool = False                      # pass whole SysEx messages on (off: dropped)
 
 
 @dataclass(frozen=True, slots=True)

@@ -312,6 +312,7 @@ class Daemon:
                 f"sent {timing.sent[0] if timing else 0}, {handling}, "
                 f"dropped {engine.dropped}, engine errors {engine.errors}, "
                 f"callback errors {timing.errors[0] if timing else 0}, "
+                f"sysex dropped {timing.dropped[0] if timing else 0}, "
                 f"bank swaps {engine.swaps}, "
                 f"bank age {_age(time.monotonic() - self.bank_since)} ({self.bank_source}), "
                 f"variation {engine.variation + 1}/{engine.bank.n_variations}")
