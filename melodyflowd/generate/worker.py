@@ -265,7 +265,8 @@ class GeneratorClient:
             log.warning("bank cache unavailable: %s", exc)
         if not fresh and keys:
             bank = cache.load_cached(cache_dir, keys[0], bars=len(chart.bars),
-                                     variations=generation.variations, seed=generation.seed)
+                                     variations=generation.variations, seed=generation.seed,
+                                     generation=generation)
             if bank is not None:
                 log.info("bank from cache (%s)", cache.cache_path(cache_dir, keys[0]).name)
                 self._ready.append(BankReady(request_id, bank, from_cache=True))

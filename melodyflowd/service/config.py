@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from melodyflowd.errors import UserError
+from melodyflowd.files import CONFIG_MAX_BYTES, read_bytes
 
 
 def platform_backend() -> str:
@@ -205,8 +206,7 @@ def _show(value: object) -> str:
 def _read_file(path: str) -> tuple[dict[str, _Value], str]:
     """Read a config file into {dotted key: value with its file:line}. Unknown keys raise."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        text = read_bytes(path, "the config file", CONFIG_MAX_BYTES).decode("utf-8")
     except OSError as exc:
         raise UserError(f"cannot read the config file: {exc.strerror or exc}", file=path) from None
     except UnicodeDecodeError:
@@ -235,6 +235,13 @@ def _parse(text: str, path: str) -> dict[str, _Value]:
                         column=mark.column + 1 if mark else None) from None
     except yaml.YAMLError as exc:
         raise UserError(f"not valid YAML: {exc}", file=path) from None
+    except RecursionError:
+        raise UserError("not a config: nested too deeply (lists or mappings inside each "
+                        "other hundreds of levels deep)", file=path) from None
+    except ValueError as exc:
+        if "digits" not in str(exc):            # int() of a number too long to convert
+            raise
+        raise UserError("not a config: a number with thousands of digits", file=path) from None
     finally:
         loader.dispose()
 

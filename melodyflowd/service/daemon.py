@@ -131,11 +131,12 @@ class Daemon:
 
     # -- banks -------------------------------------------------------------------------
     def _load_bank_file(self, chart: Any) -> Any:
-        from melodyflowd.music.phrases import check_bank_for_chart, load_bank
+        from melodyflowd.music.phrases import check_bank_for_chart, check_bank_pitches, load_bank
 
         path = self.settings.phrases
         bank = load_bank(path)
         check_bank_for_chart(bank, chart, source=path)
+        check_bank_pitches(bank, source=path)
         return bank
 
     def _request(self, chart: Any, reason: str, fresh: bool = True) -> None:
