@@ -305,7 +305,7 @@ def _load_pretrained(source: str, *, local_only: bool):
                                                        output_loading_info=True, **kwargs)
     # transformers fills tensors the weights lack with random numbers and goes on; a model
     # that would play noise is an error here.
-    for kind, what in (("missing_keys", "lacks"), ("mismatched_keys", "has the wrong shape of")):
+    for kind, what in (("missing_keys", "lack"), ("mismatched_keys", "have the wrong shape for")):
         names = sorted(str(name) for name in info.get(kind) or ())
         if names:
             raise ModelError(f"the weights {what} {len(names)} of the tensors the model "
