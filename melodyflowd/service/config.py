@@ -120,7 +120,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 
 # (low, high, low is exclusive); None = unbounded. Values in Settings units.
 _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
-    "stats_interval": (0, None, False),
+    "stats_interval": (0, 86400, False),
     "engine.split": (0, 127, False),
     "engine.anticipation_ms": (0, 2000, False),
     "generation.variations": (1, 64, False),
@@ -136,7 +136,15 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
 _CONTROL_KEYS = ("regenerate", "next_variation", "previous_variation", "select_variation",
                  "panic")
 for _name in _CONTROL_KEYS:
-    _RANGES[f"engine.controls.{_name}"] = (0, 127, False)
+    _RANGES[f"engine.controls.{_name}"] = (1, 119, False)
+# CCs a control may not take, because the engine must pass them on: bank select (it goes
+# with the program changes that pass through); 120-127 are channel mode messages (All
+# Sound Off, All Notes Off, ...), outside the controls' range.
+_RESERVED_CCS = {0: "Bank Select", 32: "Bank Select (LSB)"}
+# Settings with a gap at the bottom of their range: 0 turns them off, else at least this.
+_ZERO_OR_AT_LEAST = {"stats_interval": 1.0}
+# Port names: JACK client names hold at most 63 bytes, ALSA's 63 characters.
+_MAX_LENGTH = {"ports.in_name": 63, "ports.out_name": 63}
 
 # MIDI channels: 1-16 in a config file (as DAWs number them), 0-15 in Settings.
 _CHANNELS = frozenset({"engine.channels", "engine.out_channel", "engine.controls.channel"})
@@ -333,6 +341,10 @@ def _convert(dotted: str, hint: object, item: _Value, from_file: bool) -> object
         if not isinstance(value, str) or not value.strip():
             raise item.error(dotted, f"{_show(value)} is not accepted; expected "
                              + _accepted(dotted, hint, channel))
+        limit = _MAX_LENGTH.get(dotted)
+        if limit is not None and len(value.encode()) > limit:
+            raise item.error(dotted, f"{value[:20]!r}... is {len(value.encode())} bytes long; "
+                             f"at most {limit} bytes are accepted")
         choices = _CHOICES.get(dotted)
         if choices and value not in choices:
             close = difflib.get_close_matches(value, choices, n=1)
@@ -360,6 +372,13 @@ def _convert(dotted: str, hint: object, item: _Value, from_file: bool) -> object
         if too_low or (high is not None and value > high):
             raise item.error(dotted, f"{value} is out of range; expected "
                              + _accepted(dotted, hint, channel))
+        floor = _ZERO_OR_AT_LEAST.get(dotted)
+        if floor is not None and 0 < value < floor:
+            raise item.error(dotted, f"{value} is out of range; expected 0 (off) or "
+                             f"{_number(floor)} to {_number(high or floor)}")
+        if dotted.startswith("engine.controls.") and value in _RESERVED_CCS:
+            raise item.error(dotted, f"CC {value} ({_RESERVED_CCS[value]}) must pass through "
+                             "to the synth; give a control another CC from 1 to 119 (not 32)")
         return float(value) if hint is float else value
     raise item.error(dotted, f"{_show(value)} is not accepted")  # a type the schema lacks
 
