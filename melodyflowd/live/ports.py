@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from melodyflowd.errors import UserError
+from melodyflowd.errors import RetryError, UserError
 from melodyflowd.live.midistream import SYSEX, SYSEX_CLEAR, split_messages, sysex_passes
 
 Handler = Callable[[list[int], float], Sequence[Sequence[int]]]
@@ -78,10 +78,10 @@ def _client(kind: str, backend: str, name: str) -> Any:
                             ) from exc
         if backend == "jack":
             server = os.environ.get("JACK_DEFAULT_SERVER", "default")
-            raise UserError(f"cannot reach the JACK server {server!r} ({exc}); start one "
+            raise RetryError(f"cannot reach the JACK server {server!r} ({exc}); start one "
                             "(e.g. jackd -d alsa, or qjackctl) or use --backend alsa"
                             ) from exc
-        raise UserError(f"cannot open the {backend} MIDI backend: {exc}") from exc
+        raise RetryError(f"cannot open the {backend} MIDI backend: {exc}") from exc
 
 
 def _split_name(port: str) -> tuple[str, str]:
@@ -226,8 +226,8 @@ class SysexClear:
         ports = list(self._out.get_ports())
         if target not in ports:
             self._out.delete()
-            raise UserError(f"cannot find our own JACK input port {target!r}; ports: "
-                            + ", ".join(ports))
+            raise RetryError(f"cannot find our own JACK input port {target!r}; ports: "
+                             + ", ".join(ports))
         self._out.open_port(ports.index(target), client_name)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sysex-clear", daemon=True)
@@ -282,7 +282,7 @@ class Ports:
             existing = list(self._in.get_ports()) + list(self._out.get_ports())
             for name, flag in ((self.in_name, "--in-name"), (self.out_name, "--out-name")):
                 if _taken(name, existing):
-                    raise UserError(f"MIDI port name {name!r} is already taken on {backend} "
+                    raise RetryError(f"MIDI port name {name!r} is already taken on {backend} "
                                     f"(another melodyflowd running?); stop it or pass {flag}")
             try:
                 if backend == "jack":
@@ -291,7 +291,8 @@ class Ports:
                     self._out.open_virtual_port(self.out_name)
                     self._in.open_virtual_port(self.in_name)
             except rtmidi.RtMidiError as exc:
-                raise UserError(f"cannot open virtual MIDI ports on {backend}: {exc}") from exc
+                raise RetryError(f"cannot open virtual MIDI ports on {backend}: {exc}"
+                                 ) from exc
         # Clock and SPP must reach the engine, SysEx the callback (see the module's doc);
         # active sensing passes through too.
         self._in.ignore_types(sysex=False, timing=False, active_sense=False)
@@ -319,7 +320,7 @@ class Ports:
             full[what] = f"{real_client}:{name}"
             if real_client != name:
                 flag = "--in-name" if what == "in" else "--out-name"
-                raise UserError(f"MIDI port name {name!r} is already taken on jack (another "
+                raise RetryError(f"MIDI port name {name!r} is already taken on jack (another "
                                 f"melodyflowd started at the same moment; JACK named ours "
                                 f"{full[what]!r}); stop it or pass {flag}")
         self.in_full_name, self.out_full_name = full["in"], full["out"]

@@ -296,7 +296,7 @@ def test_two_daemons_started_at_once_with_one_name_one_plays_one_is_refused(jack
         refused = [d for d in daemons if d.proc.poll() is not None]
         playing = [d for d in daemons if d.proc.poll() is None]
         assert len(refused) == 1 and len(playing) == 1, [d.log() for d in daemons]
-        assert refused[0].proc.returncode == 2
+        assert refused[0].proc.returncode == 1           # retry: the name may come free
         assert "already taken" in refused[0].log() and "Traceback" not in refused[0].log()
         names = [p for p in jack_server.ports() if p.endswith(":mfdtwin in")]
         assert names == ["mfdtwin in:mfdtwin in"], names
