@@ -5,7 +5,7 @@ opened with O_NONBLOCK (a FIFO does not hang the open) and checked with fstat on
 descriptor: a FIFO, a device (/dev/zero), a socket or a directory is refused, and so is a
 file over the limit for its kind; at most limit + 1 bytes are ever read (a file that grows
 meanwhile is refused too). Symlinks are followed, to what they point at, which is checked
-the same way. The limits are documented in the README ("Limits").
+the same way. The limits are in the README (Troubleshooting).
 """
 
 from __future__ import annotations

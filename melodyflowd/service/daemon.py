@@ -16,11 +16,11 @@ Signals only set flags; the main loop acts on them between two sleeps:
   SIGTERM, SIGINT  stop the callback, send the note-offs owed (engine.panic), close the
                    ports, exit 0
 
-Exit status: 0 after SIGTERM/SIGINT; 2 for what the user fixes (chart, bank, config,
-model, port name; raised as UserError to the CLI); 1 when the JACK server under the
-ports went away or restarted (systemd's Restart=on-failure then starts us on the new one),
-or when the main loop failed ten turns in a row. A generator child that dies is restarted
-by the GeneratorClient while the current bank keeps playing.
+Exit status (errors.py): 0 after SIGTERM/SIGINT; 2 for the user's file or setting (chart,
+bank, config, model; raised as UserError to the CLI); 1 for everything else, which a retry
+may fix (RetryError: JACK unreachable, port names held; the JACK server under the ports
+went away or restarted; the main loop failed ten turns in a row). A generator child that
+dies is restarted by the GeneratorClient while the current bank keeps playing.
 """
 
 from __future__ import annotations
