@@ -112,33 +112,28 @@ def bank_bars(chart: Chart) -> tuple[BankBar, ...]:
 
 # Notes one variation of a bank may hold in one bar (the generator writes at most 16).
 MAX_NOTES_PER_BAR = 64
-# How far outside its low..high a bank written with the soft constraint may go: that
-# constraint makes other pitches unlikely, not impossible.
-SOFT_RANGE_MARGIN = 12
 
 
 def check_bank_pitches(bank: PhraseBank, source: str = "<bank>", low: int | None = None,
                        high: int | None = None, constraint: str | None = None) -> None:
-    """Raise BankError when a note lies outside the pitch range the bank was written for:
-    `low`..`high` (or, when not given, the range its own settings claim); with the soft
-    constraint SOFT_RANGE_MARGIN semitones further either way."""
+    """Raise BankError when a bank written with the hard constraint holds a note outside
+    `low`..`high` (when not given: the range its own settings claim). The soft constraint
+    makes other pitches unlikely, not impossible (a random model writes them all the
+    time), so a soft bank promises no range to check."""
     claims = bank.settings
     low = low if low is not None else claims.get("low")
     high = high if high is not None else claims.get("high")
     constraint = constraint or claims.get("constraint")
-    if not isinstance(low, int) or not isinstance(high, int) or low > high:
+    if constraint != "hard" or not isinstance(low, int) or not isinstance(high, int):
         return
-    margin = 0 if constraint == "hard" else SOFT_RANGE_MARGIN
-    lowest, highest = low - margin, high + margin
     for v, row in enumerate(bank.variations):
         for phrase in row:
             for k, note in enumerate(phrase.notes):
-                if not lowest <= note.pitch <= highest:
+                if not low <= note.pitch <= high:
                     raise BankError(
                         f"variations[{v}][{phrase.bar}].notes[{k}].pitch: {note.pitch} is "
-                        f"outside the range the bank was written for ({low}..{high}"
-                        + (f", {margin} semitones either way with the soft constraint"
-                           if margin else "") + ")", file=source)
+                        f"outside the range the bank was written for ({low}..{high}, "
+                        "hard constraint)", file=source)
 
 
 def check_bank_for_chart(bank: PhraseBank, chart: Chart, source: str = "<bank>") -> None:

@@ -208,7 +208,7 @@ def test_stored_file_is_a_bank_a_user_can_load(tmp_path, model_dir):
     assert load_bank(str(path)).n_variations == 2
 
 
-def test_a_cached_bank_outside_the_configured_pitch_range_is_not_played(tmp_path, model_dir,
+def test_a_cached_hard_bank_outside_the_configured_pitch_range_is_not_played(tmp_path, model_dir,
                                                                          caplog):
     chart = make_chart()
     generation = gen(model_dir, low=55, high=84, constraint="hard")
@@ -222,7 +222,7 @@ def test_a_cached_bank_outside_the_configured_pitch_range_is_not_played(tmp_path
     cache.store(tmp_path, key, wide)
     with caplog.at_level(logging.WARNING):
         assert cache.load_cached(tmp_path, key, generation=generation) is None
-    assert "pitch: 0 is outside the range the bank was written for (55..84)" in caplog.text
+    assert "pitch: 0 is outside the range the bank was written for (55..84, hard" in caplog.text
 
 
 @pytest.mark.parametrize("special", ["fifo", "symlink to /dev/zero"])

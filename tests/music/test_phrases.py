@@ -292,7 +292,7 @@ def test_a_bank_with_too_many_notes_in_a_bar_is_refused(tmp_path):
         load_bank(path)
 
 
-def test_a_bank_is_checked_against_the_pitch_range_it_claims(tmp_path):
+def test_a_hard_constraint_bank_is_checked_against_the_pitch_range_it_claims(tmp_path):
     import json
 
     from melodyflowd.music.phrases import BankError, check_bank_pitches, load_bank
@@ -300,7 +300,7 @@ def test_a_bank_is_checked_against_the_pitch_range_it_claims(tmp_path):
 
     path = write_bank(tmp_path / "b.json", [[("C", 0, 4)]], [[[(40, 0, "C"), (60, 2, "C")]]])
     data = json.loads(path.read_text())
-    for constraint, low, ok in (("hard", 55, False), ("hard", 40, True), ("soft", 55, False),
+    for constraint, low, ok in (("hard", 55, False), ("hard", 40, True), ("soft", 55, True),
                                 ("soft", 52, True)):
         data["settings"] = {"constraint": constraint, "low": low, "high": 84}
         path.write_text(json.dumps(data))
