@@ -257,6 +257,11 @@ def locate(program: Program, beat: float) -> tuple[int, int, int]:
     return abs_bar, bar, max(span, 0)
 
 
+def _as_list(msg: Sequence[int]) -> list[int]:
+    """A message passed on as it came (rtmidi sends lists; other callers may pass tuples)."""
+    return msg if isinstance(msg, list) else list(msg)
+
+
 @dataclass(frozen=True, slots=True)
 class _Config:
     """The settings as `handle` uses them (tables), swapped whole by `update_settings`."""
@@ -475,11 +480,11 @@ class Engine:
         try:
             # The fast path for what a player and a DAW send most: clock ticks, and note-ons
             # and note-offs of remapped keys while a position is known and no new bank is
-            # due. Straight-line
-            # code on attributes and tables (each call, property or int() costs
-            # microseconds when the caches are cold, as they are between two notes). It
-            # must give exactly what _handle gives (tests/live/test_engine_fast.py compares the
-            # two); anything else, or any doubt, takes _handle.
+            # due: straight-line code on attributes and tables (each call, property or int()
+            # costs microseconds when the caches are cold, as they are between two notes).
+            # It must give exactly what _handle, the reference path, gives
+            # (tests/live/test_engine_fast.py compares the two); anything else, or any
+            # doubt, takes _handle.
             size = len(msg)
             if size == 1 and msg[0] == CLOCK:
                 # MIDI clock, 24 a beat while a DAW plays: the most frequent message.
@@ -495,156 +500,188 @@ class Engine:
                     line = self.transport.line
                     if config.remap[key] and line is not None:
                         if status < NOTE_ON or not velocity:
-                            if self._offer is not self._installed \
-                                    and not self._waits(line, now):
-                                return self._handle(msg, now)
-                            self._down[key] = 0
-                            slot = self._held.pop(key, None)
-                            if slot is None:
-                                return []
-                            ref = self._ref
-                            count = ref[slot] - 1
-                            if count > 0:
-                                ref[slot] = count
-                                return []
-                            ref[slot] = 0
-                            off, pitch = _SLOT[slot]
-                            return [[off, pitch,
-                                     velocity if status < NOTE_ON else RELEASE_VELOCITY]]
-                        beat = beat_on(line, now)
-                        if self._offer is not self._installed:
-                            # A bank waits for its bar line: go on inside the bar it waits
-                            # in (_waits, inline); past it, swap it in and go on.
-                            window = self._window
-                            if window[0] != self._offer.seq or line[4] == _INF:  # hold
-                                return self._handle(msg, now)
-                            if not window[1] <= beat < window[2]:
-                                self._maybe_install(now)
-                                if self.transport.line is not line:    # a new chart's tempo
-                                    return self._handle(msg, now)
-                        self._down[key] = 1
-                        held = self._held
-                        out: list[list[int]] | None = None
-                        if held:
-                            out = []
-                            if key in held:
-                                self._release(key, RELEASE_VELOCITY, out)
-                            if config.mono and held:
-                                self._end_all(out)
-                        if config.anticipation:
-                            beat += config.anticipation * line[2] / 60.0      # tempo
-                        if self._lo <= beat < self._hi and self._span_config is config:
-                            # The same chord span as the last note: its next note.
-                            pos = self._pos
-                            index = self._index
-                        else:
-                            pos = self._enter(config, beat)
-                            index = pos % len(self._phrase)
-                        pitch = self._phrase[index]
-                        index += 1
-                        self._index = 0 if index == self._length else index
-                        if config.contour and self._last_key >= 0 and self._last_out >= 0 \
-                                and note != self._last_key:
-                            pitch = self._contour_pick(self._program, self._v, self._fbar,
-                                                       self._span, pos, pitch,
-                                                       1 if note > self._last_key else -1)
-                        self._pos = pos + 1
-                        slot = config.slot_base[status] + pitch
-                        ref = self._ref
-                        count = ref[slot]
-                        ref[slot] = count + 1
-                        held[key] = slot
-                        self._last_out = pitch
-                        self._last_key = note
-                        self.notes_remapped += 1
-                        on = config.on_status[status]
-                        if count:              # poly: another key holds it: strike it again
-                            if out is None:
-                                out = []
-                            out.append([on - 0x10, pitch, RELEASE_VELOCITY])
-                        if out is None:
-                            return [[on, pitch, velocity]]
-                        out.append([on, pitch, velocity])
-                        return out
+                            return self._fast_note_off(msg, now, key, status, velocity, line)
+                        return self._fast_note_on(msg, now, config, key, status, note,
+                                                  velocity, line)
             return self._handle(msg, now)
         except Exception:           # a bug must never take the MIDI callback down
             self.errors += 1
             return []
 
+    def _fast_note_off(self, msg: Sequence[int], now: float, key: int, status: int,
+                       velocity: int, line: tuple) -> list[list[int]]:
+        """The fast path of a remapped key's note-off (two lookups)."""
+        if self._offer is not self._installed and not self._waits(line, now):
+            return self._handle(msg, now)
+        self._down[key] = 0
+        slot = self._held.pop(key, None)
+        if slot is None:
+            return []
+        ref = self._ref
+        count = ref[slot] - 1
+        if count > 0:
+            ref[slot] = count
+            return []
+        ref[slot] = 0
+        off, pitch = _SLOT[slot]
+        return [[off, pitch, velocity if status < NOTE_ON else RELEASE_VELOCITY]]
+
+    def _fast_note_on(self, msg: Sequence[int], now: float, config: _Config, key: int,
+                      status: int, note: int, velocity: int, line: tuple) -> list[list[int]]:
+        """The fast path of a remapped key's note-on: the next note of the cached span's
+        phrase, or of the span `_enter` finds; a pending bank is swapped in at its bar line."""
+        beat = beat_on(line, now)
+        if self._offer is not self._installed:
+            # A bank waits for its bar line: go on inside the bar it waits in (_waits,
+            # inline); past it, swap it in and go on.
+            window = self._window
+            if window[0] != self._offer.seq or line[4] == _INF:  # hold
+                return self._handle(msg, now)
+            if not window[1] <= beat < window[2]:
+                self._maybe_install(now)
+                if self.transport.line is not line:    # a new chart's tempo
+                    return self._handle(msg, now)
+        self._down[key] = 1
+        held = self._held
+        out: list[list[int]] | None = None
+        if held:
+            out = []
+            if key in held:
+                self._release(key, RELEASE_VELOCITY, out)
+            if config.mono and held:
+                self._end_all(out)
+        if config.anticipation:
+            beat += config.anticipation * line[2] / 60.0      # tempo
+        if self._lo <= beat < self._hi and self._span_config is config:
+            # The same chord span as the last note: its next note.
+            pos = self._pos
+            index = self._index
+        else:
+            pos = self._enter(config, beat)
+            index = pos % len(self._phrase)
+        pitch = self._phrase[index]
+        index += 1
+        self._index = 0 if index == self._length else index
+        if config.contour and self._last_key >= 0 and self._last_out >= 0 \
+                and note != self._last_key:
+            pitch = self._contour_pick(self._program, self._v, self._fbar,
+                                       self._span, pos, pitch,
+                                       1 if note > self._last_key else -1)
+        self._pos = pos + 1
+        slot = config.slot_base[status] + pitch
+        ref = self._ref
+        count = ref[slot]
+        ref[slot] = count + 1
+        held[key] = slot
+        self._last_out = pitch
+        self._last_key = note
+        self.notes_remapped += 1
+        on = config.on_status[status]
+        if count:              # poly: another key holds it: strike it again
+            if out is None:
+                out = []
+            out.append([on - 0x10, pitch, RELEASE_VELOCITY])
+        if out is None:
+            return [[on, pitch, velocity]]
+        out.append([on, pitch, velocity])
+        return out
+
     # -- internals -------------------------------------------------------------------------
 
     def _handle(self, msg: Sequence[int], now: float) -> list[list[int]]:
+        """The reference path for any message: check it, then by kind."""
         if not msg:
-            self.dropped += 1
-            return []
+            return self._drop()
         status = msg[0]
-        if status == CLOCK and len(msg) == 1:     # the most frequent message: fast path
+        if status == CLOCK and len(msg) == 1:     # the most frequent message
             self.transport.feed(msg, now)
-            if self._offer is not self._installed:
-                self._maybe_install(now)
-            return [msg if isinstance(msg, list) else list(msg)]
+            self._install_due(now)
+            return [_as_list(msg)]
         if not 0x80 <= status <= 0xFF:
-            self.dropped += 1
-            return []
+            return self._drop()
         if status < 0xF0:
-            kind = status & 0xF0
-            if len(msg) != _CHANNEL_LENGTH[kind] or msg[1] > 127 or msg[-1] > 127 \
-                    or msg[1] < 0 or msg[-1] < 0:
-                self.dropped += 1
-                return []
-            if self._offer is not self._installed:
-                self._maybe_install(now)
-            channel = status & 0x0F
-            config = self._config
-            if kind in (NOTE_ON, NOTE_OFF):
-                key = (channel << 7) | msg[1]
-                out: list[list[int]] = []
-                pressed = kind == NOTE_ON and msg[2] > 0
-                if config.remap[key]:
-                    if pressed:
-                        self._down[key] = 1
-                        self._note_on(config, key, msg[1], msg[2], channel, now, out)
-                    else:
-                        self._down[key] = 0
-                        self._release(key, msg[2] if kind == NOTE_OFF else RELEASE_VELOCITY,
-                                      out)
-                    return out
-                if self._down[key]:
-                    # It went down remapped (the settings changed since): it stays the
-                    # engine's key until it comes up.
-                    self._down[key] = 0
-                    self._release(key, RELEASE_VELOCITY if pressed else msg[2], out)
-                    if not pressed:
-                        return out
-                out.append(msg if isinstance(msg, list) else list(msg))
-                return out
-            elif kind == POLY_PRESSURE:
-                key = (channel << 7) | msg[1]
-                slot = self._held.get(key)
-                if slot is not None:
-                    return [[POLY_PRESSURE | (slot >> 7), slot & 127, msg[2]]]
-                if config.remap[key] or self._down[key]:
-                    return []
-            elif kind == CONTROL:
-                return self._control(config, msg, channel, msg[1], msg[2])
-            return [msg if isinstance(msg, list) else list(msg)]
-        # System messages.
+            return self._channel_message(msg, now)
         if status == SYSEX:
-            if len(msg) < 2 or msg[-1] != SYSEX_END or not all(0 <= b < 0x80
-                                                                 for b in msg[1:-1]):
-                self.dropped += 1
-                return []
-            return [msg if isinstance(msg, list) else list(msg)]
-        length = _SYSTEM_LENGTH.get(status)
-        if length is None or len(msg) != length or not all(0 <= b < 0x80 for b in msg[1:]):
-            self.dropped += 1
-            return []
-        self.transport.feed(msg, now)
+            return self._sysex(msg)
+        return self._system_message(msg, now)
+
+    def _drop(self) -> list[list[int]]:
+        """A malformed message: counted, nothing sent."""
+        self.dropped += 1
+        return []
+
+    def _install_due(self, now: float) -> None:
         if self._offer is not self._installed:
             self._maybe_install(now)
-        passed = msg if isinstance(msg, list) else list(msg)
+
+    def _channel_message(self, msg: Sequence[int], now: float) -> list[list[int]]:
+        status = msg[0]
+        kind = status & 0xF0
+        if len(msg) != _CHANNEL_LENGTH[kind] or not 0 <= msg[1] <= 127 \
+                or not 0 <= msg[-1] <= 127:
+            return self._drop()
+        self._install_due(now)
+        channel = status & 0x0F
+        config = self._config
+        if kind in (NOTE_ON, NOTE_OFF):
+            return self._note(config, msg, kind, channel, now)
+        if kind == POLY_PRESSURE:
+            return self._poly_pressure(config, msg, channel)
+        if kind == CONTROL:
+            return self._control(config, msg, channel, msg[1], msg[2])
+        return [_as_list(msg)]
+
+    def _note(self, config: _Config, msg: Sequence[int], kind: int, channel: int,
+              now: float) -> list[list[int]]:
+        key = (channel << 7) | msg[1]
+        out: list[list[int]] = []
+        pressed = kind == NOTE_ON and msg[2] > 0
+        if config.remap[key]:
+            if pressed:
+                self._down[key] = 1
+                self._note_on(config, key, msg[1], msg[2], channel, now, out)
+            else:
+                self._down[key] = 0
+                self._release(key, msg[2] if kind == NOTE_OFF else RELEASE_VELOCITY, out)
+            return out
+        if self._down[key]:
+            # It went down remapped (the settings changed since): it stays the engine's key
+            # until it comes up.
+            self._down[key] = 0
+            self._release(key, RELEASE_VELOCITY if pressed else msg[2], out)
+            if not pressed:
+                return out
+        out.append(_as_list(msg))
+        return out
+
+    def _poly_pressure(self, config: _Config, msg: Sequence[int],
+                       channel: int) -> list[list[int]]:
+        """Aftertouch on a remapped key follows it to its note (dropped once that ended)."""
+        key = (channel << 7) | msg[1]
+        slot = self._held.get(key)
+        if slot is not None:
+            return [[POLY_PRESSURE | (slot >> 7), slot & 127, msg[2]]]
+        if config.remap[key] or self._down[key]:
+            return []
+        return [_as_list(msg)]
+
+    def _sysex(self, msg: Sequence[int]) -> list[list[int]]:
+        if len(msg) < 2 or msg[-1] != SYSEX_END or not all(0 <= b < 0x80 for b in msg[1:-1]):
+            return self._drop()
+        return [_as_list(msg)]
+
+    def _system_message(self, msg: Sequence[int], now: float) -> list[list[int]]:
+        """Transport and other system messages: fed to the transport, passed on; Stop and
+        System Reset end every note first."""
+        status = msg[0]
+        length = _SYSTEM_LENGTH.get(status)
+        if length is None or len(msg) != length or not all(0 <= b < 0x80 for b in msg[1:]):
+            return self._drop()
+        self.transport.feed(msg, now)
+        self._install_due(now)
+        passed = _as_list(msg)
         if status in (STOP, SYSTEM_RESET):
-            out = []
+            out: list[list[int]] = []
             self._end_all(out)
             out.append(passed)
             return out
@@ -671,7 +708,7 @@ class Engine:
                 self._end_all(out)
                 return out
             return []
-        passed = msg if isinstance(msg, list) else list(msg)
+        passed = _as_list(msg)
         if number in (ALL_SOUND_OFF, ALL_NOTES_OFF):
             out = []
             self._end_all(out)
