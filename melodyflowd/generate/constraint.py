@@ -482,9 +482,10 @@ class MelodyControl:
         self.rows = []
         self._seen = None
 
-    def _start(self, batch: int, length: int) -> None:
-        """Rows start at start_beat (one value, or one a row: a batch may hold parts of the
-        chart side by side) and are done at end_beat."""
+    def start(self, batch: int, length: int) -> None:
+        """Begin `batch` rows after a prompt of `length` tokens. Rows start at start_beat
+        (one value, or one a row: a batch may hold parts of the chart side by side) and are
+        done at end_beat."""
         starts = self.start_beat if isinstance(self.start_beat, Sequence) else \
             [self.start_beat] * batch
         ends = self.end_beat if isinstance(self.end_beat, Sequence) else [self.end_beat] * batch
@@ -681,7 +682,7 @@ class MelodyControl:
         """Read the tokens added since the last call (the first call marks the prompt end)."""
         batch, length = input_ids.shape
         if self._seen is None or len(self.rows) != batch:
-            self._start(batch, length)
+            self.start(batch, length)
         elif length > self._seen:
             self.feed_ids(input_ids[:, self._seen:].tolist())
             self._seen = length
