@@ -13,7 +13,7 @@ logits for the rows still writing, the constraint (MelodyControl, the core of
 MelodyControlLogitsProcessor) on the rows that sample, temperature and top-p, one draw a
 row from the seeded generator; rows with a forced token take it instead. Rows that are
 done drop out of the batch. Every bar gets at least MIN_NOTES_PER_BAR
-notes: the constraint never lets a wait skip past them (see constraint.py), and a
+notes: the constraint never lets a wait skip past them (see the constraint package), and a
 variation that still has an empty bar would be sampled again.
 
 Same chart, model, settings and seed -> the same bank.
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import torch
 
 from melodyflowd.errors import UserError
-from melodyflowd.generate.constraint import MelodyControl, Timeline
+from melodyflowd.generate.constraint import MelodyControl
 from melodyflowd.generate.model import LoadedModel
 from melodyflowd.generate.textformat import (
     TextNote,
@@ -42,6 +42,7 @@ from melodyflowd.generate.textformat import (
 )
 from melodyflowd.music.chart import Chart
 from melodyflowd.music.phrases import BarPhrase, PhraseBank, PhraseNote, bank_bars
+from melodyflowd.music.timeline import Timeline
 from melodyflowd.service.config import GenerationSettings
 
 MIN_NOTES_PER_BAR = 3       # "a few": a bar never ends with fewer

@@ -307,7 +307,7 @@ def test_batched_masks_equal_row_by_row(nt):
 
 def test_range_continuations_equal_the_tensor_rule(nt):
     """The Python scan for a prefix in a small range finds exactly _prefix_ok's tokens."""
-    from melodyflowd.generate.constraint import Range, _prefix_ok, _range_continuations
+    from melodyflowd.generate.constraint.numbers import Range, _prefix_ok, _range_continuations
 
     rng = random.Random(4)
     for _ in range(60):
