@@ -480,11 +480,11 @@ class Engine:
         try:
             # The fast path for what a player and a DAW send most: clock ticks, and note-ons
             # and note-offs of remapped keys while a position is known and no new bank is
-            # due: straight-line code on attributes and tables (each call, property or int()
-            # costs microseconds when the caches are cold, as they are between two notes).
-            # It must give exactly what _handle, the reference path, gives
-            # (tests/live/test_engine_fast.py compares the two); anything else, or any
-            # doubt, takes _handle.
+            # due: straight-line code on attributes and tables, inline here (each call,
+            # property or int() costs microseconds when the caches are cold, as they are
+            # between two notes; a split into methods measured slower). It must give
+            # exactly what _handle, the reference path, gives (tests/live/test_engine_fast.py
+            # compares the two); anything else, or any doubt, takes _handle.
             size = len(msg)
             if size == 1 and msg[0] == CLOCK:
                 # MIDI clock, 24 a beat while a DAW plays: the most frequent message.
@@ -500,91 +500,81 @@ class Engine:
                     line = self.transport.line
                     if config.remap[key] and line is not None:
                         if status < NOTE_ON or not velocity:
-                            return self._fast_note_off(msg, now, key, status, velocity, line)
-                        return self._fast_note_on(msg, now, config, key, status, note,
-                                                  velocity, line)
+                            if self._offer is not self._installed \
+                                    and not self._waits(line, now):
+                                return self._handle(msg, now)
+                            self._down[key] = 0
+                            slot = self._held.pop(key, None)
+                            if slot is None:
+                                return []
+                            ref = self._ref
+                            count = ref[slot] - 1
+                            if count > 0:
+                                ref[slot] = count
+                                return []
+                            ref[slot] = 0
+                            off, pitch = _SLOT[slot]
+                            return [[off, pitch,
+                                     velocity if status < NOTE_ON else RELEASE_VELOCITY]]
+                        beat = beat_on(line, now)
+                        if self._offer is not self._installed:
+                            # A bank waits for its bar line: go on inside the bar it waits
+                            # in (_waits, inline); past it, swap it in and go on.
+                            window = self._window
+                            if window[0] != self._offer.seq or line[4] == _INF:  # hold
+                                return self._handle(msg, now)
+                            if not window[1] <= beat < window[2]:
+                                self._maybe_install(now)
+                                if self.transport.line is not line:    # a new chart's tempo
+                                    return self._handle(msg, now)
+                        self._down[key] = 1
+                        held = self._held
+                        out: list[list[int]] | None = None
+                        if held:
+                            out = []
+                            if key in held:
+                                self._release(key, RELEASE_VELOCITY, out)
+                            if config.mono and held:
+                                self._end_all(out)
+                        if config.anticipation:
+                            beat += config.anticipation * line[2] / 60.0      # tempo
+                        if self._lo <= beat < self._hi and self._span_config is config:
+                            # The same chord span as the last note: its next note.
+                            pos = self._pos
+                            index = self._index
+                        else:
+                            pos = self._enter(config, beat)
+                            index = pos % len(self._phrase)
+                        pitch = self._phrase[index]
+                        index += 1
+                        self._index = 0 if index == self._length else index
+                        if config.contour and self._last_key >= 0 and self._last_out >= 0 \
+                                and note != self._last_key:
+                            pitch = self._contour_pick(self._program, self._v, self._fbar,
+                                                       self._span, pos, pitch,
+                                                       1 if note > self._last_key else -1)
+                        self._pos = pos + 1
+                        slot = config.slot_base[status] + pitch
+                        ref = self._ref
+                        count = ref[slot]
+                        ref[slot] = count + 1
+                        held[key] = slot
+                        self._last_out = pitch
+                        self._last_key = note
+                        self.notes_remapped += 1
+                        on = config.on_status[status]
+                        if count:              # poly: another key holds it: strike it again
+                            if out is None:
+                                out = []
+                            out.append([on - 0x10, pitch, RELEASE_VELOCITY])
+                        if out is None:
+                            return [[on, pitch, velocity]]
+                        out.append([on, pitch, velocity])
+                        return out
             return self._handle(msg, now)
         except Exception:           # a bug must never take the MIDI callback down
             self.errors += 1
             return []
-
-    def _fast_note_off(self, msg: Sequence[int], now: float, key: int, status: int,
-                       velocity: int, line: tuple) -> list[list[int]]:
-        """The fast path of a remapped key's note-off (two lookups)."""
-        if self._offer is not self._installed and not self._waits(line, now):
-            return self._handle(msg, now)
-        self._down[key] = 0
-        slot = self._held.pop(key, None)
-        if slot is None:
-            return []
-        ref = self._ref
-        count = ref[slot] - 1
-        if count > 0:
-            ref[slot] = count
-            return []
-        ref[slot] = 0
-        off, pitch = _SLOT[slot]
-        return [[off, pitch, velocity if status < NOTE_ON else RELEASE_VELOCITY]]
-
-    def _fast_note_on(self, msg: Sequence[int], now: float, config: _Config, key: int,
-                      status: int, note: int, velocity: int, line: tuple) -> list[list[int]]:
-        """The fast path of a remapped key's note-on: the next note of the cached span's
-        phrase, or of the span `_enter` finds; a pending bank is swapped in at its bar line."""
-        beat = beat_on(line, now)
-        if self._offer is not self._installed:
-            # A bank waits for its bar line: go on inside the bar it waits in (_waits,
-            # inline); past it, swap it in and go on.
-            window = self._window
-            if window[0] != self._offer.seq or line[4] == _INF:  # hold
-                return self._handle(msg, now)
-            if not window[1] <= beat < window[2]:
-                self._maybe_install(now)
-                if self.transport.line is not line:    # a new chart's tempo
-                    return self._handle(msg, now)
-        self._down[key] = 1
-        held = self._held
-        out: list[list[int]] | None = None
-        if held:
-            out = []
-            if key in held:
-                self._release(key, RELEASE_VELOCITY, out)
-            if config.mono and held:
-                self._end_all(out)
-        if config.anticipation:
-            beat += config.anticipation * line[2] / 60.0      # tempo
-        if self._lo <= beat < self._hi and self._span_config is config:
-            # The same chord span as the last note: its next note.
-            pos = self._pos
-            index = self._index
-        else:
-            pos = self._enter(config, beat)
-            index = pos % len(self._phrase)
-        pitch = self._phrase[index]
-        index += 1
-        self._index = 0 if index == self._length else index
-        if config.contour and self._last_key >= 0 and self._last_out >= 0 \
-                and note != self._last_key:
-            pitch = self._contour_pick(self._program, self._v, self._fbar,
-                                       self._span, pos, pitch,
-                                       1 if note > self._last_key else -1)
-        self._pos = pos + 1
-        slot = config.slot_base[status] + pitch
-        ref = self._ref
-        count = ref[slot]
-        ref[slot] = count + 1
-        held[key] = slot
-        self._last_out = pitch
-        self._last_key = note
-        self.notes_remapped += 1
-        on = config.on_status[status]
-        if count:              # poly: another key holds it: strike it again
-            if out is None:
-                out = []
-            out.append([on - 0x10, pitch, RELEASE_VELOCITY])
-        if out is None:
-            return [[on, pitch, velocity]]
-        out.append([on, pitch, velocity])
-        return out
 
     # -- internals -------------------------------------------------------------------------
 
