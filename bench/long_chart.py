@@ -43,11 +43,6 @@ from melodyflowd.generate.model import load_model
 from melodyflowd.music.chart import parse_chart
 from melodyflowd.service.config import GenerationSettings
 
-def rss_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
 bars, variations = int(sys.argv[1]), int(sys.argv[2])
 chart = parse_chart(sys.stdin.read(), "<bench>")
 loaded = load_model(None)
@@ -56,16 +51,17 @@ base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 first = []
 started = time.perf_counter()
 kwargs = {}
-if "partial" in compose.compose_bank.__code__.co_varnames:
+if "partial" in compose.compose.__code__.co_varnames:
     kwargs["partial"] = lambda bank: first or first.append(time.perf_counter() - started)
-bank = compose.compose_bank(chart, loaded, GenerationSettings(seed=1, variations=variations),
-                            **kwargs)
+composed = compose.compose(chart, loaded, GenerationSettings(seed=1, variations=variations),
+                           **kwargs)
+bank = composed.bank
 took = time.perf_counter() - started
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 notes = sum(len(p.notes) for row in bank.variations for p in row)
 print(json.dumps({"bars": bars, "seconds": took, "first": first[0] if first else took,
                   "base_mb": base, "peak_mb": peak, "notes": notes,
-                  "segments": compose.LAST_STATS.segments}))
+                  "segments": composed.stats.segments, "runs": composed.stats.runs}))
 """
 
 
@@ -127,7 +123,8 @@ def main() -> None:
         print(f"{bars:5d} bars: {got['seconds']:.1f} s (first part playable after "
               f"{got['first']:.1f} s), peak RSS {got['peak_mb']:.0f} MB (model loaded: "
               f"{got['base_mb']:.0f} MB; +{100 * growth / bars:.1f} MB per 100 bars), "
-              f"{got['segments']} parts, {got['notes']} notes", flush=True)
+              f"{got['segments']} parts in {got.get('runs', 1)} runs, {got['notes']} notes",
+              flush=True)
     if len(results) > 1:
         base, last = results[0], results[-1]
         per_bar = (last["seconds"] / last["bars"]) / (base["seconds"] / base["bars"])
