@@ -81,9 +81,25 @@ class Made:
 class Refused:
     request_id: int
     text: str
+    retry: bool = False               # not the user's file or setting (a bug, say)
 
 
-Report = LogLine | ModelLoading | ModelLoaded | Started | Working | Made | Refused
+@dataclass(frozen=True, slots=True)
+class MadePart:
+    """The bank so far of a long chart (compose's runs): the bars written, others empty."""
+
+    request_id: int
+    bank: PhraseBank
+    bars_done: int
+
+
+@dataclass(frozen=True, slots=True)
+class Alive:
+    """The child's heartbeat (a thread of its own sends it every HEARTBEAT_SECONDS)."""
+
+
+Report = (LogLine | ModelLoading | ModelLoaded | Started | Working | Made | MadePart | Refused
+          | Alive)
 
 
 # -- events: what poll() returns ---------------------------------------------------------
@@ -106,9 +122,20 @@ class BankReady:
 
 
 @dataclass(frozen=True, slots=True)
+class BankPart:
+    """The first bars of a long chart's bank, playable while the rest is written; a
+    BankReady with the whole bank follows (or Failed)."""
+
+    request_id: int
+    bank: PhraseBank
+    bars_done: int
+
+
+@dataclass(frozen=True, slots=True)
 class Failed:
     request_id: int
     message: str              # one line, a UserError's text where the user can fix it
+    retry: bool = False       # not the user's file or setting: the child died, a bug
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,4 +146,4 @@ class ChildDied:
     message: str              # one line for the log
 
 
-Event = Progress | BankReady | Failed | ChildDied
+Event = Progress | BankPart | BankReady | Failed | ChildDied

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any
 
-from melodyflowd.errors import UserError
-from melodyflowd.generate.messages import BankReady, ChildDied, Event, Failed, Progress
+from melodyflowd.errors import RetryError, UserError
+from melodyflowd.generate.messages import BankPart, BankReady, ChildDied, Event, Failed, Progress
 from melodyflowd.service import sdnotify
 
 log = logging.getLogger("melodyflowd")
@@ -110,6 +110,7 @@ class Daemon:
         self.bank_since = time.monotonic()
         self.bank_source = ""
         self.regenerate_seen = 0
+        self.bank_partial = False       # playing the first bars of a long chart's bank
         self._last_progress: tuple | None = None
 
     # -- signals -----------------------------------------------------------------------
@@ -184,18 +185,34 @@ class Daemon:
                 reason = self.pending.reason
                 self.pending = None
                 if first:
-                    raise UserError(f"phrase generation failed: {event.message}")
+                    error = RetryError if event.retry else UserError
+                    raise error(f"phrase generation failed: {event.message}")
                 log.error("generation failed (%s): %s; the current bank keeps playing",
                           reason, event.message)
                 sdnotify.status("playing; the last generation failed")
+            case BankPart() if not self._is_current(event.request_id):
+                pass
+            case BankPart() if first or self.bank_partial:
+                # A long chart: its first bars play while the rest is written.
+                log.info("phrase bank: bars 1-%d of %d ready, playing them; the rest follows"
+                         " (%s)", event.bars_done, len(event.bank.bars), self.pending.reason)
+                self.bank_partial = True
+                if first:
+                    self.bank_source = "generated, in part"
+                    return event.bank
+                self._offer(event.bank, self.pending.chart, "generated, in part")
+            case BankPart():
+                pass                      # a new bank for what plays whole: only when whole
             case BankReady() if not self._is_current(event.request_id):
                 log.info("generator: dropping the bank of superseded request %d",
                          event.request_id)
             case BankReady():
                 pending, self.pending = self.pending, None
                 took = time.monotonic() - pending.started
-                log.info("phrase bank ready in %.1f s%s (%s)", took,
+                log.info("phrase bank %s in %.1f s%s (%s)",
+                         "complete" if self.bank_partial else "ready", took,
                          " from the cache" if event.from_cache else "", pending.reason)
+                self.bank_partial = False
                 if first:
                     self.bank_source = "generated"
                     return event.bank
