@@ -8,7 +8,7 @@ the top) once, or as many times as written ("3x") or as the endings need; an
 ending N is played on pass N and skipped otherwise; after a D.C. (to the top)
 or D.S. (to the segno) repeats are not taken again and the last ending is
 played; "al Fine" stops at Fine (or the end sign), "al Coda" leaves at the
-"to coda" sign for the coda.
+"to coda" sign for the coda, whose own repeats are played.
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ def playing_order(bars: Sequence[Signs]) -> list[int]:
     order: list[int] = []
     passes: dict[int, int] = {}       # repeat group start -> times played so far
     jumped = False
+    in_coda = False
     k = 0
     while k < n:
         if len(order) > MAX_BARS:
@@ -109,6 +110,7 @@ def playing_order(bars: Sequence[Signs]) -> list[int]:
             break
         if jumped and to_coda == k and coda_start is not None and coda_start > k:
             k = coda_start
+            jumped, in_coda = False, True       # the coda's own repeats are played
             continue
         if bar.repeat_end and not jumped:
             times = bar.times or max(2, last_ending.get(g, 0))
@@ -118,7 +120,7 @@ def playing_order(bars: Sequence[Signs]) -> list[int]:
                 k = g
                 continue
             passes[g] = done
-        if bar.jump and not jumped:
+        if bar.jump and not jumped and not in_coda:
             jumped = True
             k = segno if bar.jump == "D.S." else 0
             continue

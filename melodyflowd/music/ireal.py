@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from html.parser import HTMLParser
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 
 from melodyflowd.errors import UserError
 from melodyflowd.music.form import playing_order
@@ -250,23 +250,21 @@ def _written_bars(music: str) -> list[_Bar]:
         keep = bar.has_music() or empty_bar or (bar.mark is not None and blank_cells > 0)
         if keep:
             bars.append(bar)
-        elif bars:
-            # signs written in a padding gap belong to the bar after it (Q, S, N2 ...)
-            carry = bar
             bar = _Bar(time=time, opener=closer)
-            bar.segno, bar.coda_start, bar.ending = carry.segno, carry.coda_start, carry.ending
-            bar.mark, bar.jump, bar.jump_to = carry.mark, carry.jump, carry.jump_to
-            bar.repeat_start = carry.repeat_start
-            if carry.coda_after:
-                bars[-1].coda_after = True
-            if carry.fine:
-                bars[-1].fine = True
-            if carry.end:
-                bars[-1].end = True
-            if carry.times:
-                bars[-1].times = carry.times
             return
+        # signs written in a gap between bar lines belong to the bar after it (*A, S, N2,
+        # Q ...) or, for those that end something, to the bar before it
+        carry = bar
         bar = _Bar(time=time, opener=closer)
+        bar.segno, bar.coda_start, bar.ending = carry.segno, carry.coda_start, carry.ending
+        bar.mark, bar.jump, bar.jump_to = carry.mark, carry.jump, carry.jump_to
+        bar.repeat_start = carry.repeat_start
+        if bars:
+            last = bars[-1]
+            last.coda_after = last.coda_after or carry.coda_after
+            last.fine = last.fine or carry.fine
+            last.end = last.end or carry.end
+            last.times = carry.times or last.times
 
     i = 0
     n = len(s)
@@ -440,19 +438,22 @@ def song_to_sheet(song: IrealSong) -> LeadSheet:
     resolved = _resolve(written)
     labels: list[str] = []
     current = "A" if not any(b.mark for b in written) else "Top"
-    for bar in written:
+    jump_bar = next((k for k, b in enumerate(written) if b.jump), len(written))
+    coda = max((k for k, b in enumerate(written) if b.coda_start and k > jump_bar),
+               default=None)
+    for k, bar in enumerate(written):
         if bar.mark:
             current = bar.mark
+        elif k == coda:
+            current = "Coda"
         labels.append(current)
     bars: list[SheetBar] = []
-    previous = -2
     for k in playing_order(written):
         chords, exact = resolved[k]
         bars.append(SheetBar(
             chords=[SheetChord(c.symbol, c.weight, c.alternate) for c in chords],
             time=written[k].time, section=labels[k], origin=k,
-            starts_section=written[k].mark is not None or k != previous + 1, exact=exact))
-        previous = k
+            starts_section=written[k].mark is not None, exact=exact))
     key = _key(song.key)
     adapter = style_adapter(song.style)
     return LeadSheet(title=song.title, bars=bars, composer=song.composer or None, key=key,

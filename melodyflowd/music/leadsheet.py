@@ -33,7 +33,7 @@ class SheetBar:
     time: tuple[int, int]
     section: str                    # rehearsal mark it falls under ("A", "Intro", ...)
     origin: int                     # index of the bar as written, before unrolling
-    starts_section: bool = False    # a rehearsal mark (or a jump) starts here
+    starts_section: bool = False    # a rehearsal mark starts here
     exact: bool = False             # weights are beats of the meter (the cell layout said so)
 
 
@@ -103,12 +103,13 @@ def bar_text(bar: SheetBar) -> str:
 
 
 def _segments(sheet: LeadSheet) -> list[tuple[str, list[SheetBar]]]:
-    """Runs of bars: a new run at each rehearsal mark, jump, or change of section."""
+    """Runs of bars: a new run at each rehearsal mark, change of section or jump back (a
+    skipped first ending or a jump to the coda does not split a run)."""
     runs: list[tuple[str, list[SheetBar]]] = []
     previous: SheetBar | None = None
     for bar in sheet.bars:
         new = (previous is None or bar.starts_section or bar.section != previous.section
-               or bar.origin != previous.origin + 1)
+               or bar.origin <= previous.origin)
         if new:
             runs.append((bar.section, [bar]))
         else:
