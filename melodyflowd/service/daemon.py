@@ -266,7 +266,7 @@ class Daemon:
             sdnotify.ready(self._status())
 
     def _reload(self) -> None:
-        from melodyflowd.music.chart import load_chart
+        from melodyflowd.music.sources import load_chart
         from melodyflowd.service.config import reload_settings
 
         try:
@@ -275,7 +275,7 @@ class Daemon:
             log.error("config reload failed: %s; keeping the running config", exc)
             settings = self.settings
         try:
-            chart = load_chart(settings.chart)
+            chart = load_chart(settings.chart, settings.tune)
         except UserError as exc:
             log.error("chart reload failed: %s; the old chart keeps playing", exc)
             return
@@ -326,7 +326,7 @@ class Daemon:
         from melodyflowd.live.engine import Engine
         from melodyflowd.live.ports import open_ports
         from melodyflowd.live.transport import Transport
-        from melodyflowd.music.chart import load_chart
+        from melodyflowd.music.sources import load_chart
 
         settings = self.settings
         setup_logging(settings.log_level)
@@ -336,7 +336,7 @@ class Daemon:
         self._watchdog_every = timeout / 3 if timeout else None
         self._watchdog_next = 0.0
 
-        self.chart = load_chart(settings.chart)
+        self.chart = load_chart(settings.chart, settings.tune)
         try:
             if settings.phrases:
                 bank = self._load_bank_file(self.chart)
