@@ -471,8 +471,15 @@ def read_link_text(text: str) -> list[tuple[str, LeadSheet | UserError]]:
     """Every song of every link in a text (a link, a playlist file, an HTML export): its
     title and its sheet, or the error that stopped it (one bad song spoils no other)."""
     out: list[tuple[str, LeadSheet | UserError]] = []
-    for link in find_links(text):
-        for song in parse_link(link):
+    links = find_links(text)
+    for link in links:
+        try:
+            songs = parse_link(link)
+        except ImportError_:
+            if len(links) == 1:
+                raise
+            continue                  # a link in prose, without a song: not a tune
+        for song in songs:
             try:
                 out.append((song.title, song_to_sheet(song)))
             except UserError as exc:
