@@ -667,7 +667,14 @@ def chart_to_json(chart: Chart) -> dict:
                            "beats": _num(span.beats), "root": c.root, "bass": c.bass,
                            "tones": list(c.tones), "scale": list(c.scale),
                            "pentatonic": list(c.pentatonic)})
-        bars.append({"index": bar.index, "section": bar.section, "chords": chords})
+            if span.alternate is not None:
+                chords[-1]["alternate"] = span.alternate.symbol
+        entry: dict[str, Any] = {"index": bar.index, "section": bar.section, "chords": chords}
+        if bar.time is not None:
+            entry["time"] = list(bar.time)
+        if bar.empty:
+            entry["empty"] = True
+        bars.append(entry)
     return {"title": chart.title, "tempo": _num(chart.tempo), "time": list(chart.time),
             "key": chart.key, "style": chart.style, "bars": bars}
 
@@ -697,6 +704,12 @@ def chart_to_text(chart: Chart) -> str:
             else:
                 parts.append(f"{c.symbol} ({beats}): {_names(c, c.tones)} | "
                              f"{c.scale_name} {_names(c, c.scale)}")
+            if span.alternate is not None:
+                parts[-1] += f" (or {span.alternate.symbol})"
+        if bar.time is not None:
+            parts[0] = f"{bar.time[0]}/{bar.time[1]} {parts[0]}"
+        if bar.empty:
+            parts[0] = f"_ {parts[0]}"
         section = f"{bar.section:<{width}} " if width else ""
         lines.append(f"{bar.index + 1:>3} {section}" + "  //  ".join(parts))
     return "\n".join(lines) + "\n"

@@ -590,10 +590,11 @@ def _spelled(letter: str, pc: int) -> str | None:
 def note_names(chord: Chord, pcs: tuple[int, ...]) -> tuple[str, ...]:
     """Spell pitch classes the way a jazz player reads them over this chord.
 
-    Chord tones take the letter of their degree above the written root (b9 of D is
-    Eb, #9 of G is A#, the minor third of Db is Fb). A seven-note scale then gives
-    each remaining note the next unused letter, so every letter appears once
-    (Db dorian: Db Eb Fb Gb Ab Bb Cb). The half-whole scale of a dominant names each
+    A seven-note scale takes one letter a degree from the written root (Db dorian:
+    Db Eb Fb Gb Ab Bb Cb; Fm7b5: F G Ab Bb Cb Db Eb) and the chord tones are named as
+    in it; where that would need a double flat or sharp (Dbm7b5), and in the altered
+    scale (C7alt: C Db D# E F# G# Bb), each note takes the letter of its degree above
+    the root (b9 of D is Eb, #9 of G is A#). The half-whole scale of a dominant names each
     note by its degree (G7b9: G Ab A# B C# D E F); the whole-half scale of a diminished
     chord and the whole-tone scale keep to one kind of accidental: flats on a flat root
     or C and F, sharps on a sharp root and G D A E B (B whole-half: B C# D E F G G# A#).
@@ -618,6 +619,14 @@ def _spellings(root_name: str, tones: tuple[int, ...],
     letter = _LETTERS.index(root_name[0])
     tone_names = {pc: _degree_name(letter, root, pc, tones) for pc in tones}
     tone_names[root] = root_name
+    intervals = tuple(sorted((pc - root) % 12 for pc in scale))
+    if len(scale) == 7 and intervals != SCALES["altered"]:
+        # one letter a degree, the chord tones named as in the scale (Fm7b5: Cb, not B)
+        ordered = sorted(scale, key=lambda p: (p - root) % 12)
+        strict = [_spelled(_LETTERS[(letter + k) % 7], pc) for k, pc in enumerate(ordered)]
+        if all(name is not None and len(name) <= 2 for name in strict):
+            names = dict(zip(ordered, strict, strict=True))
+            return {pc: names.get(pc, tone_names[pc]) for pc in tones}, names
     if len(scale) == 7:
         names = dict(tone_names)
         used = {name[0] for pc, name in names.items() if pc in scale}

@@ -315,3 +315,59 @@ def test_slash_bass_round_trip(root, suffix, bass):
 def _pc_of(name: str) -> int:
     base = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}[name[0]]
     return (base + name.count("#") - name.count("b")) % 12
+
+
+# --------------------------------------------------------------------------- issue 15
+
+def names(symbol: str, which: str = "tones") -> str:
+    chord = parse_chord(symbol)
+    return " ".join(note_names(chord, getattr(chord, which)))
+
+
+def test_seven_sharp_nine_keeps_its_fifth():
+    chord = parse_chord("C7#9")
+    assert chord.tones == pcs("C E G Bb D#")
+    assert names("C7#9") == "C E G Bb D#"
+    assert names("D7#9") == "D F# A C F"          # the #9 read as F, not E#
+
+
+def test_seven_alt_is_the_altered_dominant():
+    chord = parse_chord("C7alt")
+    assert chord.tones == pcs("C E Bb Db D# F# G#")
+    assert 7 not in chord.tones                     # no natural fifth
+    assert chord.scale_name == "altered"
+    assert names("C7alt") == "C E Bb Db D# F# G#"
+    assert names("C7alt", "scale") == "C Db D# E F# G# Bb"
+
+
+@pytest.mark.parametrize(("symbol", "tones", "scale"), [
+    ("Dbm7", "Db Fb Ab Cb", "Db Eb Fb Gb Ab Bb Cb"),      # flats on a flat root
+    ("Gb7", "Gb Bb Db Fb", "Gb Ab Bb Cb Db Eb Fb"),
+    ("Ebm7", "Eb Gb Bb Db", "Eb F Gb Ab Bb C Db"),
+    ("F#7", "F# A# C# E", "F# G# A# B C# D# E"),
+    ("Dm7", "D F A C", "D E F G A B C"),
+    ("Bo7", "B D F Ab", "B C# D E F G G# A#"),            # one kind of accidental
+    ("Cdim7", "C Eb Gb A", "C D Eb F Gb Ab A B"),
+    ("G7b9", "G B D F Ab", "G Ab A# B C# D E F"),          # half-whole by degree
+    ("C+7", "C E G# Bb", "C D E Gb Ab Bb"),
+])
+def test_spelling_as_a_jazz_musician_reads_it(symbol, tones, scale):
+    assert names(symbol) == tones
+    assert names(symbol, "scale") == scale
+
+
+def test_seven_note_scales_use_each_letter_once():
+    for root in ("C", "Db", "D", "Eb", "E", "F", "F#", "Gb", "G", "Ab", "A", "Bb", "B"):
+        for quality in ("maj7", "m7", "7", "m7b5", "7#11", "m(maj7)", "7b13", "13", "m6"):
+            chord = parse_chord(root + quality)
+            if len(chord.scale) != 7:
+                continue
+            spelled = note_names(chord, chord.scale)
+            # Dbm7b5 would need Abb: a theoretical key, spelled by degree instead
+            strict = [(pc - PC["CDEFGAB"[("CDEFGAB".index(root[0]) + k) % 7]]) % 12
+                      for k, pc in enumerate(chord.scale)]
+            if any(d in (2, 10) for d in strict):
+                continue
+            assert len({n[0] for n in spelled}) == 7, (root + quality, spelled)
+            assert all(len(n) <= 2 for n in spelled), (root + quality, spelled)
+            assert set(note_names(chord, chord.tones)) <= set(spelled), root + quality
