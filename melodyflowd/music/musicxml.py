@@ -3,8 +3,9 @@ unzipping bytes already read.
 
 Read with the standard library's xml.etree (no DTD or entity is fetched). What is read:
 
-- ``<harmony>``: root (step, alter), kind (its value, or its text when the value is
-  ``other`` or unknown), ``<degree>`` add/alter/subtract, bass; ``<offset>`` and the
+- ``<harmony>``: root (step, alter), kind (its text, as the musician saw it, where
+  no ``<degree>`` adds to it and the chord reader knows it; else its value with the
+  degrees added, altered or subtracted), bass; ``<offset>`` and the
   notes before it give its place in the bar;
 - ``<time>`` (meter changes), ``<key>``, ``<sound tempo>`` / ``<metronome>``;
 - ``<repeat>`` (with ``times``), ``<ending>`` numbers, ``<segno>``, ``<coda>``, ``<sound>``
@@ -256,11 +257,14 @@ def _harmony(element: ET.Element, source: str) -> str | None:
     if bass_element is not None:
         bass = "/" + _note_name(_text(bass_element, "bass-step"),
                                 _text(bass_element, "bass-alter"))
-    candidates = []
+    # the kind's text is what the musician saw: it wins where no degree adds to it
+    written = name + text.replace(" ", "") + bass if text else None
+    degrees = bool(_children(element, "degree"))
+    candidates = [written] if written and not degrees else []
     if suffix is not None:
         candidates.append(name + suffix + bass)
-    if text:
-        candidates.append(name + text.replace(" ", "") + bass)
+    if written and degrees:
+        candidates.append(written)
     candidates.append(name + bass)
     for symbol in candidates:
         try:
