@@ -93,7 +93,7 @@ def test_lead_sheet_signs():
     assert bars_text(chart) == (first + ["C7"] + first + ["Bb7alt", "Bb7alt", "Eb-6",
                                                           "Csus4"]
                                 + first + ["Bb7alt", "Bb7alt", "Eb-6", "F6"])
-    assert chart.bars[5].time == (3, 4) and chart.bars[5].empty
+    assert chart.bars[6].time == (3, 4) and chart.bars[6].empty
     assert chart.bars[1].chords[0].chord.bass == 4
     assert chart.form[:3] == ("A", "A2", "B")
 
