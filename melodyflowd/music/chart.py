@@ -1,27 +1,28 @@
 """YAML chord chart -> Chart. Pure parsing (load_chart reads the file); every error names file:line.
 
-The format (DESIGN §3)::
+The format is documented, with examples, in docs/charts.md::
 
-    title: Blues for Alice        # optional
+    title: Blues for Alice
     tempo: 180                    # quarter-note bpm (default 120)
-    time: 4/4                     # default 4/4; 3/4, 6/8, 5/4 ...
-    key: F                        # optional hint (F, Dm, Bb-maj, C minor ...)
-    style: bebop                  # optional hint
+    time: 4/4
+    key: F
+    style: bebop
     sections:
-      A: "| Fj7 | Em7b5 A7 | Dm7 G7 | Cm7 F7 |"
-      B: "| Bb7 | Bbm7 Eb7 | Am7 D7 | Abm7 Db7 |"
-    form: [A, B]                  # optional; default: sections in file order
+      A: "|: Fj7 | Em7b5 A7 | 1. Dm7 G7 :| 2. Cm7 F7 |"
+      B: "| Bb7 (E7) | _ | 3/4 Am7 D7 | 4/4 Gm7 C7 |"
+    form: [A, B]
 
-or ``chords: "| Dm7 G7 | Cmaj7 | % |"`` for a single section. Bars are
-separated by ``|`` (``||`` is a double bar line, a line break between two bar
-lines is not an empty bar). In a bar the chords share the bar evenly (three
-chords in 4/4: 2+1+1) unless a count follows a colon (``C7:3 F7:1``); counts are
-in the time signature's beat unit (eighths in 6/8). A ``/`` extends the chord
-before it by one share (``C7 / F7 /``). ``%`` repeats the previous bar, ``NC`` is
-no chord. The form loops.
+or ``chords:`` for a single section. Bars are between ``|``; chords share a bar
+evenly unless a count follows a colon (``C7:3 F7:1``, in the meter's beat unit);
+``/`` extends the chord before it by one share; ``%`` repeats the previous bar,
+``_`` is an empty bar (the chord before holds), ``NC`` no chord; ``(Db7)`` after a
+chord is its alternate; ``|:`` ``:|`` (``:|x3``) and ``1.`` ``2.`` are repeats and
+endings inside a section (unrolled here); ``3/4`` at the start of a bar changes the
+meter for the rest of its section. The form loops. Suspicious bars (more chords
+than beats, stray punctuation) become Chart.warnings with file:line:column.
 
 Inside a Chart all beat positions are in quarter notes (MIDI clock beats), so a
-6/8 bar is 3.0 beats long.
+6/8 bar is 3.0 beats long; bars are in playing order (repeats unrolled).
 """
 
 from __future__ import annotations
