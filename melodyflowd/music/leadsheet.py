@@ -174,6 +174,10 @@ def to_yaml(sheet: LeadSheet) -> str:
 
 
 def file_stem(title: str) -> str:
-    """A file name from a title: lower case, words joined by '-' ("The Gambler" -> the-gambler)."""
+    """A file name from a title: lower case, words joined by '-', an article iReal Pro
+    moves to the end put back ("Gambler, The" -> the-gambler)."""
+    moved = re.fullmatch(r"(.+),\s*(The|A|An)\s*", title, re.IGNORECASE)
+    if moved:
+        title = f"{moved.group(2)} {moved.group(1)}"
     stem = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
     return stem or "untitled"
