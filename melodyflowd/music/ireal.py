@@ -36,7 +36,7 @@ from html.parser import HTMLParser
 
 from melodyflowd.errors import UserError
 from melodyflowd.music.form import playing_order
-from melodyflowd.music.leadsheet import ImportError_, LeadSheet, SheetBar, SheetChord
+from melodyflowd.music.leadsheet import LeadSheet, SheetBar, SheetChord, SourceError
 
 MARKER = "1r34LbKcu7"
 LINK_RE = re.compile(r"irealb(?:ook)?://[^\s\"<>]+")
@@ -140,7 +140,7 @@ def find_links(text: str) -> list[str]:
 
 
 def parse_link(link: str) -> list[IrealSong]:
-    """The songs of one link (one song, or a playlist). Raises ImportError_ when none."""
+    """The songs of one link (one song, or a playlist). Raises SourceError when none."""
     scheme, _, body = link.strip().partition("://")
     text = urllib.parse.unquote(body)
     songs: list[IrealSong] = []
@@ -150,7 +150,7 @@ def parse_link(link: str) -> list[IrealSong]:
         if song is not None:
             songs.append(song)
     if not songs:
-        raise ImportError_(f"no song in this {scheme}:// link: expected title=composer=...="
+        raise SourceError(f"no song in this {scheme}:// link: expected title=composer=...="
                            f"music fields")
     return songs
 
@@ -434,7 +434,7 @@ def _resolve(bars: list[_Bar]) -> list[tuple[list[SheetChord], bool]]:
 def song_to_sheet(song: IrealSong) -> LeadSheet:
     written = _written_bars(song.music)
     if not written:
-        raise ImportError_(f"{song.title!r}: the song has no bars")
+        raise SourceError(f"{song.title!r}: the song has no bars")
     resolved = _resolve(written)
     labels: list[str] = []
     current = "A" if not any(b.mark for b in written) else "Top"
@@ -475,7 +475,7 @@ def read_link_text(text: str) -> list[tuple[str, LeadSheet | UserError]]:
     for link in links:
         try:
             songs = parse_link(link)
-        except ImportError_:
+        except SourceError:
             if len(links) == 1:
                 raise
             continue                  # a link in prose, without a song: not a tune

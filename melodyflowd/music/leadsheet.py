@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from melodyflowd.errors import UserError
 
 
-class ImportError_(UserError):
+class SourceError(UserError):
     """A source (link, playlist, MusicXML) that cannot be read: names the file and what is wrong."""
 
 

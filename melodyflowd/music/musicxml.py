@@ -25,7 +25,7 @@ import zipfile
 from dataclasses import dataclass, field
 
 from melodyflowd.music.form import playing_order
-from melodyflowd.music.leadsheet import ImportError_, LeadSheet, SheetBar, SheetChord
+from melodyflowd.music.leadsheet import LeadSheet, SheetBar, SheetChord, SourceError
 from melodyflowd.music.theory import ChordError, parse_chord
 
 # MusicXML <kind> values -> the chord suffix in chart notation.
@@ -69,7 +69,7 @@ def read_mxl(data: bytes, source: str) -> LeadSheet:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
-        raise ImportError_("not a compressed MusicXML file (.mxl is a zip archive)",
+        raise SourceError("not a compressed MusicXML file (.mxl is a zip archive)",
                            file=source) from None
     with archive:
         names = archive.namelist()
@@ -82,7 +82,7 @@ def read_mxl(data: bytes, source: str) -> LeadSheet:
             target = next((n for n in names if not n.startswith("META-INF")
                            and n.lower().endswith((".xml", ".musicxml"))), None)
         if target is None:
-            raise ImportError_("no MusicXML score inside this .mxl archive", file=source)
+            raise SourceError("no MusicXML score inside this .mxl archive", file=source)
         return read_root(_parse(archive.read(target), source), source)
 
 
@@ -92,12 +92,12 @@ def read_text(text: str, source: str) -> LeadSheet:
 
 def _parse(data: bytes, source: str) -> ET.Element:
     if b"<!ENTITY" in data:
-        raise ImportError_("MusicXML with entity declarations is not read", file=source)
+        raise SourceError("MusicXML with entity declarations is not read", file=source)
     try:
         return ET.fromstring(data)
     except ET.ParseError as exc:
         line = exc.position[0] if exc.position else None
-        raise ImportError_(f"not well-formed XML: {exc}", file=source, line=line) from None
+        raise SourceError(f"not well-formed XML: {exc}", file=source, line=line) from None
 
 
 def _local(tag: str) -> str:
@@ -132,15 +132,15 @@ def _number(text: str, default: float = 0.0) -> float:
 def read_root(root: ET.Element, source: str) -> LeadSheet:
     kind = _local(root.tag)
     if kind == "score-timewise":
-        raise ImportError_("a timewise MusicXML score: export it as partwise MusicXML",
+        raise SourceError("a timewise MusicXML score: export it as partwise MusicXML",
                            file=source)
     if kind != "score-partwise":
-        raise ImportError_(f"not a MusicXML score (the root element is <{kind}>)",
+        raise SourceError(f"not a MusicXML score (the root element is <{kind}>)",
                            file=source)
     parts = _children(root, "part")
     part = next((p for p in parts if any(_local(e.tag) == "harmony" for e in p.iter())), None)
     if part is None:
-        raise ImportError_("no chord symbols (<harmony>) in this MusicXML score: only lead "
+        raise SourceError("no chord symbols (<harmony>) in this MusicXML score: only lead "
                            "sheets with chords can be played", file=source)
     title = (_text(root, "movement-title") or _text(_child(root, "work"), "work-title")
              or "untitled")
@@ -383,5 +383,5 @@ def _bars(measures: list[_Measure]) -> list[SheetBar]:
                              time=measures[k].time, section=labels[k], origin=k,
                              starts_section=measures[k].mark is not None, exact=exact))
     if not bars:
-        raise ImportError_("the score has no measures")
+        raise SourceError("the score has no measures")
     return bars

@@ -15,7 +15,7 @@ from pathlib import Path
 from melodyflowd.errors import UserError
 from melodyflowd.music import chart as chart_module
 from melodyflowd.music.chart import Chart, ChartError, parse_chart
-from melodyflowd.music.leadsheet import ImportError_, LeadSheet, to_yaml
+from melodyflowd.music.leadsheet import LeadSheet, SourceError, to_yaml
 
 LINK_SCHEMES = ("irealb://", "irealbook://")
 
@@ -62,7 +62,7 @@ def is_import_source(source: str) -> bool:
 
 
 def read_tunes(source: str) -> list[Tune]:
-    """Every tune of an import source. Raises ImportError_ for an unreadable source."""
+    """Every tune of an import source. Raises SourceError for an unreadable source."""
     from melodyflowd.music import ireal, musicxml
 
     if source.startswith(LINK_SCHEMES):
@@ -71,15 +71,15 @@ def read_tunes(source: str) -> list[Tune]:
         path = Path(source)
         data = _read(path)
         if path.suffix.lower() == ".mxl" or data[:2] == b"PK":
-            pairs = [_musicxml_pair(source, musicxml.read_mxl(data, source))]
+            pairs = [_titled(musicxml.read_mxl(data, source))]
         else:
             text = data.decode("utf-8-sig", errors="replace")
             if "irealb://" in text or "irealbook://" in text:
                 pairs = ireal.read_link_text(text)
             elif "<score-partwise" in text or "<score-timewise" in text:
-                pairs = [_musicxml_pair(source, musicxml.read_text(text, source))]
+                pairs = [_titled(musicxml.read_text(text, source))]
             else:
-                raise ImportError_("no iReal Pro link and no MusicXML score in this file: "
+                raise SourceError("no iReal Pro link and no MusicXML score in this file: "
                                    "give an irealb:// link, a playlist or HTML export, a "
                                    ".musicxml/.mxl lead sheet or a YAML chart", file=source)
     tunes = []
@@ -89,11 +89,11 @@ def read_tunes(source: str) -> list[Tune]:
         else:
             tunes.append(Tune(title, got))
     if not tunes:
-        raise ImportError_("no tune in this source", file=display_name(source))
+        raise SourceError("no tune in this source", file=display_name(source))
     return tunes
 
 
-def _musicxml_pair(source: str, sheet: LeadSheet) -> tuple[str, LeadSheet]:
+def _titled(sheet: LeadSheet) -> tuple[str, LeadSheet]:
     return sheet.title, sheet
 
 
@@ -101,12 +101,12 @@ def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise ImportError_("no such file: give a YAML chart, an irealb:// link, a playlist or "
+        raise SourceError("no such file: give a YAML chart, an irealb:// link, a playlist or "
                            "a MusicXML lead sheet", file=str(path)) from None
     except IsADirectoryError:
-        raise ImportError_("is a directory, not a chart file", file=str(path)) from None
+        raise SourceError("is a directory, not a chart file", file=str(path)) from None
     except OSError as exc:
-        raise ImportError_(f"cannot read: {exc.strerror}", file=str(path)) from None
+        raise SourceError(f"cannot read: {exc.strerror}", file=str(path)) from None
 
 
 def pick(tunes: list[Tune], tune: str | None, source: str) -> Tune:

@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from melodyflowd.music.leadsheet import ImportError_
+from melodyflowd.music.leadsheet import SourceError
 from melodyflowd.music.musicxml import read_mxl, read_text
 from melodyflowd.music.sources import load_chart, read_tunes
 from tests.support.ireal_data import bars_text, ireal_dir
@@ -121,13 +121,13 @@ def test_mxl_reads_the_score_its_container_names(tmp_path):
 
 
 def test_errors_name_the_file():
-    with pytest.raises(ImportError_, match="no chord symbols"):
+    with pytest.raises(SourceError, match="no chord symbols"):
         read_text(HEAD + measure(1, note(8)) + TAIL, "plain.xml")
-    with pytest.raises(ImportError_, match="well-formed"):
+    with pytest.raises(SourceError, match="well-formed"):
         read_text("<score-partwise><part>", "bad.xml")
-    with pytest.raises(ImportError_, match="zip"):
+    with pytest.raises(SourceError, match="zip"):
         read_mxl(b"not a zip", "bad.mxl")
-    with pytest.raises(ImportError_, match="timewise"):
+    with pytest.raises(SourceError, match="timewise"):
         read_text("<score-timewise/>", "t.xml")
 
 
