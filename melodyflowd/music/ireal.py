@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
 from melodyflowd.errors import UserError
-from melodyflowd.music.form import playing_order
+from melodyflowd.music.form import FormError, playing_order
 from melodyflowd.music.leadsheet import LeadSheet, SheetBar, SheetChord, SourceError
 
 MARKER = "1r34LbKcu7"
@@ -447,8 +447,18 @@ def song_to_sheet(song: IrealSong) -> LeadSheet:
         elif k == coda:
             current = "Coda"
         labels.append(current)
+    notes: list[str] = []
+    try:
+        order = playing_order(written)
+    except FormError as exc:
+        order, notes = [], [exc.detail]
+    if not order:
+        # signs a band could not follow either: the bars as written, once
+        order = list(range(len(written)))
+        notes = [*notes, "the repeats and jumps could not be followed: the bars are "
+                         "as written, once"]
     bars: list[SheetBar] = []
-    for k in playing_order(written):
+    for k in order:
         chords, exact = resolved[k]
         bars.append(SheetBar(
             chords=[SheetChord(c.symbol, c.weight, c.alternate) for c in chords],
@@ -457,7 +467,8 @@ def song_to_sheet(song: IrealSong) -> LeadSheet:
     key = _key(song.key)
     adapter = style_adapter(song.style)
     return LeadSheet(title=song.title, bars=bars, composer=song.composer or None, key=key,
-                     tempo=song.tempo, style=adapter, source_style=song.style or None)
+                     tempo=song.tempo, style=adapter, source_style=song.style or None,
+                     notes=notes)
 
 
 def _key(key: str) -> str | None:

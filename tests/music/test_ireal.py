@@ -11,6 +11,8 @@ from __future__ import annotations
 import urllib.parse
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from melodyflowd.errors import UserError
 from melodyflowd.music.chart import parse_chart
@@ -128,12 +130,16 @@ def test_key_style_and_tempo():
     assert style_adapter("Medium Swing") == "swing" and style_adapter("Hard Bop") == "hardbop"
 
 
-def test_a_form_that_never_ends_is_one_error():
-    # two D.C. signs... the second is never taken, so that ends; a repeat of 64 bars of
-    # 64 passes does not
+def test_a_form_that_cannot_be_followed_is_played_as_written():
+    # 64 times 81 bars is past the limit of an unrolled form
     music = "{" + "C   |" * 80 + "D  <64x> }Z"
-    (_, got), = read_link_text(old_link("Long", music))
-    assert isinstance(got, UserError) and "does not end" in str(got)
+    (_, sheet), = read_link_text(old_link("Long", music))
+    assert len(sheet.bars) == 81
+    text = to_yaml(sheet)
+    assert "# the form does not end" in text and "as written, once" in text
+    # an ending that no pass reaches, with nothing else: the bars as written
+    (_, sheet), = read_link_text(old_link("Skip", "{N2C   |D   }Z"))
+    assert [b.chords[0].symbol for b in sheet.bars] == ["C", "D"]
 
 
 def test_find_links_in_html_keeps_apostrophes():
@@ -308,3 +314,25 @@ def test_song_to_sheet_names_sections_from_marks():
     song, = parse_link(old_link("Marks", "[*iC   ][*AD   ][*vE   ]F   Z"))
     sheet = song_to_sheet(song)
     assert [b.section for b in sheet.bars] == ["Intro", "A", "Verse", "Verse"]
+
+
+TOKENS = ["C", "F7", "Bb-7", "G7b9", "Eb^7", "A7alt", "W/E", " ", " ", ",", "|", "|", "[", "]",
+          "{", "}", "Z", "*A", "*B", "*i", "T44", "T34", "T24", "T68", "N1", "N2", "N3", "x",
+          "r", "n", "p", "s", "l", "f", "Y", "S", "Q", "U", "(Db7)", "<D.C. al Coda>",
+          "<D.S. al Fine>", "<Fine>", "<3x>", "XyQ", "Kcl", "LZ", "C*m7*", "<", ")", "*"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(TOKENS), min_size=1, max_size=60))
+def test_any_music_string_imports_or_is_one_user_error(tokens):
+    music = "".join(tokens)
+    for link in (old_link("Fuzz", music), new_link("Fuzz", music)):
+        for title, got in read_link_text(link):
+            if isinstance(got, UserError):
+                assert "\n" not in str(got)
+                continue
+            try:
+                chart = parse_chart(to_yaml(got), title)
+            except UserError as exc:
+                raise AssertionError(f"{music!r}: the written chart does not read: {exc}") from exc
+            assert len(chart.bars) == len(got.bars)
