@@ -87,11 +87,20 @@ def read_mxl(data: bytes, source: str) -> LeadSheet:
 
 
 def read_text(text: str, source: str) -> LeadSheet:
-    return read_root(_parse(text.encode("utf-8"), source), source)
+    return read_root(_parse(text.encode("utf-8"), source, declared=False), source)
 
 
-def _parse(data: bytes, source: str) -> ET.Element:
-    if b"<!ENTITY" in data:
+def read_bytes(data: bytes, source: str) -> LeadSheet:
+    """A MusicXML file as read: its XML declaration (or byte order mark) names the encoding."""
+    return read_root(_parse(data, source), source)
+
+
+def _parse(data: bytes, source: str, declared: bool = True) -> ET.Element:
+    if not declared:                 # text already decoded: its declaration no longer holds
+        data = re.sub(rb"^\s*<\?xml[^>]*\?>", b"", data)
+    probe = data.decode("utf-16", errors="ignore") if data[:2] in (b"\xff\xfe", b"\xfe\xff") \
+        else data.decode("latin-1")
+    if "<!ENTITY" in probe:
         raise SourceError("MusicXML with entity declarations is not read", file=source)
     try:
         return ET.fromstring(data)

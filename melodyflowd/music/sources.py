@@ -48,7 +48,7 @@ def is_import_source(source: str) -> bool:
     if source.startswith(LINK_SCHEMES):
         return True
     path = Path(source)
-    if path.suffix.lower() in (".mxl", ".musicxml"):
+    if path.suffix.lower() in (".mxl", ".musicxml", ".xml"):
         return True
     if path.suffix.lower() in (".yaml", ".yml"):
         return False
@@ -72,6 +72,9 @@ def read_tunes(source: str) -> list[Tune]:
         data = _read(path)
         if path.suffix.lower() == ".mxl" or data[:2] == b"PK":
             pairs = [_titled(musicxml.read_mxl(data, source))]
+        elif data[:2] in (b"\xff\xfe", b"\xfe\xff") or path.suffix.lower() in (
+                ".musicxml", ".xml"):
+            pairs = [_titled(musicxml.read_bytes(data, source))]   # any XML encoding
         else:
             text = data.decode("utf-8-sig", errors="replace")
             if "irealb://" in text or "irealbook://" in text:

@@ -143,3 +143,13 @@ def test_ireal_pro_musicxml_fixture():
     assert chart.title == "Bolivia" and chart.key == "D"
     assert chart.form == ("intro", "intro", "A", "B", "B")
     assert bars_text(chart)[16:20] == ["Ebmaj7", "A13", "Dmaj7", "Ab13b9"]
+
+
+def test_utf16_file_with_its_declaration(tmp_path):
+    path = tmp_path / "lead.musicxml"
+    path.write_bytes(LEAD_SHEET.replace('encoding="UTF-8"', 'encoding="UTF-16"')
+                     .encode("utf-16"))
+    tune, = read_tunes(str(path))
+    assert tune.title == "Test Tune" and tune.error is None
+    with pytest.raises(SourceError, match="entity"):
+        read_text('<!DOCTYPE x [<!ENTITY a "b">]><score-partwise/>', "e.xml")
