@@ -121,6 +121,7 @@ class _Source:
         self.text = text
         self.filename = filename
         self.warnings: list[str] = []
+        self.meter_mark: tuple[yaml.ScalarNode, int] | None = None   # first meter change
 
     def warn(self, message: str, node: yaml.Node | None = None,
              offset: int | None = None) -> None:
@@ -239,8 +240,10 @@ def parse_chart(text: str, filename: str = "<chart>") -> Chart:
                             time=written.time if written.time != time else None, empty=empty))
             held = spans[-1].chord
     if any(bar.time for bar in bars):
+        line, offset = src.meter_mark or (None, None)
         src.warn(f"the meter changes inside the tune: the player gives every bar the length "
-                 f"of {time[0]}/{time[1]} for now (a shorter bar's last chord holds on)")
+                 f"of {time[0]}/{time[1]} for now (a shorter bar's last chord holds on)",
+                 line, offset)
     return Chart(title=title, tempo=tempo, time=time, key=key, style=style, bars=tuple(bars),
                  source=filename, form=tuple(form), warnings=tuple(src.warnings))
 
@@ -466,6 +469,8 @@ def _section_bars(src: _Source, node: yaml.Node, time: tuple[int, int],
                     continue
                 if not current and TIME_RE.match(text) and not text.startswith(("/", "%")):
                     meter = _bar_time(src, line, text, offset)
+                    if meter != time and src.meter_mark is None:
+                        src.meter_mark = (line, offset)
                     continue
                 current.append((text, offset))
                 continue
