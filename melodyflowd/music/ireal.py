@@ -73,6 +73,7 @@ SECTION_NAMES = {"i": "Intro", "v": "Verse"}
 TIMES = {"12": (12, 8)}
 _CHORD_RE = re.compile(r"([A-G][b#]?|W)((?:sus|alt|add|[-+^ohb#0-9])*)(?:/([A-G][b#]?))?")
 _CUSTOM_RE = re.compile(r"\*([^*|\[\]{}<>]{0,16})\*")
+_JUMP_RE = re.compile(r"(?:^|[^a-z])d\.?([cs])(?:\.|al|$)")   # D.C., D.S. al ..., DC
 _TIMES_RE = re.compile(r"(?:^|\D)(\d{1,2})\s*x|x\s*(\d{1,2})|^\s*(\d{1,2})\s*$", re.I)
 
 
@@ -204,7 +205,6 @@ class _Bar:
     fine: bool = False
     end: bool = False                       # U: the tune ends here on its last time
     repeats: int = 0                        # x: 1, r: 2
-    marks_only: bool = True                 # nothing but blanks and signs so far
 
     def has_music(self) -> bool:
         return any(c.kind != "blank" for c in self.cells) or self.repeats > 0
@@ -217,15 +217,15 @@ def _expand(music: str) -> str:
 def _comment(bar: _Bar, text: str) -> None:
     text = re.sub(r"^\*\d\d", "", text).strip()
     compact = text.replace(" ", "").lower()
-    jump = re.search(r"d\.?([cs])\.?", compact)
-    if jump and (compact.startswith("d.") or "al" in compact or compact in ("dc", "ds")):
+    jump = _JUMP_RE.search(compact)
+    if jump:
         bar.jump = "D.C." if jump.group(1) == "c" else "D.S."
         if "coda" in compact:
             bar.jump_to = "Coda"
         elif "fine" in compact:
             bar.jump_to = "Fine"
         return
-    if compact == "fine":
+    if compact.rstrip(".!") == "fine":
         bar.fine = True
         return
     match = _TIMES_RE.search(text)
