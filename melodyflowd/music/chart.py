@@ -239,6 +239,8 @@ def parse_chart(text: str, filename: str = "<chart>") -> Chart:
             bars.append(Bar(index=len(bars), section=name, chords=spans,
                             time=written.time if written.time != time else None, empty=empty))
             held = spans[-1].chord
+    if all(span.chord.is_no_chord for bar in bars for span in bar.chords):
+        src.warn("no chord in the chart: every bar is NC, where any note goes", root)
     if any(bar.time for bar in bars):
         line, offset = src.meter_mark or (None, None)
         src.warn(f"the meter changes inside the tune: the player gives every bar the length "

@@ -559,6 +559,8 @@ def test_suspicious_bars_are_warnings_with_file_and_line():
     assert stray.startswith("song.yaml:3:5: ") and "stray punctuation" in stray
     assert crowded.startswith("song.yaml:4:5: ") and "5 chords in a bar of 4 beats" in crowded
     assert parse('chords: "| N.C. | C7 |"\n').warnings == ()
+    nothing, = parse('chords: "| NC | _ |"\n').warnings
+    assert nothing.startswith("song.yaml:1:1: no chord in the chart")
 
 
 def test_every_example_chart_has_no_warning():
