@@ -155,8 +155,9 @@ class Daemon:
 
         self.generator = GeneratorClient(self.settings)
         self.generator.start()
-        log.info("generating phrases for %s (%d bars, %d variations)...", self.settings.chart,
-                 len(chart.bars), self.settings.generation.variations)
+        log.info("generating phrases for %s (%d bars, %d variations)...",
+                 _chart_name(self.settings.chart, chart), len(chart.bars),
+                 self.settings.generation.variations)
         self._request(chart, "start-up", fresh=False)
         while self.flags.stop is None:
             for event in self.generator.poll():
@@ -449,3 +450,10 @@ def run(settings: Any) -> int:
     """Serve until SIGTERM/SIGINT; the exit code (0 on a clean stop). UserError from the
     start-up (chart, bank, ports, model) propagates to the CLI, which exits 2."""
     return Daemon(settings).run()
+
+
+def _chart_name(source: str | None, chart: Any) -> str:
+    """The chart file for the log, or for a link (which can be a whole playlist) its tune."""
+    if source is None or "://" in source:
+        return repr(chart.title)
+    return source
