@@ -20,6 +20,8 @@ MB = 1 << 20
 CHART_MAX_BYTES = 1 * MB          # a 1,000-bar chart is about 20 KB
 CONFIG_MAX_BYTES = 1 * MB
 BANK_MAX_BYTES = 64 * MB          # a bank of 1,000 bars x 16 variations is about 20 MB
+IMPORT_MAX_BYTES = 16 * MB        # an iReal Pro playlist or export, a MusicXML file
+UNPACKED_MAX_BYTES = 64 * MB      # the score inside a compressed MusicXML (.mxl) file
 MODEL_TEXT_MAX_BYTES = 32 * MB    # a model's config, tokenizer and profile files
 MODEL_WEIGHTS_MAX_BYTES = 8 << 30  # safetensors weights (mapped, not read whole)
 
@@ -77,6 +79,26 @@ def read_bytes(path: str | os.PathLike[str], what: str, limit: int,
             raise error(f"{what} grew over the limit of {_size(limit)} while being read",
                         file=str(name))
         return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_head(path: str | os.PathLike[str], count: int) -> bytes:
+    """The first `count` bytes of a regular file, b"" for anything else (a FIFO, a device)
+    or a file that cannot be opened: for guessing a file's kind, never blocking."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(
+        os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(os.fspath(path), flags)
+    except OSError:
+        return b""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return b""
+        os.set_blocking(fd, True)
+        return os.read(fd, count)
+    except OSError:
+        return b""
     finally:
         os.close(fd)
 

@@ -129,3 +129,35 @@ def test_the_daemon_exits_2_with_one_line_for_each_hostile_file(tmp_path):
         assert done.returncode == 2, (name, done.stderr)
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("melodyflowd: error: "), (name, lines)
+
+
+@pytest.mark.parametrize("name", ["tune.xml", "tune.musicxml", "tune.mxl", "playlist.html",
+                                  "chart"])
+def test_import_sources_that_are_fifos_or_devices_are_refused_without_blocking(tmp_path,
+                                                                               name):
+    from melodyflowd.music import sources
+
+    for kind, target in (("fifo", None), ("device", "/dev/zero")):
+        path = tmp_path / kind / name
+        path.parent.mkdir(exist_ok=True)
+        if target is None:
+            os.mkfifo(path)
+        else:
+            path.symlink_to(target)
+        raised = finishes(sources.load_chart, str(path))
+        assert isinstance(raised, UserError), (kind, name, raised)
+        assert "regular file" in str(raised) and "\n" not in str(raised), raised
+
+
+def test_a_compressed_musicxml_that_unpacks_too_big_is_refused(tmp_path):
+    import zipfile
+
+    from melodyflowd.files import UNPACKED_MAX_BYTES
+    from melodyflowd.music import sources
+
+    path = tmp_path / "bomb.mxl"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("score.musicxml", b"<" + b" " * (UNPACKED_MAX_BYTES + 1))
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(UserError, match="unpacks to .* over the limit"):
+        sources.load_chart(str(path))
