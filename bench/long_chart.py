@@ -111,11 +111,16 @@ def main() -> None:
     parser.add_argument("--daemon", action="store_true")
     args = parser.parse_args()
     if args.daemon:
+        ready = []
         for bars in args.bars:
             got = run_daemon(bars, args.variations)
+            ready.append(got["ready"])
             full = f"{got['full']:.1f} s" if got["full"] is not None else "n/a"
             print(f"daemon {bars:5d} bars: READY=1 (ports open, a bank playing) after "
                   f"{got['ready']:.1f} s; the whole bank after {full}", flush=True)
+        if len(ready) > 1:
+            print(f"ratio READY {args.bars[-1]} bars / {args.bars[0]} bars: "
+                  f"x{ready[-1] / ready[0]:.2f}")
         return
     results = []
     for bars in args.bars:
