@@ -143,7 +143,7 @@ for _name in _CONTROL_KEYS:
 # Sound Off, All Notes Off, ...), outside the controls' range.
 _RESERVED_CCS = {0: "Bank Select", 32: "Bank Select (LSB)"}
 # Settings with a gap at the bottom of their range: 0 turns them off, else at least this.
-_ZERO_OR_AT_LEAST = {"stats_interval": 1.0}
+_ZERO_OR_AT_LEAST = {"stats_interval": 0.25}       # at most 4 stats lines a second
 # Port names: JACK client names hold at most 63 bytes, ALSA's 63 characters.
 _MAX_LENGTH = {"ports.in_name": 63, "ports.out_name": 63}
 
