@@ -14,10 +14,11 @@ Pure data and functions; nothing here imports torch or does I/O.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from melodyflowd.music.chart import Chart
-from melodyflowd.music.follow import follow_lines, scale_key
+from melodyflowd.music.follow import follow_lines, is_follow_chart, scale_key
 from melodyflowd.music.phrases import PhraseBank
 from melodyflowd.music.recognize import NO_CONTEXT, RecognitionTable, context_index
 from melodyflowd.music.theory import Chord, parse_chord
@@ -80,13 +81,19 @@ def _tone_lines(chord: Chord, centre: int) -> tuple[tuple[int, ...], ...]:
     return (up, tuple(reversed(up)))
 
 
+@functools.lru_cache(maxsize=4)
+def _recognition_table(key: str | None) -> RecognitionTable:
+    """One table a key, shared (it never changes once built)."""
+    return RecognitionTable(key)
+
+
 def build_follow(bank: PhraseBank, chart: Chart, key: str | None = None) -> FollowProgram:
     """The follow tables from a bank written over music.follow.follow_chart() (`chart`),
     for a key (a chart's key text, or None)."""
     by_key = follow_lines(bank, chart)
     pitches = sorted(p for lines in by_key.values() for line in lines for p in line)
     centre = pitches[len(pitches) // 2] if pitches else DEFAULT_CENTRE
-    recognition = RecognitionTable(key)
+    recognition = _recognition_table(key)
     chords = list(recognition.chords)
     default = len(chords)
     chords.append(parse_chord(DEFAULT_CHORD))
@@ -105,6 +112,13 @@ def build_follow(bank: PhraseBank, chart: Chart, key: str | None = None) -> Foll
                          context=tuple(context_index(c) for c in chords),
                          lines=tuple(lines), keys=tuple(keys), default=default,
                          centre=centre)
+
+
+def chart_key(chord: Chord | None) -> int:
+    """A chart's chord as the scale key the played chord is compared with (-1: NC)."""
+    if chord is None or chord.root is None:
+        return -1
+    return scale_key(chord.root, chord.scale_name)
 
 
 def chord_index(program: FollowProgram, chord: Chord | None) -> int:
@@ -159,9 +173,13 @@ class Follower:
 
     @property
     def current(self) -> Chord | None:
+        """The chord played over (the default one before any is held); None without
+        tables."""
         program = self.program
-        return program.chords[self.chord] if program is not None and self.chord >= 0 \
-            else None
+        if program is None:
+            offered = self.offered
+            return offered.chords[offered.default] if offered is not None else None
+        return program.chords[self.chord] if self.chord >= 0 else None
 
     def offer(self, program: FollowProgram) -> None:
         """A new program (another bank or key), from any thread: installed at the next
@@ -316,4 +334,5 @@ def roles(settings) -> tuple[int, ...]:
 
 
 __all__ = ["BASS", "CHORD", "NONE", "NO_CONTEXT", "ChordLines", "FollowProgram", "Follower",
-           "build_follow", "chord_index", "chord_lines", "effective_split", "roles"]
+           "build_follow", "chart_key", "chord_index", "chord_lines", "effective_split",
+           "is_follow_chart", "roles"]

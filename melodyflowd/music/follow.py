@@ -65,6 +65,11 @@ def follow_chart(tempo: float = 120.0, time: tuple[int, int] = (4, 4),
                  style=style, bars=tuple(bars), source="<follow>", form=tuple(form))
 
 
+def is_follow_chart(chart: Chart) -> bool:
+    """Is this follow_chart() (follow mode without a chart of the player's)?"""
+    return chart.source == "<follow>" and chart.title == FOLLOW_TITLE
+
+
 def scale_key(root: int, scale_name: str) -> int:
     """(root, scale) as one int: the index of the scale in SCALES * 12 + root."""
     return _SCALE_INDEX[scale_name] * 12 + root
