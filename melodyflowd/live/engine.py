@@ -111,6 +111,8 @@ _CHANNEL_LENGTH = {0x80: 3, 0x90: 3, 0xA0: 3, 0xB0: 3, 0xC0: 2, 0xD0: 2, 0xE0: 3
 # [output slot: channel * 128 + pitch] -> (note-off status, pitch)
 _SLOT = tuple((NOTE_OFF | (slot >> 7), slot & 127) for slot in range(2048))
 
+_CHORD = follow_mode.CHORD
+
 # Control actions
 _NONE, _REGENERATE, _NEXT, _PREVIOUS, _SELECT, _PANIC = range(6)
 
@@ -600,8 +602,10 @@ class Engine:
                             return [[on, pitch, velocity]]
                         out.append([on, pitch, velocity])
                         return out
-                    if config.role[key]:
-                        return self._fast_chord_key(msg, now, key, note, status, velocity)
+                    role = config.role[key]
+                    if role:
+                        return self._fast_chord_key(msg, now, key, note, status, velocity,
+                                                    role)
             return self._handle(msg, now)
         except Exception:           # a bug must never take the MIDI callback down
             self.errors += 1
@@ -784,21 +788,20 @@ class Engine:
         self.notes_remapped += 1
 
     def _fast_chord_key(self, msg: Sequence[int], now: float, key: int, note: int,
-                        status: int, velocity: int) -> list[list[int]]:
+                        status: int, velocity: int, role: int) -> list[list[int]]:
         """The fast path of a follow-mode chord or bass key: it names the chord (a table
         lookup) and passes through, as _note does."""
         if self._down[key] or self._offer is not self._installed:
             return self._handle(msg, now)
-        follower = self._follower
         if status >= NOTE_ON and velocity:
-            if self._config.role[key] == follow_mode.CHORD:
-                follower.chord_down(note)
+            if role == _CHORD:
+                self._follower.chord_down(note)
             else:
-                follower.bass_down(note)
-        elif self._config.role[key] == follow_mode.CHORD:
-            follower.chord_up(note)
+                self._follower.bass_down(note)
+        elif role == _CHORD:
+            self._follower.chord_up(note)
         else:
-            follower.bass_up(note)
+            self._follower.bass_up(note)
         return [msg] if type(msg) is list else [list(msg)]
 
     def _fast_follow_note_on(self, msg: Sequence[int], now: float, config: _Config, key: int,
@@ -809,7 +812,6 @@ class Engine:
         if follower.offered is None or self._offer is not self._installed \
                 or self._program.chart.source != "<follow>":
             return self._handle(msg, now)
-        self._forget_span()
         self._down[key] = 1
         held = self._held
         out: list[list[int]] = []

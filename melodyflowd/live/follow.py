@@ -23,6 +23,8 @@ from melodyflowd.music.phrases import PhraseBank
 from melodyflowd.music.recognize import NO_CONTEXT, RecognitionTable, context_index
 from melodyflowd.music.theory import Chord, parse_chord
 
+_BIT = tuple(1 << (n % 12) for n in range(128))   # note -> its pitch class's bit
+_PC = tuple(n % 12 for n in range(129))
 REPEAT_COST = 2.5        # joining on the very pitch just played counts as a minor third
 TAIL = 3                 # a line is entered no later than this many notes from its end
 DEFAULT_CHORD = "Cmaj7"  # what the right hand plays over before any chord is held
@@ -200,14 +202,33 @@ class Follower:
 
     def chord_down(self, note: int) -> None:
         held = self.held
+        if self.offered is not self.program:
+            self._install()
+        program = self.program
         if not held:                         # the first key of a new chord
-            program = self.program
             self.gesture = program.context[self.chord] \
                 if program is not None and self.chord >= 0 else NO_CONTEXT
         held[note] = held.get(note, 0) + 1
-        if self.offered is not self.program:
-            self._install()
-        self._recognize()
+        if program is None:
+            return
+        # _recognize, inline (this runs in the MIDI callback for every chord key)
+        mask = 0
+        lowest = 128
+        for n in held:
+            mask |= _BIT[n]
+            if n < lowest:
+                lowest = n
+        if self.bass >= 0:
+            mask |= _BIT[self.bass]
+            lowest = self.bass
+        row = program.codes.get(_PC[lowest] << 12 | mask)
+        if row is not None:
+            chord = row[self.gesture]
+            if chord >= 0:
+                if chord != self.chord:
+                    self.changes += 1
+                    self.chord = chord
+                self.fresh = True
 
     def chord_up(self, note: int) -> None:
         held = self.held
@@ -236,14 +257,14 @@ class Follower:
         mask = 0
         lowest = 128
         for note in self.held:
-            mask |= 1 << (note % 12)
+            mask |= _BIT[note]
             if note < lowest:
                 lowest = note
         bass = self.bass
         if bass >= 0:
-            mask |= 1 << (bass % 12)
+            mask |= _BIT[bass]
             lowest = bass
-        row = program.codes.get((lowest % 12) << 12 | mask)
+        row = program.codes.get(_PC[lowest] << 12 | mask)
         if row is None:
             return
         chord = row[self.gesture]
@@ -280,6 +301,9 @@ class Follower:
         lines = program.lines[self.chord if self.chord >= 0 else program.default]
         line = self.line
         pos = self.pos
+        if pos < len(line) and lines.scale_key == self.line_key:    # the common case
+            self.pos = pos + 1
+            return line[pos]
         if lines.scale_key != self.line_key:
             which, pos = lines.enter[last][:2] if last >= 0 else lines.first
             line = lines.lines[which]
