@@ -159,7 +159,7 @@ class Daemon:
             self.generator = GeneratorClient(self.settings)
             self.generator.start()
         log.info("generating phrases for %s (%d bars, %d variations)...",
-                 self.settings.chart or chart.title, len(chart.bars),
+                 _chart_name(self.settings.chart, chart), len(chart.bars),
                  self.settings.generation.variations)
         self._request(chart, reason, fresh=False)
         while self.flags.stop is None:
@@ -275,7 +275,7 @@ class Daemon:
             sdnotify.ready(self._status())
 
     def _reload(self) -> None:
-        from melodyflowd.music.chart import load_chart
+        from melodyflowd.music.sources import load_chart
         from melodyflowd.service.config import reload_settings
 
         try:
@@ -284,7 +284,7 @@ class Daemon:
             log.error("config reload failed: %s; keeping the running config", exc)
             settings = self.settings
         try:
-            chart = load_chart(settings.chart) if settings.chart else self.chart
+            chart = load_chart(settings.chart, settings.tune) if settings.chart else self.chart
         except UserError as exc:
             log.error("chart reload failed: %s; the old chart keeps playing", exc)
             return
@@ -335,7 +335,7 @@ class Daemon:
         from melodyflowd.live.engine import Engine
         from melodyflowd.live.ports import open_ports
         from melodyflowd.live.transport import Transport
-        from melodyflowd.music.chart import load_chart
+        from melodyflowd.music.sources import load_chart
 
         settings = self.settings
         setup_logging(settings.log_level)
@@ -346,12 +346,12 @@ class Daemon:
         self._watchdog_next = 0.0
 
         follow = settings.engine.follow
+        chart = load_chart(settings.chart, settings.tune) if settings.chart else None
         if follow:
             from melodyflowd.music.follow import follow_chart
 
-            self.follow_chart = follow_chart(
-                style=None if not settings.chart else load_chart(settings.chart).style)
-        self.chart = load_chart(settings.chart) if settings.chart else self.follow_chart
+            self.follow_chart = follow_chart(style=chart.style if chart is not None else None)
+        self.chart = chart if chart is not None else self.follow_chart
         try:
             if settings.phrases:
                 bank = self._load_bank_file(self.chart)
@@ -480,3 +480,10 @@ def run(settings: Any) -> int:
     """Serve until SIGTERM/SIGINT; the exit code (0 on a clean stop). UserError from the
     start-up (chart, bank, ports, model) propagates to the CLI, which exits 2."""
     return Daemon(settings).run()
+
+
+def _chart_name(source: str | None, chart: Any) -> str:
+    """The chart file for the log, or for a link (which can be a whole playlist) its tune."""
+    if source is None or "://" in source:
+        return repr(chart.title)
+    return source
