@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from melodyflowd.music.theory import parse_chord
-from tests.support.jack import DaemonProcess, note_balance
+from tests.support.jack import DaemonProcess, note_balance, write_bank
 
 # (chord the left hand plays, its voicing below middle C on channel 1): rooted ii,
 # rootless V and I
@@ -75,3 +75,62 @@ def test_follow_plays_the_right_hand_on_the_left_hands_chords(jack_server, tmp_p
     sounding, orphans = note_balance([m for _, left, right in takes for m in left + right])
     assert not sounding and not orphans
     assert "engine errors 0" in daemon.log()
+
+
+CHART = 'title: follow over a chart\ntempo: 120\ntime: 4/4\nkey: C\nchords: "| G7 | G7 |"\n'
+CHART_NOTES = [67, 71, 74, 77]
+
+
+@pytest.mark.jack
+@pytest.mark.slow
+def test_follow_with_a_chart_the_played_chord_wins_while_it_differs(jack_server,
+                                                                      tmp_path: Path):
+    chart = tmp_path / "g7.yaml"
+    chart.write_text(CHART)
+    bank = write_bank(tmp_path / "bank.json", [[("G7", 0, 4)], [("G7", 0, 4)]],
+                      [[[(p, i, "G7") for i, p in enumerate(CHART_NOTES)]] * 2],
+                      title="follow over a chart", tempo=120)
+    config = tmp_path / "follow.yaml"
+    config.write_text(f"generation:\n  cache_dir: {tmp_path / 'cache'}\n  seed: 3\n")
+    daemon = DaemonProcess(jack_server, tmp_path, ["--follow", "--chart", str(chart),
+                                                   "--phrases", str(bank),
+                                                   "--config", str(config)])
+    peer = None
+
+    def right_hand(keys: list[int]) -> list[int]:
+        before = len(peer.messages())
+        for key in keys:
+            peer.send([0x91, key, 90])
+            time.sleep(0.1)
+            peer.send([0x81, key, 0])
+            time.sleep(0.05)
+        time.sleep(0.1)
+        return [m[1] for m in peer.messages()[before:] if m[0] == 0x91]
+
+    try:
+        daemon.wait_ready(timeout=180)
+        peer = daemon.peer()
+        start = time.monotonic()                       # the first key starts the clock
+        chart_before = right_hand([72])                # bar 1 (0-2 s): the chart's G7
+        for note in (49, 53, 59):                      # Db F B: the tritone substitute
+            peer.send([0x90, note, 70])
+        time.sleep(0.05)
+        played = right_hand([72, 74, 76, 77])
+        for note in (49, 53, 59):
+            peer.send([0x80, note, 0])
+        time.sleep(max(0.0, start + 2.3 - time.monotonic()))
+        chart_after = right_hand([72, 74])             # bar 2: no key held, the chart again
+        peer.wait_for(lambda got: not note_balance(got)[0], timeout=3)
+        daemon.stop()
+        loss = daemon.transport_loss(peer)
+    finally:
+        if peer is not None:
+            peer.close()
+        daemon.stop()
+    if loss is not None:
+        pytest.skip(f"JACK lost messages on this busy machine ({loss})")
+    assert chart_before == CHART_NOTES[:1]
+    db7 = set(parse_chord("Db7").scale)
+    assert len(played) == 4 and all(p % 12 in db7 for p in played), played
+    assert not set(played) <= set(CHART_NOTES)
+    assert chart_after and set(chart_after) <= set(CHART_NOTES), chart_after
