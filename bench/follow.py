@@ -67,7 +67,10 @@ bank = events[0].bank
 tables = build_follow(bank, chart) if which == "follow" else None
 ready = time.monotonic()        # CLOCK_MONOTONIC: the same clock as the parent's
 after = rss_mb()
-# the same again under tracemalloc (not timed: it slows allocation down)
+# the same again under tracemalloc (not timed: it slows allocation down), the recognizer's
+# table included (build_follow keeps one a key)
+from melodyflowd.live import follow as follow_tables
+follow_tables._recognition_table.cache_clear()
 tracemalloc.start()
 from melodyflowd.music.phrases import bank_from_json, bank_to_json
 copy = bank_from_json(bank_to_json(bank))
