@@ -74,7 +74,12 @@ CONFIGS: dict[str, dict | None] = {
     "original (pentatonic + trend, hard)": {"scale": "pentatonic", "constraint": "hard"},
     RANDOM: None,
 }
-# GM-ish names for WJazzD's instrument codes.
+# WJazzD's instrument codes -> generation.instrument names.
+INSTRUMENT_NAMES = {"ts": "tenor", "ts-c": "tenor", "as": "alto", "ss": "soprano",
+                    "bs": "baritone", "tp": "trumpet", "cor": "cornet", "tb": "trombone",
+                    "cl": "clarinet", "bcl": "clarinet", "g": "guitar", "p": "piano",
+                    "vib": "vibes"}
+# Readable names for WJazzD's instrument codes.
 INSTRUMENTS = {"ts": "tenor", "as": "alto", "ss": "soprano", "bs": "baritone", "tp": "trumpet",
                "cor": "cornet", "tb": "trombone", "cl": "clarinet", "bcl": "bass clarinet",
                "g": "guitar", "p": "piano", "vib": "vibes"}
@@ -225,6 +230,9 @@ def play_config(name: str, change: dict, cases: Sequence[Case], loaded, engine: 
     made = 0
     for i, case in enumerate(cases):
         case_settings = replace(settings, seed=i)
+        if case_settings.instrument == "solo":        # each solo at its own instrument's
+            case_settings = replace(case_settings, instrument=INSTRUMENT_NAMES.get(
+                case.solo.instrument, "any"))
 
         def make(case=case, case_settings=case_settings):
             nonlocal made
@@ -552,12 +560,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bars", type=int, default=32)
     parser.add_argument("--out", default=str(ROOT / "docs"))
     parser.add_argument("--only", nargs="*", help="configurations to run (default: all)")
+    parser.add_argument("--try", dest="tries", nargs="*", default=[],
+                        help='more configurations: NAME=JSON, e.g. \'wide={"low": 50}\'')
+    parser.add_argument("--name", default="musical", help="report name: OUT/NAME.md")
     args = parser.parse_args(argv)
     configs = {k: v for k, v in CONFIGS.items() if not args.only or k in args.only}
+    for item in args.tries:
+        name, _, text = item.partition("=")
+        configs[name] = json.loads(text)
     result = run(db=args.db, n_solos=args.solos, max_bars=args.bars, configs=configs,
                  log=lambda s: print(s, file=sys.stderr, flush=True))
-    RESULTS.write_text(json.dumps({k: v for k, v in result.items()}, indent=1) + "\n")
-    target = write_report(result, Path(args.out))
+    results = RESULTS if args.name == "musical" else RESULTS.with_name(f"{args.name}.json")
+    results.write_text(json.dumps(result, indent=1) + "\n")
+    target = write_report(result, Path(args.out), args.name)
     for name, row in result["table"].items():
         print(f"{name:40s} " + " ".join(f"{k}={v}" for k, v in row.items()))
     print(f"wrote {target}", file=sys.stderr)

@@ -102,7 +102,7 @@ def check(chart_file: str, as_json: bool) -> None:
 @click.option("--variations", type=click.IntRange(1, 64))
 @click.option("--seed", type=int)
 @click.option("--scale", type=click.Choice(["chord-scale", "pentatonic", "chord-tones",
-                                            "chromatic"]))
+                                            "chromatic", "metrical"]))
 @click.option("--temperature", type=click.FloatRange(0.05, 5.0))
 @user_errors
 def render(chart_file: str, out_file: str, config_file: str | None, model: str | None,
@@ -136,7 +136,7 @@ def render(chart_file: str, out_file: str, config_file: str | None, model: str |
 @click.option("--variations", type=click.IntRange(1, 64))
 @click.option("--seed", type=int)
 @click.option("--scale", type=click.Choice(["chord-scale", "pentatonic", "chord-tones",
-                                            "chromatic"]))
+                                            "chromatic", "metrical"]))
 @click.option("--temperature", type=click.FloatRange(0.05, 5.0))
 @user_errors
 def apply(in_file: str, chart_file: str, out_file: str, phrases: str | None, start_bar: int,

@@ -44,11 +44,12 @@ from typing import Any
 
 import torch
 
+from melodyflowd.generate.metrical import metrical_choice, resolving
 from melodyflowd.generate.textformat import ModelProfile
 from melodyflowd.music.chart import Chart
 from melodyflowd.music.theory import Chord, pitch_classes
 
-SCALE_MODES = ("chord-scale", "pentatonic", "chord-tones", "chromatic")
+SCALE_MODES = ("chord-scale", "pentatonic", "chord-tones", "chromatic", "metrical")
 MAX_DIGITS = 6          # longest number the parser follows; longer makes the line junk
 
 # token kinds
@@ -551,15 +552,21 @@ class MelodyControl:
         if state.pitch_field is not None:
             return state.pitch_field
         chord = self.timeline.chord_at(state.time)
-        pcs = frozenset(allowed_pitch_classes(chord, self.scale))
+        resolve_from = None
+        if self.scale == "metrical":
+            pcs, resolve_from = self._metrical(state, chord)
+        else:
+            pcs = frozenset(allowed_pitch_classes(chord, self.scale))
         recent = list(state.recent)[-self.trend_notes:] if self.trend_notes > 0 else []
         center = round(sum(recent) / len(recent)) if recent else None
-        key = (pcs, center)
+        key = (pcs, center, resolve_from)
         cached = self._pitch_cache.get(key)
         if cached is None:
             candidates = [p for p in range(self.low, self.high + 1) if p % 12 in pcs] or \
                 list(range(self.low, self.high + 1))
-            if center is not None:
+            if resolve_from is not None:
+                candidates = resolving(candidates, resolve_from)
+            elif center is not None:
                 near = [p for p in candidates if abs(p - center) <= self.trend_range]
                 if not near:
                     near = sorted(candidates, key=lambda p: (abs(p - center), p))[:3]
@@ -568,6 +575,17 @@ class MelodyControl:
             self._pitch_cache[key] = cached
         state.pitch_field = cached
         return cached
+
+    def _metrical(self, state: RowState, chord: Chord) -> tuple[frozenset[int], int | None]:
+        """The metrical mode's favoured pitch classes at this note (generate/metrical.py)."""
+        tl = self.timeline
+        previous = None
+        new_span = True
+        if state.notes:
+            onset = state.notes[-1][0]
+            new_span = tl.span_index(onset) != tl.span_index(state.time)
+            previous = (state.recent[-1], tl.chord_at(onset))
+        return metrical_choice(chord, state.time, tl.beats_per_bar, new_span, previous)
 
     def wait_range(self, state: RowState) -> Range:
         """Waits (in profile units) that keep every bar at min..max notes."""

@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from melodyflowd.errors import UserError
+from melodyflowd.music.instruments import INSTRUMENTS
 
 
 def platform_backend() -> str:
@@ -79,6 +80,8 @@ class GenerationSettings:
     trend_range: int = 5                    # semitones around the recent pitch trend
     low: int = 55                           # lowest pitch allowed
     high: int = 84                          # highest pitch allowed
+    instrument: str | None = None           # a register from music/instruments.py: wins
+                                            # over low/high
     cache_dir: str = "~/.cache/melodyflowd"
 
 
@@ -103,7 +106,7 @@ class Settings:
 
 BACKENDS = ("alsa", "jack", "coremidi", "windows")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-SCALES = ("chord-scale", "pentatonic", "chord-tones", "chromatic")
+SCALES = ("chord-scale", "pentatonic", "chord-tones", "chromatic", "metrical")
 
 # Settings that are not read from any config file (they record where the others came from).
 _INTERNAL = frozenset({"config_file", "overrides"})
@@ -113,6 +116,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "ports.backend": BACKENDS,
     "engine.mode": ("mono", "poly"),
     "generation.scale": SCALES,
+    "generation.instrument": INSTRUMENTS,
     "generation.constraint": ("soft", "hard"),
 }
 

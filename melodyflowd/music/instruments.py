@@ -1,0 +1,44 @@
+"""Where each instrument's solos sit: the `generation.instrument` setting's pitch ranges.
+
+From the Weimar Jazz Database's transcribed solos (concert pitch, all notes of every solo
+of that instrument in the training copy): the 5th and 95th percentile of the pitches, and
+the median. `generation.instrument` sets the phrases' range (`low`..`high`) to these; the
+default, `any`, is where the solos of every instrument together sit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    low: int            # 5th percentile of the solos' pitches (MIDI)
+    high: int           # 95th percentile
+    median: int
+    solos_notes: int    # how many notes the numbers come from
+
+
+REGISTERS: dict[str, Register] = {
+    "any": Register(53, 77, 65, 182074),
+    "tenor": Register(52, 73, 64, 85576),
+    "alto": Register(57, 75, 67, 29562),
+    "soprano": Register(61, 83, 71, 9937),
+    "baritone": Register(48, 65, 57, 3984),
+    "clarinet": Register(56, 82, 74, 2629),
+    "trumpet": Register(61, 80, 70, 30852),
+    "cornet": Register(62, 80, 71, 2664),
+    "trombone": Register(53, 70, 62, 5841),
+    "guitar": Register(52, 74, 63, 3523),
+    "piano": Register(50, 75, 61, 2507),
+    "vibes": Register(61, 83, 72, 3458),
+}
+INSTRUMENTS = tuple(REGISTERS)
+
+
+def pitch_range(instrument: str | None, low: int, high: int) -> tuple[int, int]:
+    """The phrases' (low, high): the instrument's register, or low..high when it is None."""
+    if instrument is None:
+        return low, high
+    register = REGISTERS[instrument]
+    return register.low, register.high
