@@ -10,8 +10,9 @@ first --solos by melid), each solo becomes:
 - a take: the solo's rhythm as a MIDI file (onsets, durations and positions in the bar
   from the `melody` table as training/prepare.py puts them on the beat grid), the human's
   pitch as the key, velocity 80;
-- for each configuration, a bank for that chart (one variation, seed = solo index; cached)
-  and `apply` (offline/apply.py: the daemon's engine with its default settings).
+- for each configuration, a bank for that chart (the shipped 4 variations, seed = solo
+  index; cached) and `apply` (offline/apply.py: the daemon's engine with its default
+  settings: the first variation plays).
 The pitches that come out are compared with the human's on the same notes:
 
 - JS distance (base 2) of the chord-relative pitch-class histogram and of the interval
@@ -48,6 +49,7 @@ from pathlib import Path
 import mido
 
 from melodyflowd.music.chart import Bar, Chart, ChordSpan
+from melodyflowd.music.instruments import pitch_range
 from melodyflowd.music.theory import Chord, parse_chord
 from melodyflowd.offline.apply import apply_performance
 from melodyflowd.service.config import EngineSettings, GenerationSettings
@@ -63,15 +65,22 @@ NC = parse_chord("NC")
 HUMANS = "humans"
 RANDOM = "random chord-scale notes"
 DEFAULT = "shipped default"
+PREVIOUS = "previous default (chord-scale, penalty 2, 55-84)"
 
 # Configuration name -> changes to the shipped GenerationSettings (None: random notes).
 CONFIGS: dict[str, dict | None] = {
     DEFAULT: {},
+    "default, instrument of the solo": {"instrument": "solo"},
+    PREVIOUS: {"scale": "chord-scale", "penalty": 2.0, "instrument": None, "low": 55,
+               "high": 84},
+    "scale: chord-scale": {"scale": "chord-scale"},
     "scale: pentatonic": {"scale": "pentatonic"},
     "scale: chord-tones": {"scale": "chord-tones"},
     "scale: chromatic": {"scale": "chromatic"},
-    "unconstrained": {"scale": "chromatic", "low": 21, "high": 108, "trend_range": 127},
-    "original (pentatonic + trend, hard)": {"scale": "pentatonic", "constraint": "hard"},
+    "unconstrained": {"scale": "chromatic", "low": 21, "high": 108, "trend_range": 127,
+                      "instrument": None},
+    "original (pentatonic + trend, hard)": {"scale": "pentatonic", "constraint": "hard",
+                                            "instrument": None, "low": 55, "high": 84},
     RANDOM: None,
 }
 # WJazzD's instrument codes -> generation.instrument names.
@@ -223,7 +232,7 @@ def play_config(name: str, change: dict, cases: Sequence[Case], loaded, engine: 
     """Each case's output pitches (a note each of the human's) under one configuration."""
     from melodyflowd.generate.compose import compose_bank
 
-    settings = replace(base, variations=1, **change)
+    settings = replace(base, **change)
     fingerprint = {k: v for k, v in asdict(settings).items() if k != "cache_dir"}
     out = []
     t0 = time.monotonic()
@@ -434,10 +443,10 @@ def markdown(result: dict, plots: Sequence[str]) -> str:
         f"{result['solos']} WJazzD validation solos (the first by melid; "
         f"{result['notes']} notes, the first {result['bars']} bars of each), each played "
         "through `melodyflow apply` with the daemon's engine settings: the solo's own "
-        "beat-by-beat chords as the chart, the solo's rhythm as the take, one bank "
-        "variation a solo (seed = the solo's index). Every number compares the pitches "
-        "that come out with the pitches the human played on the same notes; the humans' "
-        "row is the human line measured the same way. Model: "
+        "beat-by-beat chords as the chart, the solo's rhythm as the take, a bank of 4 "
+        "variations a solo (seed = the solo's index; the first variation plays). Every "
+        "number compares the pitches that come out with the pitches the human played on "
+        "the same notes; the humans' row is the human line measured the same way. Model: "
         f"`{result['model']}`, no style adapter. Took {result['minutes']} min.",
         "",
         *lines,
@@ -532,7 +541,8 @@ def run(*, db: str = str(DEFAULT_DB), n_solos: int = 36, max_bars: int = 32,
     lines: dict[str, list[list[int]]] = {HUMANS: [c.pitches for c in cases]}
     for name, change in configs.items():
         if change is None:
-            lines[name] = random_pitches(cases, base.low, base.high)
+            low, high, _centre = pitch_range(base.instrument, base.low, base.high)
+            lines[name] = random_pitches(cases, low, high)
         else:
             lines[name] = play_config(name, change, cases, loaded, engine, base, log)
     results = {name: metrics(group, ctx) for name, group in lines.items()}

@@ -16,6 +16,7 @@ import click
 
 from melodyflowd import __version__
 from melodyflowd.errors import UserError
+from melodyflowd.music.instruments import INSTRUMENTS
 
 BACKENDS = ["alsa", "jack", "coremidi", "windows"]
 
@@ -104,10 +105,12 @@ def check(chart_file: str, as_json: bool) -> None:
 @click.option("--scale", type=click.Choice(["chord-scale", "pentatonic", "chord-tones",
                                             "chromatic", "metrical"]))
 @click.option("--temperature", type=click.FloatRange(0.05, 5.0))
+@click.option("--instrument", type=click.Choice(INSTRUMENTS),
+              help="Register: where this instrument's solos sit.")
 @user_errors
 def render(chart_file: str, out_file: str, config_file: str | None, model: str | None,
            adapter: str | None, variations: int | None, seed: int | None, scale: str | None,
-           temperature: float | None) -> None:
+           temperature: float | None, instrument: str | None) -> None:
     """Generate phrases without ports and write them to a file."""
     from melodyflowd.offline.render import render_file
     from melodyflowd.service.config import load_settings
@@ -116,6 +119,7 @@ def render(chart_file: str, out_file: str, config_file: str | None, model: str |
         "chart": chart_file, "generation.model": model, "generation.adapter": adapter,
         "generation.variations": variations, "generation.seed": seed,
         "generation.scale": scale, "generation.temperature": temperature,
+        "generation.instrument": instrument,
     })
     written = render_file(settings, out_file)
     click.echo(f"wrote {written}")
@@ -138,11 +142,13 @@ def render(chart_file: str, out_file: str, config_file: str | None, model: str |
 @click.option("--scale", type=click.Choice(["chord-scale", "pentatonic", "chord-tones",
                                             "chromatic", "metrical"]))
 @click.option("--temperature", type=click.FloatRange(0.05, 5.0))
+@click.option("--instrument", type=click.Choice(INSTRUMENTS),
+              help="Register: where this instrument's solos sit.")
 @user_errors
 def apply(in_file: str, chart_file: str, out_file: str, phrases: str | None, start_bar: int,
           config_file: str | None, model: str | None, adapter: str | None,
           variations: int | None, seed: int | None, scale: str | None,
-          temperature: float | None) -> None:
+          temperature: float | None, instrument: str | None) -> None:
     """Play a recorded performance (IN_FILE, MIDI) through the engine, as melodyflowd would
     live, and write what it plays."""
     from melodyflowd.offline.apply import apply_file
@@ -152,7 +158,7 @@ def apply(in_file: str, chart_file: str, out_file: str, phrases: str | None, sta
         "chart": chart_file, "phrases": phrases, "generation.model": model,
         "generation.adapter": adapter, "generation.variations": variations,
         "generation.seed": seed, "generation.scale": scale,
-        "generation.temperature": temperature,
+        "generation.temperature": temperature, "generation.instrument": instrument,
     })
     written = apply_file(settings, in_file, out_file, start_bar=start_bar)
     click.echo(f"wrote {written}")

@@ -205,10 +205,10 @@ def generate_rows(chart: Chart, loaded: LoadedModel, settings: GenerationSetting
     if settings.constraint not in ("soft", "hard"):
         raise UserError(f"unknown constraint {settings.constraint!r}; accepted: soft, hard")
     try:
-        low, high = pitch_range(settings.instrument, settings.low, settings.high)
+        low, high, centre = pitch_range(settings.instrument, settings.low, settings.high)
         proc = MelodyControl(
             nt, chart, scale=settings.scale, hard=settings.constraint == "hard",
-            penalty=settings.penalty, low=low, high=high,
+            penalty=settings.penalty, low=low, high=high, centre=centre,
             trend_notes=settings.trend_notes, trend_range=settings.trend_range,
             tempo=chart.tempo, start_beat=[r.segment.start * bpb for r in rows],
             end_beat=[r.segment.end * bpb for r in rows], enforce_format=True,

@@ -47,6 +47,7 @@ import torch
 from melodyflowd.generate.metrical import metrical_choice, resolving
 from melodyflowd.generate.textformat import ModelProfile
 from melodyflowd.music.chart import Chart
+from melodyflowd.music.instruments import CENTRE_SLACK
 from melodyflowd.music.theory import Chord, pitch_classes
 
 SCALE_MODES = ("chord-scale", "pentatonic", "chord-tones", "chromatic", "metrical")
@@ -430,6 +431,7 @@ class MelodyControl:
     def __init__(self, note_tokenizer: NoteTokenizer, chart: Chart, *,
                  scale: str = "chord-scale", hard: bool = False, penalty: float = 2.0,
                  low: int = 55, high: int = 84, trend_notes: int = 4, trend_range: int = 5,
+                 centre: int | None = None,
                  tempo: float | None = None, start_beat: float | Sequence[float] = 0.0,
                  end_beat: float | Sequence[float] | None = None,
                  enforce_format: bool = False,
@@ -447,6 +449,7 @@ class MelodyControl:
         self.hard = hard
         self.penalty = penalty
         self.low, self.high = low, high
+        self.centre = centre            # the register's median: the trend stays near it
         self.trend_notes = trend_notes
         self.trend_range = trend_range
         self.tempo = float(tempo if tempo is not None else chart.tempo)
@@ -465,7 +468,7 @@ class MelodyControl:
         shared = note_tokenizer.__dict__.setdefault("_constraint_caches", {})
         self._mask_cache: dict[tuple, Any] = shared.setdefault("allowed", {})
         self._pitch_cache: dict[tuple, PitchSet] = shared.setdefault(
-            ("pitch", low, high, trend_notes, trend_range), {})
+            ("pitch", low, high, trend_notes, trend_range, centre), {})
         self._plan_cache: dict[tuple, tuple[int, int, int]] = shared.setdefault(
             ("plan", hard, enforce_format), {})
         self._masks: _MaskTable = shared.setdefault(("masks", hard, enforce_format),
@@ -559,6 +562,9 @@ class MelodyControl:
             pcs = frozenset(allowed_pitch_classes(chord, self.scale))
         recent = list(state.recent)[-self.trend_notes:] if self.trend_notes > 0 else []
         center = round(sum(recent) / len(recent)) if recent else None
+        if self.centre is not None:
+            center = self.centre if center is None else \
+                min(max(center, self.centre - CENTRE_SLACK), self.centre + CENTRE_SLACK)
         key = (pcs, center, resolve_from)
         cached = self._pitch_cache.get(key)
         if cached is None:

@@ -2,8 +2,10 @@
 
 From the Weimar Jazz Database's transcribed solos (concert pitch, all notes of every solo
 of that instrument in the training copy): the 5th and 95th percentile of the pitches, and
-the median. `generation.instrument` sets the phrases' range (`low`..`high`) to these; the
-default, `any`, is where the solos of every instrument together sit.
+the median. `generation.instrument` sets the phrases' range (`low`..`high`) to these, and
+keeps the line's pitch trend within CENTRE_SLACK semitones of the median (a model left to
+itself drifts to the bottom of any range); `any` is where the solos of every instrument
+together sit.
 """
 
 from __future__ import annotations
@@ -34,11 +36,14 @@ REGISTERS: dict[str, Register] = {
     "vibes": Register(61, 83, 72, 3458),
 }
 INSTRUMENTS = tuple(REGISTERS)
+CENTRE_SLACK = 3        # semitones the trend's centre may stray from the register's median
 
 
-def pitch_range(instrument: str | None, low: int, high: int) -> tuple[int, int]:
-    """The phrases' (low, high): the instrument's register, or low..high when it is None."""
+def pitch_range(instrument: str | None, low: int, high: int
+                ) -> tuple[int, int, int | None]:
+    """The phrases' (low, high, centre): the instrument's register and median, or
+    (low, high, None) when it is None (no pull toward a centre)."""
     if instrument is None:
-        return low, high
+        return low, high, None
     register = REGISTERS[instrument]
-    return register.low, register.high
+    return register.low, register.high, register.median

@@ -71,16 +71,17 @@ class GenerationSettings:
     adapter: str | None = None              # peft dir or a style name in the model's adapters/
     variations: int = 4
     seed: int | None = None
-    scale: str = "chord-scale"              # chord-scale | pentatonic | chord-tones | chromatic
+    scale: str = "metrical"                 # metrical | chord-scale | pentatonic | chord-tones
+                                            # | chromatic
     constraint: str = "soft"                # soft | hard
-    penalty: float = 2.0                    # soft penalty, in std devs of the pitch logits
+    penalty: float = 0.3                    # soft penalty, in std devs of the pitch logits
     temperature: float = 0.9
     top_p: float = 0.95
     trend_notes: int = 4
     trend_range: int = 5                    # semitones around the recent pitch trend
     low: int = 55                           # lowest pitch allowed
     high: int = 84                          # highest pitch allowed
-    instrument: str | None = None           # a register from music/instruments.py: wins
+    instrument: str | None = "any"          # a register from music/instruments.py: wins
                                             # over low/high
     cache_dir: str = "~/.cache/melodyflowd"
 

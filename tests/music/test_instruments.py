@@ -18,8 +18,9 @@ def test_registers_are_ranges_around_their_median():
 
 
 def test_an_instrument_wins_over_low_and_high_none_keeps_them():
-    assert pitch_range("tenor", 55, 84) == (REGISTERS["tenor"].low, REGISTERS["tenor"].high)
-    assert pitch_range(None, 55, 84) == (55, 84)
+    tenor = REGISTERS["tenor"]
+    assert pitch_range("tenor", 55, 84) == (tenor.low, tenor.high, tenor.median)
+    assert pitch_range(None, 55, 84) == (55, 84, None)
 
 
 def test_the_setting_is_checked(tmp_path):
