@@ -42,7 +42,10 @@ CENTRE_SLACK = 3        # semitones the trend's centre may stray from the regist
 def pitch_range(instrument: str | None, low: int, high: int
                 ) -> tuple[int, int, int | None]:
     """The phrases' (low, high, centre): the instrument's register and median, or
-    (low, high, None) when it is None (no pull toward a centre)."""
+    (low, high, None) when it is None (no pull toward a centre). low..high must be a
+    range within 0..127 either way (ValueError)."""
+    if not 0 <= low <= high <= 127:
+        raise ValueError(f"pitch range {low}..{high} is not within 0..127")
     if instrument is None:
         return low, high, None
     register = REGISTERS[instrument]
