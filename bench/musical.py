@@ -560,6 +560,19 @@ def write_report(result: dict, out: Path, name: str = "musical") -> Path:
     return target
 
 
+def write_card_section(report: Path, card_dir: Path) -> Path:
+    """The report as the model card's section (card_dir/musical.md, links rewritten from
+    the card's folder), then the card written again (training/card.py)."""
+    import os.path
+
+    from training.card import write_model_card
+
+    prefix = os.path.relpath(report.parent.resolve(), card_dir.resolve())
+    text = report.read_text(encoding="utf-8").replace("](", f"]({prefix}/")
+    (card_dir / "musical.md").write_text(text, encoding="utf-8")
+    return write_model_card(card_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m bench.musical",
                                      description=__doc__.split("\n\n")[0])
@@ -573,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--try", dest="tries", nargs="*", default=[],
                         help='more configurations: NAME=JSON, e.g. \'wide={"low": 50}\'')
     parser.add_argument("--name", default="musical", help="report name: OUT/NAME.md")
+    parser.add_argument("--card", help="also put the report into this model dir's card")
     args = parser.parse_args(argv)
     configs = {k: v for k, v in CONFIGS.items() if not args.only or k in args.only}
     for item in args.tries:
@@ -583,6 +597,8 @@ def main(argv: list[str] | None = None) -> int:
     results = RESULTS if args.name == "musical" else RESULTS.with_name(f"{args.name}.json")
     results.write_text(json.dumps(result, indent=1) + "\n")
     target = write_report(result, Path(args.out), args.name)
+    if args.card:
+        write_card_section(target, Path(args.card))
     for name, row in result["table"].items():
         print(f"{name:40s} " + " ".join(f"{k}={v}" for k, v in row.items()))
     print(f"wrote {target}", file=sys.stderr)

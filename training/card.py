@@ -205,6 +205,11 @@ def write_model_card(model_dir: str | Path) -> Path:
     if evaluation.is_file():
         lines += ["## Evaluation", "", evaluation.read_text(encoding="utf-8").split("\n", 1)[1]
                   .strip(), ""]
+    musical = model_dir / "musical.md"
+    if musical.is_file():
+        body = musical.read_text(encoding="utf-8").split("\n", 1)[1].strip()
+        lines += ["## Under a human rhythm (melodyflow apply)", "",
+                  body.replace("\n## ", "\n### "), ""]
     lines += ["## Commands", "", "```",
               "python -m training.prepare --db ../shared/data/wjazzd/wjazzd-train.db "
               "--out runs/data",
