@@ -20,8 +20,11 @@ on the chord (the generation constraint puts chord tones where the chord starts)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from melodyflowd.music.theory import Chord
+if TYPE_CHECKING:
+    from melodyflowd.music.chart import Chart
+    from melodyflowd.music.theory import Chord
 
 MIN_LINE = 32
 
@@ -55,7 +58,7 @@ def scale_walk(start: int, target: int | None, pcs: frozenset[int], low: int, hi
     return out
 
 
-def continue_line(own: tuple[int, ...], others: Sequence[tuple[int, ...]], chord: Chord,
+def continue_line(own: tuple[int, ...], others: Sequence[tuple[int, ...]], chord: Chord | None,
                   next_note: int | None, low: int, high: int) -> tuple[int, ...]:
     """`own` followed by the other variations' lines over the same span and a scale walk
     toward `next_note`, MIN_LINE notes long (see the module doc). Empty stays empty."""
@@ -68,6 +71,44 @@ def continue_line(own: tuple[int, ...], others: Sequence[tuple[int, ...]], chord
         if other:
             line += other[_entry(line[-1], other):]
     if len(line) < MIN_LINE:
-        pcs = frozenset(chord.scale) if chord.root is not None else frozenset()
+        pcs = frozenset(chord.scale) if chord is not None and chord.root is not None \
+            else frozenset()
         line += scale_walk(line[-1], next_note, pcs, low, high, MIN_LINE - len(line))
     return tuple(line)
+
+
+Phrases = tuple[tuple[tuple[tuple[int, ...], ...], ...], ...]     # [variation][bar][span]
+
+
+def continue_lines(phrases: Phrases, arpeggio: tuple[tuple[tuple[bool, ...], ...], ...],
+                   chart: Chart) -> Phrases:
+    """Every span's phrase of every variation, continued (continue_line): the other
+    variations' phrases of the same span in order v+1, v+2, ..., then the walk toward the
+    next span's first note, within the lowest..highest pitch of the bank. Arpeggio spans
+    (the engine's fallback for a chord with no notes) stay as they are."""
+    pitches = [p for var in phrases for bar in var for span in bar for p in span]
+    if not pitches:
+        return phrases
+    low, high = min(pitches), max(pitches)
+    n_var = len(phrases)
+    n_bars = len(chart.bars)
+    out = []
+    for v in range(n_var):
+        bars = []
+        for b, row in enumerate(phrases[v]):
+            chords = chart.bars[b].chords
+            spans = []
+            for s, own in enumerate(row):
+                if arpeggio[v][b][s]:
+                    spans.append(own)
+                    continue
+                others = [phrases[(v + k) % n_var][b][s] for k in range(1, n_var)
+                          if not arpeggio[(v + k) % n_var][b][s]]
+                nb, ns = (b, s + 1) if s + 1 < len(row) else ((b + 1) % n_bars, 0)
+                following = phrases[v][nb][ns]
+                chord = chords[min(s, len(chords) - 1)].chord if chords else None
+                spans.append(continue_line(own, others, chord,
+                                           following[0] if following else None, low, high))
+            bars.append(tuple(spans))
+        out.append(tuple(bars))
+    return tuple(out)
