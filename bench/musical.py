@@ -48,6 +48,7 @@ from pathlib import Path
 
 import mido
 
+from melodyflowd.generate.metrical import RULES
 from melodyflowd.music.chart import Bar, Chart, ChordSpan
 from melodyflowd.music.instruments import pitch_range
 from melodyflowd.music.theory import Chord, parse_chord
@@ -250,7 +251,7 @@ def play_config(name: str, change: dict, cases: Sequence[Case], loaded, engine: 
 
         key = {"melid": case.solo.melid, "bars": len(case.chart.bars), "seed": i,
                "model": loaded.name, "settings": {**fingerprint, "seed": i},
-               "version": 1}
+               "version": 1, "rules": RULES if case_settings.scale == "metrical" else 0}
         bank = cached_bank(key, make)
         played = note_on_pitches(apply_performance(case.take, case.chart, bank, engine))
         if len(played) != len(case.pitches):

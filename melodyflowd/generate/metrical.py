@@ -16,7 +16,9 @@ hard`), and, after a note outside the chord-scale, the pitch it must resolve fro
 - weak note: the chord-scale, plus the chromatic notes a half step from a chord tone
   (approach and passing tones), without the avoid notes' doubling of that role;
 - the note after one outside the chord-scale (of its own chord): the set above, and
-  only pitches a half or whole step from it (the resolution).
+  only pitches a half or whole step from it (the resolution), not back to the note
+  before it where another step is possible (a passing tone goes on; going back and
+  forth would trill: A Bb A Bb over Dm7).
 
 NC: every pitch class. The soft penalty (`generation.penalty`) decides how often the line
 leaves the favoured set; bench/musical.py measures where that lands against the humans.
@@ -28,6 +30,7 @@ from functools import lru_cache
 
 from melodyflowd.music.theory import Chord
 
+RULES = 2                   # bump when the rules change: caches of metrical banks key on it
 EPS = 1e-6
 STEP = 2                    # a resolution moves by at most a whole step
 
@@ -73,7 +76,9 @@ def is_strong(onset: float, beats_per_bar: float, new_span: bool) -> bool:
 def metrical_choice(chord: Chord, onset: float, beats_per_bar: float, new_span: bool,
                     previous: tuple[int, Chord] | None) -> tuple[frozenset[int], int | None]:
     """(favoured pitch classes, pitch to resolve by step from, or None) for a note at
-    `onset` (beats) over `chord`; previous = (pitch, chord) of the note before, if any."""
+    `onset` (beats) over `chord`; previous = (pitch, chord) of the note before, if any.
+    (The note before that, which the resolution should not go back to, is the caller's:
+    `resolving(..., back=...)`.)"""
     pcs = strong_pitch_classes(chord) if is_strong(onset, beats_per_bar, new_span) \
         else weak_pitch_classes(chord)
     if previous is not None:
@@ -83,7 +88,9 @@ def metrical_choice(chord: Chord, onset: float, beats_per_bar: float, new_span: 
     return pcs, None
 
 
-def resolving(candidates: list[int], source: int) -> list[int]:
-    """The candidates a half or whole step from `source` (all of them when none is)."""
+def resolving(candidates: list[int], source: int, back: int | None = None) -> list[int]:
+    """The candidates a half or whole step from `source`, not `back` (the note before the
+    source) when another one is; all of them when none is a step away."""
     near = [p for p in candidates if 0 < abs(p - source) <= STEP]
-    return near or candidates
+    onward = [p for p in near if p != back]
+    return onward or near or candidates

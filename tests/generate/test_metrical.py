@@ -53,6 +53,8 @@ def test_a_note_outside_the_scale_resolves_by_step_into_it():
     assert pcs <= set(c7.scale)
     assert resolving([55, 57, 60, 62, 64], 61) == [60, 62]
     assert resolving([50, 70], 61) == [50, 70]                        # none near: all
+    assert resolving([55, 57, 60, 62, 64], 61, back=60) == [62]       # on, not back: no trill
+    assert resolving([60, 64], 61, back=60) == [60]                   # back when it must
     pcs, source = metrical_choice(c7, 1.5, 4.0, False, (64, c7))      # E: in the scale
     assert source is None and pcs == weak_pitch_classes(c7)
 

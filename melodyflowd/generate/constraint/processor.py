@@ -172,9 +172,11 @@ class MelodyControl:
         if state.pitch_field is not None:
             return state.pitch_field
         chord = self.timeline.chord_at(state.time)
-        resolve_from = None
+        resolve_from = back = None
         if self.scale == "metrical":
             pcs, resolve_from = self._metrical(state, chord)
+            if resolve_from is not None and len(state.recent) >= 2:
+                back = state.recent[-2]
         else:
             pcs = frozenset(allowed_pitch_classes(chord, self.scale))
         recent = list(state.recent)[-self.trend_notes:] if self.trend_notes > 0 else []
@@ -182,13 +184,13 @@ class MelodyControl:
         if self.centre is not None:
             center = self.centre if center is None else \
                 min(max(center, self.centre - CENTRE_SLACK), self.centre + CENTRE_SLACK)
-        key = (pcs, center, resolve_from)
+        key = (pcs, center, resolve_from, back)
         cached = self._pitch_cache.get(key)
         if cached is None:
             candidates = [p for p in range(self.low, self.high + 1) if p % 12 in pcs] or \
                 list(range(self.low, self.high + 1))
             if resolve_from is not None:
-                candidates = resolving(candidates, resolve_from)
+                candidates = resolving(candidates, resolve_from, back)
             elif center is not None:
                 near = [p for p in candidates if abs(p - center) <= self.trend_range]
                 if not near:
