@@ -251,7 +251,9 @@ def play_config(name: str, change: dict, cases: Sequence[Case], loaded, engine: 
 
         key = {"melid": case.solo.melid, "bars": len(case.chart.bars), "seed": i,
                "model": loaded.name, "settings": {**fingerprint, "seed": i},
-               "version": 1, "rules": RULES if case_settings.scale == "metrical" else 0}
+               "version": 1}
+        if case_settings.scale == "metrical":
+            key["rules"] = RULES          # metrical.py's rules changed: not the same bank
         bank = cached_bank(key, make)
         played = note_on_pitches(apply_performance(case.take, case.chart, bank, engine))
         if len(played) != len(case.pitches):
