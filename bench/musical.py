@@ -581,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", default=os.environ.get("MELODYFLOW_WJAZZD", str(DEFAULT_DB)),
                         help="the WJazzD SQLite file (default: $MELODYFLOW_WJAZZD, or "
-                        "../shared/data/wjazzd/wjazzd-train.db beside the clone)")
+                        "training/prepare.py's default beside the clone)")
     parser.add_argument("--solos", type=int, default=36)
     parser.add_argument("--bars", type=int, default=32)
     parser.add_argument("--out", default=str(ROOT / "docs"))

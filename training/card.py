@@ -219,6 +219,7 @@ def write_model_card(model_dir: str | Path) -> Path:
               "--out melodyflowd/models/default/adapters" + _finetune_budget(adapters),
               "python -m training.evaluate --model melodyflowd/models/default --data runs/data "
               "--out training/report --card melodyflowd/models/default",
+              "python3 -m bench.musical --card melodyflowd/models/default",
               "```", "", "See training/README.md for what each step does.", ""]
     path = model_dir / "MODEL_CARD.md"
     path.write_text("\n".join(lines), encoding="utf-8")
