@@ -165,8 +165,8 @@ def apply_file(settings: Settings, in_file: str, out_file: str, *, start_bar: in
     """`melodyflow apply`: read `in_file`, play it through the engine with a bank (the
     settings' `phrases` file, else one generated as `render` does), write `out_file`
     atomically. Returns the path written."""
-    from melodyflowd.music.chart import load_chart
     from melodyflowd.music.phrases import check_bank_for_chart, load_bank
+    from melodyflowd.music.sources import load_chart
     from melodyflowd.offline.render import _atomic, _StderrProgress, generate_bank
 
     target = Path(out_file)
@@ -179,7 +179,7 @@ def apply_file(settings: Settings, in_file: str, out_file: str, *, start_bar: in
         raise UserError(f"cannot write here: the folder {str(target.parent)!r} does not exist",
                         file=out_file)
     midi = read_midi(in_file)
-    chart = load_chart(settings.chart)
+    chart = load_chart(settings.chart, settings.tune)
     if settings.phrases is not None:
         bank = load_bank(settings.phrases)
         check_bank_for_chart(bank, chart, source=settings.phrases)
