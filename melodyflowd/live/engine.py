@@ -17,8 +17,10 @@ Behaviour
   send it with the player's velocity on the key's channel (or `out_channel`). The key is
   remembered; its note-off (or velocity-0 note-on) ends the note it made. If nothing has
   started the transport, the first remapped note starts its internal clock.
-- Phrase position: restarts at every new chord span (a chord change, and every bar line) and
-  wraps around when the player plays more notes than the phrase has (as Melody Flow did).
+- Phrase position: restarts at every new chord span (a chord change, and every bar line).
+  Past the end of the phrase the line goes on (build_program extends every span's tuple
+  with live/continuation.py: the other variations' lines over the same span, then a
+  chord-scale walk toward the next span's first note); it wraps only past 32 notes.
 - Spans with no notes (the player must still sound), first that applies:
     1. the same span's notes in the other variations (same chord, so still right);
     2. the chord's own tones as an arpeggio within the octave around the bank's median
@@ -77,6 +79,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from melodyflowd.live import follow as follow_mode
+from melodyflowd.live.continuation import continue_lines
 from melodyflowd.live.transport import CLOCK, STOP, beat_on
 
 if TYPE_CHECKING:
@@ -218,6 +221,7 @@ def build_program(bank: PhraseBank, chart: Chart) -> Program:
             bars_a.append(tuple(spans_a))
         phrases.append(tuple(bars_p))
         arpeggio.append(tuple(bars_a))
+    phrases = continue_lines(tuple(phrases), tuple(arpeggio), chart)
     bar_len = float(chart.beats_per_bar)
     span_bar, span_index, span_lo, span_hi, first_span = [], [], [], [], []
     ordered = all(list(row) == sorted(row) for row in starts)

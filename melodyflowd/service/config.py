@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from melodyflowd.errors import UserError
+from melodyflowd.music.instruments import INSTRUMENTS
 
 
 def platform_backend() -> str:
@@ -73,15 +74,18 @@ class GenerationSettings:
     adapter: str | None = None              # peft dir or a style name in the model's adapters/
     variations: int = 4
     seed: int | None = None
-    scale: str = "chord-scale"              # chord-scale | pentatonic | chord-tones | chromatic
+    scale: str = "metrical"                 # metrical | chord-scale | pentatonic | chord-tones
+                                            # | chromatic
     constraint: str = "soft"                # soft | hard
-    penalty: float = 2.0                    # soft penalty, in std devs of the pitch logits
+    penalty: float = 0.3                    # soft penalty, in std devs of the pitch logits
     temperature: float = 0.9
     top_p: float = 0.95
     trend_notes: int = 4
     trend_range: int = 5                    # semitones around the recent pitch trend
     low: int = 55                           # lowest pitch allowed
     high: int = 84                          # highest pitch allowed
+    instrument: str | None = "any"          # a register from music/instruments.py: wins
+                                            # over low/high
     cache_dir: str = "~/.cache/melodyflowd"
 
 
@@ -107,7 +111,7 @@ class Settings:
 
 BACKENDS = ("alsa", "jack", "coremidi", "windows")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-SCALES = ("chord-scale", "pentatonic", "chord-tones", "chromatic")
+SCALES = ("chord-scale", "pentatonic", "chord-tones", "chromatic", "metrical")
 
 # Settings that are not read from any config file (they record where the others came from).
 _INTERNAL = frozenset({"config_file", "overrides"})
@@ -117,6 +121,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "ports.backend": BACKENDS,
     "engine.mode": ("mono", "poly"),
     "generation.scale": SCALES,
+    "generation.instrument": INSTRUMENTS,
     "generation.constraint": ("soft", "hard"),
 }
 
