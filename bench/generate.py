@@ -100,7 +100,10 @@ class DecodeEverythingProcessor(LogitsProcessor):
                     recent.append(item.pitch)
             bpb = self.chart.beats_per_bar
             chord = self.chart.chord_at(self.bar + int(beat // bpb), beat % bpb)
-            pcs = set(allowed_pitch_classes(chord, self.settings.scale))
+            # the metrical mode needs the note history the original never followed: the
+            # baseline masks to the chord-scale there
+            scale = self.settings.scale if self.settings.scale != "metrical" else "chord-scale"
+            pcs = set(allowed_pitch_classes(chord, scale))
             center = sum(recent[-4:]) / len(recent[-4:]) if recent else None
             bad = [tid for pitch, tid in self.pitch_ids.items()
                    if pitch % 12 not in pcs or not self.settings.low <= pitch

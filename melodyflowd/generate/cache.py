@@ -188,7 +188,7 @@ def load_cached(cache_dir: str | os.PathLike[str], key: str, *, bars: int | None
     try:
         if generation is not None:
             check_bank_pitches(bank, str(path), generation.low, generation.high,
-                               generation.constraint)
+                               generation.constraint, generation.instrument)
         else:
             check_bank_pitches(bank, str(path))
     except BankError as exc:

@@ -42,6 +42,7 @@ from melodyflowd.generate.textformat import (
     render_prompt,
 )
 from melodyflowd.music.chart import Chart
+from melodyflowd.music.instruments import pitch_range
 from melodyflowd.music.phrases import BarPhrase, PhraseBank, PhraseNote, bank_bars
 from melodyflowd.music.timeline import Timeline
 from melodyflowd.service.config import GenerationSettings
@@ -145,7 +146,8 @@ def _settings_dict(settings: GenerationSettings) -> dict:
     return {"scale": settings.scale, "constraint": settings.constraint,
             "penalty": settings.penalty, "temperature": settings.temperature,
             "top_p": settings.top_p, "trend_notes": settings.trend_notes,
-            "trend_range": settings.trend_range, "low": settings.low, "high": settings.high}
+            "trend_range": settings.trend_range, "low": settings.low, "high": settings.high,
+            "instrument": settings.instrument}
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,9 +222,10 @@ def generate_rows(chart: Chart, loaded: LoadedModel, settings: GenerationSetting
     if settings.constraint not in ("soft", "hard"):
         raise UserError(f"unknown constraint {settings.constraint!r}; accepted: soft, hard")
     try:
+        low, high, centre = pitch_range(settings.instrument, settings.low, settings.high)
         proc = MelodyControl(
             nt, chart, scale=settings.scale, hard=settings.constraint == "hard",
-            penalty=settings.penalty, low=settings.low, high=settings.high,
+            penalty=settings.penalty, low=low, high=high, centre=centre,
             trend_notes=settings.trend_notes, trend_range=settings.trend_range,
             tempo=chart.tempo, start_beat=[r.segment.start * bpb for r in rows],
             end_beat=[r.segment.end * bpb for r in rows], enforce_format=True,

@@ -110,15 +110,22 @@ MAX_NOTES_PER_BAR = 64
 
 
 def check_bank_pitches(bank: PhraseBank, source: str = "<bank>", low: int | None = None,
-                       high: int | None = None, constraint: str | None = None) -> None:
+                       high: int | None = None, constraint: str | None = None,
+                       instrument: str | None = None) -> None:
     """Raise BankError when a bank written with the hard constraint holds a note outside
-    `low`..`high` (when not given: the range its own settings claim). The soft constraint
-    makes other pitches unlikely, not impossible (a random model writes them all the
-    time), so a soft bank promises no range to check."""
+    the range it was written for: the instrument's register when one is named, else
+    `low`..`high` (each, when not given, what the bank's own settings claim). The soft
+    constraint makes other pitches unlikely, not impossible (a random model writes them all
+    the time), so a soft bank promises no range to check."""
+    from melodyflowd.music.instruments import REGISTERS
+
     claims = bank.settings
     low = low if low is not None else claims.get("low")
     high = high if high is not None else claims.get("high")
     constraint = constraint or claims.get("constraint")
+    instrument = instrument or claims.get("instrument")
+    if instrument in REGISTERS:
+        low, high = REGISTERS[instrument].low, REGISTERS[instrument].high
     if constraint != "hard" or not isinstance(low, int) or not isinstance(high, int):
         return
     for v, row in enumerate(bank.variations):

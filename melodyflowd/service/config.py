@@ -24,6 +24,7 @@ import yaml
 
 from melodyflowd.errors import UserError
 from melodyflowd.files import CONFIG_MAX_BYTES, read_bytes
+from melodyflowd.music.instruments import INSTRUMENTS
 
 
 def platform_backend() -> str:
@@ -63,6 +64,9 @@ class EngineSettings:
     anticipation_ms: float = 0.0            # play the next chord's phrase this early
     contour: bool = False                   # keys up/down prefer phrase notes up/down
     rotate_variations: bool = False         # next variation each time the form repeats
+    follow: bool = False                    # play over the chord the chord keys hold
+    chord_channel: int | None = None        # 0-15: follow the chords on this channel
+    bass_channel: int | None = None         # 0-15: its note is the followed chord's bass
     controls: ControlMap = field(default_factory=ControlMap)
 
 
@@ -72,15 +76,18 @@ class GenerationSettings:
     adapter: str | None = None              # peft dir or a style name in the model's adapters/
     variations: int = 4
     seed: int | None = None
-    scale: str = "chord-scale"              # chord-scale | pentatonic | chord-tones | chromatic
+    scale: str = "metrical"                 # metrical | chord-scale | pentatonic | chord-tones
+                                            # | chromatic
     constraint: str = "soft"                # soft | hard
-    penalty: float = 2.0                    # soft penalty, in std devs of the pitch logits
+    penalty: float = 0.3                    # soft penalty, in std devs of the pitch logits
     temperature: float = 0.9
     top_p: float = 0.95
     trend_notes: int = 4
     trend_range: int = 5                    # semitones around the recent pitch trend
     low: int = 55                           # lowest pitch allowed
     high: int = 84                          # highest pitch allowed
+    instrument: str | None = "any"          # a register from music/instruments.py: wins
+                                            # over low/high
     cache_dir: str = "~/.cache/melodyflowd"
 
 
@@ -106,7 +113,7 @@ class Settings:
 
 BACKENDS = ("alsa", "jack", "coremidi", "windows")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-SCALES = ("chord-scale", "pentatonic", "chord-tones", "chromatic")
+SCALES = ("chord-scale", "pentatonic", "chord-tones", "chromatic", "metrical")
 
 # Settings that are not read from any config file (they record where the others came from).
 _INTERNAL = frozenset({"config_file", "overrides"})
@@ -116,6 +123,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "ports.backend": BACKENDS,
     "engine.mode": ("mono", "poly"),
     "generation.scale": SCALES,
+    "generation.instrument": INSTRUMENTS,
     "generation.constraint": ("soft", "hard"),
 }
 
@@ -148,7 +156,8 @@ _ZERO_OR_AT_LEAST = {"stats_interval": 0.25}       # at most 4 stats lines a sec
 _MAX_LENGTH = {"ports.in_name": 63, "ports.out_name": 63}
 
 # MIDI channels: 1-16 in a config file (as DAWs number them), 0-15 in Settings.
-_CHANNELS = frozenset({"engine.channels", "engine.out_channel", "engine.controls.channel"})
+_CHANNELS = frozenset({"engine.channels", "engine.out_channel", "engine.controls.channel",
+                       "engine.chord_channel", "engine.bass_channel"})
 # Paths: in a config file, relative to the file's folder; `~` is expanded.
 _PATHS = frozenset({"chart", "phrases", "generation.cache_dir"})
 # Either a path or a name (hub id, style): resolved like a path only when that path exists.
