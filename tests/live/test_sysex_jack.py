@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from melodyflowd.errors import UserError
 from melodyflowd.live import ports as ports_module
 from melodyflowd.live.engine import Engine
+from melodyflowd.live.midistream import SYSEX_MAX_BYTES
 from melodyflowd.live.ports import open_ports
 from melodyflowd.live.transport import Transport
 from melodyflowd.music.chart import load_chart
@@ -149,11 +150,12 @@ def test_sysex_passes_whole_when_asked_and_too_long_is_dropped_not_sent(jack_ser
                                                                        tmp_path) -> None:
     rig = Rig(jack_server, tmp_path, sysex=True)
     try:
-        fits = [0xF0] + [i % 128 for i in range(8000)] + [0xF7]
-        too_long = [0xF0] + [i % 128 for i in range(10000)] + [0xF7]
-        rig.peer.send(fits)
-        rig.peer.send(too_long)
-        rig.peer.send([0xB0, 7, 1])
+        fits = [0xF0] + [i % 128 for i in range(4000)] + [0xF7]
+        too_long = [0xF0] + [i % 128 for i in range(SYSEX_MAX_BYTES)] + [0xF7]
+        # One at a time: the peer's rtmidi output holds at most 16 KB until JACK takes it.
+        for message in (fits, too_long, [0xB0, 7, 1]):
+            rig.peer.send(message)
+            time.sleep(0.05)
         assert rig.peer.wait_for(lambda got: [0xB0, 7, 1] in got, timeout=3)
         time.sleep(0.05)
         got = rig.peer.messages()

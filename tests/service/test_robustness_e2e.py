@@ -234,16 +234,17 @@ def test_jack_server_restarted_under_the_daemon_is_exit_1(jack_server, tmp_path)
     assert "JACK server" in daemon.log() and "exiting with status 1" in daemon.log()
 
 
-def test_unterminated_sysex_never_makes_the_daemon_deaf_nor_leaves_a_note_on(jack_server,
-                                                                           tmp_path):
-    """The attack of the issue: poly mode, three keys held, F0 7D 01 (no F7); the key-ups,
-    panic (CC 24), All Notes Off (CC 123) and the notes after it all work."""
+def _sysex_take(jack_server, tmp_path: Path):
+    """One take of the attack: returns (what failed or None, messages out, daemon, JACK
+    loss or None, alive, exit status)."""
     chart, bank = write_files(tmp_path)
     config = tmp_path / "poly.yaml"
     config.write_text("engine:\n  mode: poly\n")
     daemon = DaemonProcess(jack_server, tmp_path, ["--chart", str(chart), "--phrases", str(bank),
                                                    "--config", str(config)])
     peer = None
+    failed = None
+    alive = False
     try:
         daemon.wait_ready()
         peer = daemon.peer()
@@ -252,34 +253,55 @@ def test_unterminated_sysex_never_makes_the_daemon_deaf_nor_leaves_a_note_on(jac
             before = len(note_ons(peer.messages()))
             for key in (60, 64, 67):
                 peer.send([0x90, key, 100])
-            assert peer.wait_for(lambda got, n=before: len(note_ons(got)) >= n + 3, timeout=3)
+            if not peer.wait_for(lambda got, n=before: len(note_ons(got)) >= n + 3, timeout=3):
+                failed = f"three keys before {ending}: no notes"
+                break
             peer.send([0xF0, 0x7D, 0x01])
             for message in ending:
                 peer.send(message)
-            assert peer.wait_for(lambda got: not note_balance(got)[0], timeout=3), \
-                (ending, daemon.log())
+            if not peer.wait_for(lambda got: not note_balance(got)[0], timeout=3):
+                failed = f"notes still on after F0 7D 01 then {ending}"
+                break
             for key in (60, 64, 67):               # (keys still down after CC 24 / 123)
                 peer.send([0x80, key, 0])
-        before = len(note_ons(peer.messages()))
-        peer.send([0xF0, 0x7D, 0x01])
-        for i in range(2000):
-            peer.send([0x90, 40 + i % 40, 90])
-            peer.send([0x80, 40 + i % 40, 0])
-            if i % 100 == 0:
-                time.sleep(0.01)
-        peer.wait_for(lambda got, n=before: len(note_ons(got)) >= n + 2000, timeout=10)
-        peer.wait_for(lambda got: not note_balance(got)[0], timeout=5)
+        if failed is None:
+            before = len(note_ons(peer.messages()))
+            peer.send([0xF0, 0x7D, 0x01])
+            for i in range(2000):
+                peer.send([0x90, 40 + i % 40, 90])
+                peer.send([0x80, 40 + i % 40, 0])
+                if i % 100 == 0:
+                    time.sleep(0.01)
+            peer.wait_for(lambda got, n=before: len(note_ons(got)) >= n + 2000, timeout=10)
+            peer.wait_for(lambda got: not note_balance(got)[0], timeout=5)
         alive = daemon.proc.poll() is None
     finally:
         status = daemon.stop()
         if peer is not None:
             time.sleep(0.1)
             peer.close()
-    assert alive and status == 0, daemon.log()
-    got = peer.messages()
+    got = peer.messages() if peer is not None else []
+    # The four F0 7D 01 are dropped at the port: no messages for the engine.
+    loss = daemon.transport_loss(peer, joined=4) if peer is not None else None
+    return failed, got, daemon, loss, alive, status
+
+
+def test_unterminated_sysex_never_makes_the_daemon_deaf_nor_leaves_a_note_on(jack_server,
+                                                                           tmp_path):
+    """The attack of the issue: poly mode, three keys held, F0 7D 01 (no F7); the key-ups,
+    panic (CC 24), All Notes Off (CC 123) and the notes after it all work. A take in which
+    JACK itself lost messages (this busy machine) proves nothing: take again."""
+    for take in range(3):
+        failed, got, daemon, loss, alive, status = _sysex_take(jack_server,
+                                                               tmp_path / f"take{take}")
+        assert alive and status == 0, daemon.log()
+        if loss is None:
+            break
+        print(f"take {take}: {loss}; again")
+    assert loss is None, f"every take lost messages in JACK: {loss}"
+    assert failed is None, (failed, daemon.log())
     assert note_balance(got)[0] == {}
-    if daemon.transport_loss(peer) is None:       # JACK lost nothing on this busy machine
-        assert len(note_ons(got)) == 9 + 2000
+    assert len(note_ons(got)) == 9 + 2000
 
 
 def test_two_daemons_started_at_once_with_one_name_one_plays_one_is_refused(jack_server,
