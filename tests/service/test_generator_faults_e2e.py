@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.test_faults import LONG_CHART, _config, _keys
-from tests.support.jack import DaemonProcess, generator_child, note_balance, note_ons
+from tests.service.test_faults import LONG_CHART, _config
+from tests.service.test_robustness_e2e import _play_notes
+from tests.support.jack import DaemonProcess, generator_child, note_balance
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow]
 
@@ -73,8 +74,7 @@ def test_a_stopped_generator_is_logged_and_replaced_and_the_new_bank_plays(jack_
         at = time.monotonic()
         assert daemon.wait_log("did not answer", timeout=30, after=mark), daemon.log()
         print(f"a stopped generator was reported after {time.monotonic() - at:.1f} s")
-        _keys(peer, 4)                                   # the old bank plays meanwhile
-        assert peer.wait_for(lambda got: len(note_ons(got)) >= 4, timeout=3), daemon.log()
+        assert _play_notes(peer, 4) == 4, daemon.log()  # the old bank plays meanwhile
         assert daemon.wait_log("swaps in at the next bar line", timeout=120, after=mark), \
             daemon.log()
         assert generator_child(daemon.proc.pid) not in (None, stopped)
@@ -106,8 +106,7 @@ def test_a_long_chart_plays_its_first_bars_while_the_rest_is_written(jack_server
         assert any("ready, playing them; the rest follows" in line
                    for line in daemon.lines[:ready_at]), daemon.log()
         peer = daemon.peer()
-        _keys(peer, 4)
-        assert peer.wait_for(lambda got: len(note_ons(got)) >= 4, timeout=3), daemon.log()
+        assert _play_notes(peer, 4) == 4, daemon.log()
         assert daemon.wait_log("phrase bank complete", timeout=180), daemon.log()
         alive = daemon.proc.poll() is None
     finally:
