@@ -35,10 +35,18 @@ import torch.nn.functional as F
 from melodyflowd.generate import kernels
 from melodyflowd.service.config import MATMUL_KINDS, matmul_kind_requested
 
-_LAYER_KEYS = ("input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+LAYER_KEYS = ("input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
                "self_attn.v_proj.weight", "self_attn.o_proj.weight",
                "post_attention_layernorm.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight",
                "mlp.down_proj.weight")
+
+
+def weight_names(cfg: dict) -> set[str]:
+    """The safetensors names of the weights this forward reads for a config.json."""
+    names = {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"}
+    for i in range(int(cfg["num_hidden_layers"])):
+        names |= {f"model.layers.{i}.{key}" for key in LAYER_KEYS}
+    return names
 
 
 def config_supported(cfg: dict) -> bool:
@@ -108,7 +116,7 @@ class FastLlama:
         self.layers = []
         for i in range(int(config["num_hidden_layers"])):
             (ln1, q, k, v, o, ln2, gate, up, down) = (weights[f"model.layers.{i}.{key}"]
-                                                      for key in _LAYER_KEYS)
+                                                      for key in LAYER_KEYS)
             self.layers.append((ln1, torch.cat([q, k, v]), o, ln2, torch.cat([gate, up]),
                                 down))
         self.n_params = sum(t.numel() for t in (self.embed, self.norm)) + \
