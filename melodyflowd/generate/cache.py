@@ -42,7 +42,7 @@ from melodyflowd.generate.model import (  # model.py imports torch lazily
     DEFAULT_MODEL_DIR,
     adapter_for,
 )
-from melodyflowd.service.config import attention_kind, matmul_kind_requested
+from melodyflowd.service.config import attention_kind, environment
 
 if TYPE_CHECKING:
     from melodyflowd.music.chart import Chart
@@ -132,7 +132,7 @@ def key_material(chart: Chart, generation: GenerationSettings) -> dict[str, Any]
             generation.model, generation.adapter, chart.style)),
         "settings": settings_identity(generation),
         "seed": "unseeded" if generation.seed is None else int(generation.seed),
-        "matmul": matmul_kind_requested(),
+        "matmul": environment().matmul,
         "attention": attention_kind(),
     }
 

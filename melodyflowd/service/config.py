@@ -432,6 +432,29 @@ MATMUL_KINDS = ("auto", "bf16", "fp32")
 ATTENTION_KINDS = ("auto", "torch")
 
 
+@dataclass(frozen=True)
+class Environment:
+    """The four MELODYFLOW_* switches that are not settings (they tune how decoding runs,
+    not what it plays): read and checked here only, passed on as typed values.
+
+    - matmul (MELODYFLOW_MATMUL): "auto" (bfloat16 products where the CPU has them, see
+      generate/fastllama.py), "bf16" or "fp32";
+    - attention (MELODYFLOW_ATTENTION): "auto" (the compiled loops of generate/kernels.py
+      where numba is installed) or "torch";
+    - threads (MELODYFLOW_THREADS): torch threads for decoding; None when unset;
+    - hf_forward (MELODYFLOW_HF_FORWARD=1): transformers' forward instead of FastLlama.
+    """
+
+    matmul: str = "auto"
+    attention: str = "auto"
+    threads: int | None = None
+    hf_forward: bool = False
+
+    @property
+    def compiled_attention(self) -> bool:
+        return self.attention != "torch"
+
+
 def _env_kind(name: str, kinds: tuple[str, ...], what: str) -> str:
     kind = (os.environ.get(name) or "auto").strip().lower()
     if kind not in kinds:
@@ -439,22 +462,29 @@ def _env_kind(name: str, kinds: tuple[str, ...], what: str) -> str:
     return kind
 
 
-def matmul_kind_requested() -> str:
-    """The kind of matrix products MELODYFLOW_MATMUL asks the generator for: "auto" (the
-    default: bfloat16 where the CPU has it, see generate/fastllama.py), "bf16" or "fp32"."""
-    return _env_kind("MELODYFLOW_MATMUL", MATMUL_KINDS, "a kind of matrix product")
+def _env_threads(name: str) -> int | None:
+    text = (os.environ.get(name) or "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise UserError(f"{name}={text!r} is not a number of threads; accepted: 1 or more")
+    return int(text)
 
 
-def attention_kind_requested() -> str:
-    """How MELODYFLOW_ATTENTION asks decoding steps to attend: "auto" (the default: the
-    compiled loops of generate/kernels.py where numba is installed) or "torch"."""
-    return _env_kind("MELODYFLOW_ATTENTION", ATTENTION_KINDS, "a kind of attention")
+def environment() -> Environment:
+    """The MELODYFLOW_* switches as they are now; a bad value is a UserError naming it."""
+    return Environment(
+        matmul=_env_kind("MELODYFLOW_MATMUL", MATMUL_KINDS, "a kind of matrix product"),
+        attention=_env_kind("MELODYFLOW_ATTENTION", ATTENTION_KINDS, "a kind of attention"),
+        threads=_env_threads("MELODYFLOW_THREADS"),
+        hf_forward=os.environ.get("MELODYFLOW_HF_FORWARD", "") not in ("", "0"))
 
 
-def attention_kind() -> str:
+def attention_kind(env: Environment | None = None) -> str:
     """"compiled" or "torch": what decoding will attend with, as far as can be told without
     importing numba (the bank cache keys on it: the two round differently)."""
-    if attention_kind_requested() == "torch" or importlib.util.find_spec("numba") is None:
+    env = environment() if env is None else env
+    if not env.compiled_attention or importlib.util.find_spec("numba") is None:
         return "torch"
     return "compiled"
 
@@ -468,8 +498,7 @@ def load_settings(config_file: str | None = None, overrides: dict[str, object] |
     (channels 0-15); those whose value is None are ignored (a flag that was not given).
     Every unknown key or bad value is a UserError naming file:line and what is accepted.
     """
-    matmul_kind_requested()          # a bad MELODYFLOW_MATMUL stops here, not in the child
-    attention_kind_requested()       # the same for MELODYFLOW_ATTENTION
+    environment()                    # a bad MELODYFLOW_* value stops here, not in the child
     items: dict[str, _Value] = dict(_parse(default_config_text(), default_config_path()))
     if config_file is not None:
         from_file, _ = _read_file(config_file)
