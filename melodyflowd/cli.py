@@ -102,7 +102,7 @@ def check(chart_file: str, as_json: bool) -> None:
 @click.option("--seed", type=int)
 @click.option("--scale", type=click.Choice(["chord-scale", "pentatonic", "chord-tones",
                                             "chromatic"]))
-@click.option("--temperature", type=click.FloatRange(0.05, 5.0))
+@click.option("--temperature", type=float, help="Sampling temperature, 0.05 to 5.")
 @user_errors
 def render(chart_file: str, out_file: str, config_file: str | None, model: str | None,
            adapter: str | None, variations: int | None, seed: int | None, scale: str | None,

@@ -219,11 +219,6 @@ def generate_rows(chart: Chart, loaded: LoadedModel, settings: GenerationSetting
             min_wait_beats=MIN_WAIT_BEATS)
     except ValueError as exc:
         raise UserError(f"generation settings: {exc}") from None
-    if not settings.temperature > 0.0:
-        raise UserError(f"generation settings: temperature must be > 0, not "
-                        f"{settings.temperature}")
-    if not 0.0 < settings.top_p <= 1.0:
-        raise UserError(f"generation settings: top_p must be in (0, 1], not {settings.top_p}")
 
     prompt_ids = list(loaded.encode(_prompt_text(chart, loaded)))
     queues: list[list[int]] = [[] for _ in range(batch)]   # forced tokens a row

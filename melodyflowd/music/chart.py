@@ -34,8 +34,10 @@ from typing import Any
 
 import yaml
 
-from melodyflowd.errors import UserError
+from melodyflowd.errors import UserError, yaml_problem
+from melodyflowd.music.meter import bar_beats, quarters_per_unit
 from melodyflowd.music.theory import Chord, ChordError, note_names, parse_chord
+from melodyflowd.numbers import plain
 
 
 class ChartError(UserError):
@@ -77,8 +79,7 @@ class Chart:
     @property
     def beats_per_bar(self) -> float:
         """Length of a bar in quarter-note beats (6/8 -> 3.0)."""
-        num, den = self.time
-        return num * 4 / den
+        return bar_beats(self.time)
 
     def bar_at(self, bar_number: int) -> Bar:
         """Bar for an absolute bar count since the start; the form loops."""
@@ -243,8 +244,7 @@ def _compose(src: _Source) -> yaml.Node | None:
     try:
         return yaml.compose(src.text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = (exc.problem or exc.context or "bad YAML").strip()
+        problem, mark = yaml_problem(exc, "bad YAML")
         message = (f"not a YAML chart: {problem}; a chart is YAML like "
                    f"'tempo: 120' and 'chords: \"| Dm7 G7 | C |\"'")
         if mark is None:
@@ -486,11 +486,11 @@ def _bar(src: _Source, line: yaml.ScalarNode, tokens: list[tuple[str, int]],
                 bad = item
                 break
         raise src.error(f"beats overflow the bar: {bad[3]!r} brings the bar to "
-                        f"{_fmt(given)} of {num} beats in {num}/{den} "
+                        f"{plain(given)} of {num} beats in {num}/{den} "
                         f"(counts after ':' must add up to {num}, leaving room for chords "
                         f"without one)", line, bad[2])
     if not free_shares and abs(remaining) > 1e-9:
-        raise src.error(f"bar is short: its beats add up to {_fmt(given)} but a {num}/{den} "
+        raise src.error(f"bar is short: its beats add up to {plain(given)} but a {num}/{den} "
                         f"bar has {num} (give every beat to a chord, or leave a chord without "
                         f"':' to take the rest)", line, items[-1][2])
 
@@ -503,7 +503,7 @@ def _bar(src: _Source, line: yaml.ScalarNode, tokens: list[tuple[str, int]],
     else:
         free_sizes = [remaining / free_shares] * free_shares if free_shares else []
 
-    unit = 4 / den                        # quarter notes per beat unit
+    unit = quarters_per_unit(den)
     spans: list[ChordSpan] = []
     start = 0.0
     k = 0
@@ -535,10 +535,6 @@ def _clean(x: float) -> float:
     return float(r) if abs(x - r) < 1e-9 else x
 
 
-def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
 # --------------------------------------------------------------------------- output
 
 def _num(x: float) -> int | float:
@@ -568,7 +564,7 @@ def _names(chord: Chord, pcs: tuple[int, ...]) -> str:
 def chart_to_text(chart: Chart) -> str:
     """Human `melodyflow check` output: one line a bar, chords with their tones."""
     num, den = chart.time
-    head = [f"{chart.title}: {_fmt(chart.tempo)} bpm, {num}/{den}"]
+    head = [f"{chart.title}: {plain(chart.tempo)} bpm, {num}/{den}"]
     if chart.key:
         head.append(f"key {chart.key}")
     if chart.style:
@@ -580,7 +576,7 @@ def chart_to_text(chart: Chart) -> str:
         parts = []
         for span in bar.chords:
             c = span.chord
-            beats = _fmt(round(span.beats, 3))
+            beats = plain(round(span.beats, 3))
             if c.is_no_chord:
                 parts.append(f"{c.symbol} ({beats}): no chord, any note")
             else:

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from melodyflowd.errors import UserError
+from melodyflowd.errors import UserError, yaml_problem
+from melodyflowd.numbers import plain
 
 
 def platform_backend() -> str:
@@ -227,8 +228,7 @@ def _parse(text: str, path: str) -> dict[str, _Value]:
         _walk(loader, root, Settings, "", path, flat)
         return flat
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "syntax error"
+        problem, mark = yaml_problem(exc, "syntax error")
         raise UserError(f"not valid YAML: {problem}", file=path,
                         line=mark.line + 1 if mark else None,
                         column=mark.column + 1 if mark else None) from None
@@ -364,19 +364,15 @@ def _accepted(dotted: str, hint: object, channel: bool) -> str:
     text = _describe(hint)
     low, high, exclusive = _RANGES.get(dotted, (None, None, False))
     if low is not None and high is not None:
-        text += f" {'greater than' if exclusive else 'from'} {_number(low)} " \
-                f"{'and at most' if exclusive else 'to'} {_number(high)}"
+        text += f" {'greater than' if exclusive else 'from'} {plain(low)} " \
+                f"{'and at most' if exclusive else 'to'} {plain(high)}"
     elif low is not None:
-        text += f" of at least {_number(low)}"
+        text += f" of at least {plain(low)}"
     if dotted in _CHOICES:
         text += ": " + ", ".join(_CHOICES[dotted])
     if dotted in _NULL_IS_AUTO:
         text += f", or {_NULL_IS_AUTO[dotted]}"
     return text
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _resolve_path(dotted: str, value: object, config_dir: Path) -> object:
