@@ -299,61 +299,92 @@ def _hint_for(dotted: str) -> object:
 
 def _convert(dotted: str, hint: object, item: _Value, from_file: bool) -> object:
     """Check one value against its type, choices and range; return it in Settings units."""
-    value = item.value
-    channel = dotted in _CHANNELS and from_file
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if value is None and dotted in _NULL_IS_AUTO:
+    origin = typing.get_origin(hint)
+    if item.value is None and dotted in _NULL_IS_AUTO:
         return None
     if origin in (types.UnionType, typing.Union):
-        if value is None or (value is False and dotted in _FALSE_IS_NONE):
-            return None
-        inner = [a for a in args if a is not type(None)][0]
-        return _convert(dotted, inner, item, from_file)
+        return _optional(dotted, hint, item, from_file)
     if origin is tuple:
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = [value]                  # `channels: 2` means [2]
-        if not isinstance(value, list | tuple):
-            raise item.error(dotted, f"{_show(value)} is not accepted; expected "
-                             + _accepted(dotted, hint, channel))
-        return tuple(_convert(dotted, args[0], _Value(v, item.file, item.line, item.column),
-                              from_file) for v in value)
+        return _sequence(dotted, hint, item, from_file)
     if hint is bool:
-        if not isinstance(value, bool):
-            raise item.error(dotted, f"{_show(value)} is not accepted; expected true or false")
-        return value
+        return _boolean(dotted, item)
     if hint is str:
-        if not isinstance(value, str) or not value.strip():
-            raise item.error(dotted, f"{_show(value)} is not accepted; expected "
-                             + _accepted(dotted, hint, channel))
-        choices = _CHOICES.get(dotted)
-        if choices and value not in choices:
-            close = difflib.get_close_matches(value, choices, n=1)
-            hint_text = f" (did you mean '{close[0]}'?)" if close else ""
-            raise item.error(dotted, f"{value!r} is not accepted{hint_text}; use one of: "
-                             + ", ".join(choices))
-        return value
+        return _text(dotted, item)
     if hint in (int, float):
-        numeric = isinstance(value, int | float) and not isinstance(value, bool)
-        if not numeric or (hint is int and not isinstance(value, int)):
-            raise item.error(dotted, f"{_show(value)} is not accepted; expected "
-                             + _accepted(dotted, hint, channel))
-        if value != value:  # NaN
-            raise item.error(dotted, f"{_show(value)} is not accepted; expected "
-                             + _accepted(dotted, hint, channel))
-        if channel:
-            if not 1 <= value <= 16:
-                raise item.error(dotted, f"channel {value} is not accepted; MIDI channels are "
-                                 "numbered 1-16")
-            return int(value) - 1
-        if dotted in _CHANNELS and not 0 <= value <= 15:
-            raise item.error(dotted, f"{value} is not accepted; channels here are 0-15")
-        low, high, exclusive = _RANGES.get(dotted, (None, None, False))
-        too_low = low is not None and (value <= low if exclusive else value < low)
-        if too_low or (high is not None and value > high):
-            raise item.error(dotted, f"{value} is out of range; expected "
-                             + _accepted(dotted, hint, channel))
-        return float(value) if hint is float else value
-    raise item.error(dotted, f"{_show(value)} is not accepted")  # a type the schema lacks
+        return _number(dotted, hint, item, channel=dotted in _CHANNELS and from_file)
+    raise item.error(dotted, f"{_show(item.value)} is not accepted")  # a type the schema lacks
+
+
+def _rejected(dotted: str, hint: object, item: _Value, channel: bool = False) -> UserError:
+    return item.error(dotted, f"{_show(item.value)} is not accepted; expected "
+                      + _accepted(dotted, hint, channel))
+
+
+def _optional(dotted: str, hint: object, item: _Value, from_file: bool) -> object:
+    """X | None: null (or false where false means none), else an X."""
+    if item.value is None or (item.value is False and dotted in _FALSE_IS_NONE):
+        return None
+    inner = [a for a in typing.get_args(hint) if a is not type(None)][0]
+    return _convert(dotted, inner, item, from_file)
+
+
+def _sequence(dotted: str, hint: object, item: _Value, from_file: bool) -> tuple:
+    """tuple[X, ...]: a list of X, or one X standing for a list of one (`channels: 2`)."""
+    value = item.value
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        raise _rejected(dotted, hint, item, dotted in _CHANNELS and from_file)
+    inner = typing.get_args(hint)[0]
+    return tuple(_convert(dotted, inner, _Value(v, item.file, item.line, item.column),
+                          from_file) for v in value)
+
+
+def _boolean(dotted: str, item: _Value) -> bool:
+    if not isinstance(item.value, bool):
+        raise item.error(dotted, f"{_show(item.value)} is not accepted; expected true or false")
+    return item.value
+
+
+def _text(dotted: str, item: _Value) -> str:
+    """Non-empty text, one of the key's choices where it has them."""
+    value = item.value
+    if not isinstance(value, str) or not value.strip():
+        raise _rejected(dotted, str, item)
+    choices = _CHOICES.get(dotted)
+    if choices and value not in choices:
+        close = difflib.get_close_matches(value, choices, n=1)
+        hint_text = f" (did you mean '{close[0]}'?)" if close else ""
+        raise item.error(dotted, f"{value!r} is not accepted{hint_text}; use one of: "
+                         + ", ".join(choices))
+    return value
+
+
+def _number(dotted: str, hint: object, item: _Value, channel: bool) -> int | float:
+    """An int or float (not a bool, not NaN) within the key's range; a channel written 1-16
+    in a file comes back 0-15."""
+    value = item.value
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if not numeric or (hint is int and not isinstance(value, int)) or value != value:
+        raise _rejected(dotted, hint, item, channel)
+    if channel:
+        return _file_channel(dotted, value, item)
+    if dotted in _CHANNELS and not 0 <= value <= 15:
+        raise item.error(dotted, f"{value} is not accepted; channels here are 0-15")
+    low, high, exclusive = _RANGES.get(dotted, (None, None, False))
+    too_low = low is not None and (value <= low if exclusive else value < low)
+    if too_low or (high is not None and value > high):
+        raise item.error(dotted, f"{value} is out of range; expected "
+                         + _accepted(dotted, hint, channel))
+    return float(value) if hint is float else value
+
+
+def _file_channel(dotted: str, value: int | float, item: _Value) -> int:
+    """A MIDI channel as a config file writes it (1-16), in Settings units (0-15)."""
+    if not 1 <= value <= 16:
+        raise item.error(dotted, f"channel {value} is not accepted; MIDI channels are "
+                         "numbered 1-16")
+    return int(value) - 1
 
 
 def _accepted(dotted: str, hint: object, channel: bool) -> str:
