@@ -1,6 +1,6 @@
 """YAML chord chart -> Chart. Pure parsing (load_chart reads the file); every error names file:line.
 
-The format (DESIGN §3)::
+The format::
 
     title: Blues for Alice        # optional
     tempo: 180                    # quarter-note bpm (default 120)
@@ -542,7 +542,7 @@ def _num(x: float) -> int | float:
 
 
 def chart_to_json(chart: Chart) -> dict:
-    """The `melodyflow check --json` shape (see issue 2)."""
+    """The `melodyflow check --json` shape: title, tempo, time, and per bar its chord spans."""
     bars = []
     for bar in chart.bars:
         chords = []

@@ -4,8 +4,8 @@ A `PhraseBank` holds, for every bar of the form unrolled once, N variations of t
 phrase the model wrote over that bar. It is plain data: the engine precomputes its
 lookup tables from it, the generator writes it, `melodyflow render` exports it.
 
-File format (DESIGN §3, "Phrase bank JSON"): `bank_to_json` / `bank_from_json`, with
-`load_bank` / `save_bank` for files. Every problem in a file is a `BankError` naming the
+File format: BANK_FORMAT, the fields as `bank_to_json` writes them; `bank_from_json` reads
+them, `load_bank` / `save_bank` for files. Every problem in a file is a `BankError` naming the
 file, the JSON path of the bad field (`variations[1][3].notes[0].pitch`), the bad value
 and what is accepted.
 
@@ -132,7 +132,8 @@ def _num(value: float) -> float | int:
 
 
 def bank_to_json(bank: PhraseBank) -> dict[str, Any]:
-    """The bank as the plain JSON data of DESIGN §3 (json.dumps-able)."""
+    """The bank as plain JSON data (json.dumps-able): format, chart, model, settings, bars
+    with their chord spans, and variations[v][bar] as lists of notes."""
     return {
         "format": BANK_FORMAT,
         "chart": {"title": bank.title, "tempo": _num(bank.tempo), "time": list(bank.time)},
@@ -257,7 +258,7 @@ _NOTE_KEYS = {"pitch": "a whole number from 0 to 127",
 
 
 def bank_from_json(data: object, source: str = "<bank>") -> PhraseBank:
-    """Validate JSON data (DESIGN §3) and build a PhraseBank. Raises BankError."""
+    """Validate JSON data (the bank_to_json shape) and build a PhraseBank. Raises BankError."""
     r = _Reader(source)
     top = r.mapping(data, "", _TOP_KEYS, _TOP_OPTIONAL)
     if top["format"] != BANK_FORMAT:

@@ -36,7 +36,7 @@ NOTES_LOW = [[(p - 12, b, c) for p, b, c in bar] for bar in NOTES]
 
 
 def expected_pitches(bank: list, presses: list[tuple[int, float]]) -> list[int]:
-    """The contract of issue 3 as a reference: each key gets the next note of the phrase
+    """The remapping contract as a reference: each key gets the next note of the phrase
     for the chord sounding at that moment; the position restarts at each chord change and
     wraps when the phrase runs out."""
     out: list[int] = []
