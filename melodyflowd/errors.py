@@ -36,14 +36,6 @@ class UserError(Exception):
         return where + self.detail
 
 
-def yaml_problem(exc: Any, default: str) -> tuple[str, Any]:
-    """What a yaml.MarkedYAMLError says went wrong, and where: (problem, mark), the mark
-    (0-based .line, .column, .index) None when yaml knows no place. One reading of yaml's
-    errors for the chart and the config readers."""
-    mark = exc.problem_mark or exc.context_mark
-    return (exc.problem or exc.context or default).strip(), mark
-
-
 def run_reporting_user_errors(prog: str, step: Callable[..., object], *args: Any,
                               **kwargs: Any) -> int:
     """Run `step` for a script's main(): 0 when it returns, a UserError's one line on stderr

@@ -34,10 +34,11 @@ from typing import Any
 
 import yaml
 
-from melodyflowd.errors import UserError, yaml_problem
+from melodyflowd.errors import UserError
 from melodyflowd.music.meter import bar_beats, quarters_per_unit
 from melodyflowd.music.theory import Chord, ChordError, note_names, parse_chord
 from melodyflowd.numbers import plain
+from melodyflowd.yamlnodes import node_kind, yaml_problem
 
 
 class ChartError(UserError):
@@ -169,7 +170,7 @@ def parse_chart(text: str, filename: str = "<chart>") -> Chart:
                         "or sections: and form:")
     if not isinstance(root, yaml.MappingNode):
         raise src.error(f"wrong YAML type: a chart is a mapping of keys ({', '.join(KEYS)}), "
-                        f"not {_kind(root)}", root)
+                        f"not {node_kind(root)}", root)
 
     entries = _mapping(src, root, "chart")
     for name, (key_node, _) in entries.items():
@@ -270,24 +271,13 @@ class _Values:
             loader.dispose()
 
 
-def _kind(node: yaml.Node) -> str:
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    tag = node.tag.rsplit(":", 1)[-1]
-    names = {"str": "text", "int": "a number", "float": "a number", "bool": "true/false",
-             "null": "empty"}
-    return f"{names.get(tag, tag)} ({node.value!r})" if tag != "null" else "empty"
-
-
 def _mapping(src: _Source, node: yaml.MappingNode,
              what: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
     out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
     for key_node, value_node in node.value:
         if not isinstance(key_node, yaml.ScalarNode):
             raise src.error(f"wrong YAML type: keys in {what} must be names, not "
-                            f"{_kind(key_node)}", key_node)
+                            f"{node_kind(key_node)}", key_node)
         name = key_node.value
         if name in out:
             raise src.error(f"duplicate key {name!r} in {what}: each key may appear once",
@@ -302,7 +292,7 @@ def _scalar(src: _Source, values: _Values, entry: tuple[yaml.Node, yaml.Node] | 
         return None
     key_node, node = entry
     if not isinstance(node, yaml.ScalarNode):
-        raise src.error(f"wrong YAML type for {what}: got {_kind(node)}, expected {accepted}",
+        raise src.error(f"wrong YAML type for {what}: got {node_kind(node)}, expected {accepted}",
                         node)
     value = values(node)
     if value is None:
@@ -370,14 +360,14 @@ def _form(src: _Source, node: yaml.Node, sections: dict[str, Any]) -> list[str]:
     if isinstance(node, yaml.SequenceNode):
         for item in node.value:
             if not isinstance(item, yaml.ScalarNode):
-                raise src.error(f"wrong YAML type in form: got {_kind(item)}, expected "
+                raise src.error(f"wrong YAML type in form: got {node_kind(item)}, expected "
                                 f"{accepted}", item)
             items.append((item.value.strip(), item, None))
     elif isinstance(node, yaml.ScalarNode) and node.tag.endswith(":str"):
         for match in re.finditer(r"[^\s,]+", node.value):
             items.append((match.group(), node, match.start()))
     else:
-        raise src.error(f"wrong YAML type for form: got {_kind(node)}, expected {accepted}",
+        raise src.error(f"wrong YAML type for form: got {node_kind(node)}, expected {accepted}",
                         node)
     if not items:
         raise src.error(f"form is empty: expected {accepted}", node)
@@ -399,7 +389,7 @@ def _section_bars(src: _Source, node: yaml.Node, time: tuple[int, int],
             isinstance(n, yaml.ScalarNode) and n.tag.endswith(":str") for n in node.value):
         lines = list(node.value)          # type: ignore[arg-type]
     else:
-        raise src.error(f"wrong YAML type for {what}: got {_kind(node)}, expected bars as "
+        raise src.error(f"wrong YAML type for {what}: got {node_kind(node)}, expected bars as "
                         f"text like \"| Dm7 G7 | Cmaj7 |\"", node)
 
     bars: list[tuple[ChordSpan, ...]] = []

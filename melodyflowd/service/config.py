@@ -22,8 +22,9 @@ from pathlib import Path
 
 import yaml
 
-from melodyflowd.errors import UserError, yaml_problem
+from melodyflowd.errors import UserError
 from melodyflowd.numbers import plain
+from melodyflowd.yamlnodes import node_kind, yaml_problem
 
 
 def platform_backend() -> str:
@@ -223,7 +224,7 @@ def _parse(text: str, path: str) -> dict[str, _Value]:
             return flat
         if not isinstance(root, yaml.MappingNode):
             raise UserError("a config file is a mapping of settings (key: value), not "
-                            f"{_node_kind(root)}; see {default_config_path()}",
+                            f"{node_kind(root)}; see {default_config_path()}",
                             file=path, line=root.start_mark.line + 1)
         _walk(loader, root, Settings, "", path, flat)
         return flat
@@ -236,14 +237,6 @@ def _parse(text: str, path: str) -> dict[str, _Value]:
         raise UserError(f"not valid YAML: {exc}", file=path) from None
     finally:
         loader.dispose()
-
-
-def _node_kind(node: yaml.Node) -> str:
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    return "a single value"
 
 
 def _walk(loader: yaml.SafeLoader, node: yaml.MappingNode, cls: type, prefix: str, path: str,
@@ -274,7 +267,7 @@ def _walk(loader: yaml.SafeLoader, node: yaml.MappingNode, cls: type, prefix: st
                 if isinstance(value_node, yaml.ScalarNode) and value_node.tag.endswith(":null"):
                     continue
                 raise UserError(f"{dotted}: expected a mapping of settings under it, got "
-                                f"{_node_kind(value_node)}; keys accepted: "
+                                f"{node_kind(value_node)}; keys accepted: "
                                 + ", ".join(_schema(hint)),  # type: ignore[arg-type]
                                 file=path, line=value_node.start_mark.line + 1)
             _walk(loader, value_node, hint, dotted + ".", path, flat)  # type: ignore[arg-type]
