@@ -224,10 +224,11 @@ class GeneratorClient:
         generation = generation or self.settings.generation
         request_id = self._next_id
         self._next_id += 1
-        from melodyflowd.music.chart import load_chart
+        from melodyflowd.music.sources import load_chart
 
+        tune = self.settings.tune if chart_path == self.settings.chart else None
         try:
-            chart = load_chart(chart_path)
+            chart = load_chart(chart_path, tune)
         except UserError as exc:
             self._ready.append(Failed(request_id, str(exc)))
             return request_id

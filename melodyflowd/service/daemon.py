@@ -156,8 +156,9 @@ class Daemon:
 
         self.generator = GeneratorClient(self.settings)
         self.generator.start()
-        log.info("generating phrases for %s (%d bars, %d variations)...", self.settings.chart,
-                 len(chart.bars), self.settings.generation.variations)
+        log.info("generating phrases for %s (%d bars, %d variations)...",
+                 _chart_name(self.settings.chart, chart), len(chart.bars),
+                 self.settings.generation.variations)
         self._request(chart, "start-up", fresh=False)
         while self.flags.stop is None:
             for event in self.generator.poll():
@@ -265,7 +266,7 @@ class Daemon:
             sdnotify.ready(self._status())
 
     def _reload(self) -> None:
-        from melodyflowd.music.chart import load_chart
+        from melodyflowd.music.sources import load_chart
         from melodyflowd.service.config import reload_settings
 
         try:
@@ -274,7 +275,7 @@ class Daemon:
             log.error("config reload failed: %s; keeping the running config", exc)
             settings = self.settings
         try:
-            chart = load_chart(settings.chart)
+            chart = load_chart(settings.chart, settings.tune)
         except UserError as exc:
             log.error("chart reload failed: %s; the old chart keeps playing", exc)
             return
@@ -325,7 +326,7 @@ class Daemon:
         from melodyflowd.live.engine import Engine
         from melodyflowd.live.ports import open_ports
         from melodyflowd.live.transport import Transport
-        from melodyflowd.music.chart import load_chart
+        from melodyflowd.music.sources import load_chart
 
         settings = self.settings
         setup_logging(settings.log_level)
@@ -335,7 +336,7 @@ class Daemon:
         self._watchdog_every = timeout / 3 if timeout else None
         self._watchdog_next = 0.0
 
-        self.chart = load_chart(settings.chart)
+        self.chart = load_chart(settings.chart, settings.tune)
         try:
             if settings.phrases:
                 bank = self._load_bank_file(self.chart)
@@ -448,3 +449,10 @@ def run(settings: Any) -> int:
     """Serve until SIGTERM/SIGINT; the exit code (0 on a clean stop). UserError from the
     start-up (chart, bank, ports, model) propagates to the CLI, which exits 2."""
     return Daemon(settings).run()
+
+
+def _chart_name(source: str | None, chart: Any) -> str:
+    """The chart file for the log, or for a link (which can be a whole playlist) its tune."""
+    if source is None or "://" in source:
+        return repr(chart.title)
+    return source
