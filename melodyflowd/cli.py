@@ -148,7 +148,7 @@ def _check_playlist(source: str, as_json: bool) -> None:
 @click.option("--seed", type=int)
 @click.option("--scale", type=click.Choice(["chord-scale", "pentatonic", "chord-tones",
                                             "chromatic", "metrical"]))
-@click.option("--temperature", type=click.FloatRange(0.05, 5.0))
+@click.option("--temperature", type=float, help="Sampling temperature, 0.05 to 5.")
 @click.option("--instrument", type=click.Choice(INSTRUMENTS),
               help="Register: where this instrument's solos sit.")
 @user_errors
