@@ -411,6 +411,14 @@ class Engine:
         """True while an offered bank waits for its bar line."""
         return self._offer is not self._installed
 
+    def cursor(self) -> tuple[int, int, tuple[int, ...] | None, int, int]:
+        """(absolute bar, chord span, phrase, position, pitch) of the last remapped note:
+        a next key in that bar and span, while the phrase is still the one it would take,
+        plays the phrase's note at the position (modulo its length); otherwise the phrase
+        starts again. For views in another thread: read, never written, so a note in
+        flight may leave it one note behind."""
+        return self._bar, self._span, self._phrase, self._pos, self._last_out
+
     def sounding(self) -> list[tuple[int, int]]:
         """(channel, pitch) of every output note the engine holds on, sorted."""
         return sorted((slot >> 7, slot & 127) for slot in set(self._held.values()))

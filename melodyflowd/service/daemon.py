@@ -110,6 +110,8 @@ class Daemon:
         self.bank_source = ""
         self.regenerate_seen = 0
         self._last_progress: tuple | None = None
+        self.progress = ""                  # the last progress line of the generator
+        self.view: Any = None               # the live view (service/view.py), when asked for
 
     # -- signals -----------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -164,6 +166,7 @@ class Daemon:
                 if bank is not None:
                     return bank
             self._watchdog()
+            self._view_turn()
             time.sleep(LOOP_SECONDS)
         return None
 
@@ -219,6 +222,7 @@ class Daemon:
         if key == self._last_progress:
             return
         self._last_progress = key
+        self.progress = text
         log.info("generator: %s", text)
         sdnotify.status(f"phrases: {text}")
 
@@ -338,6 +342,11 @@ class Daemon:
 
         self.chart = load_chart(settings.chart)
         try:
+            if settings.view.port is not None:
+                from melodyflowd.service.view import DaemonView
+
+                self.view = DaemonView(settings.view)
+                self.view.start()
             if settings.phrases:
                 bank = self._load_bank_file(self.chart)
                 self.bank_source = f"file {settings.phrases}"
@@ -358,6 +367,8 @@ class Daemon:
             gc.freeze()
             gc.disable()
             self.ports = open_ports(settings.ports, self.engine.handle)
+            if self.view is not None:
+                self.view.attach(settings.ports)
             log.info("ready: %r -> %r on %s; %d bars, %d variations", settings.ports.in_name,
                      settings.ports.out_name, settings.ports.backend, len(self.chart.bars),
                      bank.n_variations)
@@ -415,6 +426,7 @@ class Daemon:
             for event in self.generator.poll():
                 self._on_generator_event(event)
         self.engine.release_retired()       # old banks are freed here, not in the callback
+        self._view_turn()
         collect_garbage()
         self._watchdog()
         if self._next_stats is not None and time.monotonic() >= self._next_stats:
@@ -422,10 +434,25 @@ class Daemon:
             self._next_stats = time.monotonic() + interval
         return None
 
+    def _view_turn(self) -> None:
+        """The live view's turn: publish this turn's state, do what its buttons asked."""
+        if self.view is None:
+            return
+        for action in self.view.turn(self):
+            log.info("view: %s", action)
+            if action == "regenerate":
+                self.regenerate("view")
+            elif self.engine is not None and not self.view.send_control(
+                    self.engine.settings.controls, action):
+                log.warning("view: %s is off (engine.controls)", action)
+
     def shutdown(self) -> None:
         """Stop the callback, send every note-off owed, close the ports, stop the child."""
         sdnotify.stopping()
         gc.enable()
+        if self.view is not None:
+            self.view.close()
+            self.view = None
         if self.ports is not None:
             self.ports.stop_input()
             time.sleep(0.01)                      # let a callback in flight finish
