@@ -94,7 +94,10 @@ function drawRoll() {
     return el;
   };
   for (let p = lo; p <= hi; p++) {
-    if (p % 12 === 0) add("line", { class: "grid", x1: 0, x2: W, y1: y(p), y2: y(p) });
+    if (p % 12 === 0) {
+      add("line", { class: "grid", x1: 0, x2: W, y1: y(p), y2: y(p) });
+      add("text", { x: W - 4, y: y(p) - 2, "text-anchor": "end" }, noteName(p));
+    }
   }
   state.ahead.bars.forEach((bar, k) => {
     add("line", { class: "barline", x1: x(k, 0), x2: x(k, 0), y1: 0, y2: H });
