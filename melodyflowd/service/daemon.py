@@ -289,10 +289,12 @@ class Daemon:
             return
         if settings.ports != self.settings.ports:
             log.warning("port settings changed: they take effect at the next restart")
+        if settings.view != self.settings.view:
+            log.warning("view settings changed: they take effect at the next restart")
         if settings.engine != self.settings.engine:
             self.engine.update_settings(settings.engine)      # live from the next message
             log.info("engine settings updated")
-        self.settings = replace(settings, ports=self.settings.ports)
+        self.settings = replace(settings, ports=self.settings.ports, view=self.settings.view)
         logging.getLogger("melodyflowd").setLevel(
             getattr(logging, str(self.settings.log_level).upper(), logging.INFO))
         self.regenerate("SIGHUP", chart)

@@ -4,12 +4,15 @@ guards (token, Host, Origin) over real HTTP, and the settings."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from melodyflowd.errors import UserError
 from melodyflowd.service.config import ControlMap, load_settings
@@ -21,6 +24,8 @@ from melodyflowd.service.view import (
 )
 from melodyflowd.service.viewstate import Watcher, chart_layout
 from tests.live.test_engine import BAR, BEAT, make_chart, make_engine
+from tests.service.test_daemon_e2e import BARS, CHART, NOTES
+from tests.support.jack import DAEMON_CMD, write_bank
 
 CONTROLS = {"regenerate": True, "next": True, "previous": True, "panic": True}
 
@@ -259,23 +264,39 @@ def test_view_settings_from_file_and_flags(tmp_path: Path) -> None:
     assert load_settings(str(path)).view.address == "0.0.0.0"
 
 
-def test_view_flag_takes_an_optional_port(tmp_path: Path, monkeypatch) -> None:
-    from melodyflowd import cli
+def run_daemon(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """The real daemon on a chart and a saved bank, with no JACK server to reach: it gets
+    as far as the view (which starts before the ports) and then stops with status 2."""
+    chart = tmp_path / "iivi.yaml"
+    chart.write_text(CHART)
+    bank = write_bank(tmp_path / "bank.json", BARS, [NOTES], title="ii-V-I test", tempo=120)
+    env = {**os.environ, "JACK_DEFAULT_SERVER": f"nobody-{uuid.uuid4().hex[:8]}",
+           "JACK_NO_START_SERVER": "1"}
+    return subprocess.run([*DAEMON_CMD, "--chart", str(chart), "--phrases", str(bank),
+                           "--backend", "jack", *args], env=env, capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path)
 
-    seen = {}
 
-    def fake_run(settings):                  # the CLI's job ends where the daemon starts
-        seen["view"] = settings.view
-        return 0
+def test_view_flag_takes_an_optional_port(tmp_path: Path) -> None:
+    result = run_daemon(tmp_path, "--view")
+    assert result.returncode == 2, result.stderr
+    # 8765 unless something on this machine holds it: then that is the one clear error.
+    assert "live view: http://127.0.0.1:8765/?token=" in result.stderr or \
+        "view: 127.0.0.1 port 8765 is already in use" in result.stderr, result.stderr
+    result = run_daemon(tmp_path, "--view", "0")
+    found = re.search(r"live view: http://127\.0\.0\.1:(\d+)/\?token=(\S+)", result.stderr)
+    assert found and int(found.group(1)) > 0 and len(found.group(2)) >= 20, result.stderr
+    assert "cannot reach the JACK server" in result.stderr
+    result = run_daemon(tmp_path)
+    assert "live view" not in result.stderr
+    result = run_daemon(tmp_path, "--view", "0", "--view-address", "my.host")
+    assert result.returncode == 2
+    assert "view.address: 'my.host' is not accepted" in result.stderr
 
-    monkeypatch.setattr("melodyflowd.service.daemon.run", fake_run)
-    chart = tmp_path / "c.yaml"
-    chart.write_text('chords: "| C |"\n')
-    runner = CliRunner()
-    for args, port in ((["--view"], 8765), (["--view", "9123"], 9123), ([], None)):
-        result = runner.invoke(cli.daemon_main, ["--chart", str(chart), *args])
-        assert result.exit_code == 0, result.output
-        assert seen["view"].port == port
-    result = runner.invoke(cli.daemon_main, ["--chart", str(chart), "--view", "0",
-                                             "--view-address", "::1"])
-    assert seen["view"].address == "::1" and seen["view"].port == 0
+
+def test_a_port_in_use_stops_the_daemon_with_one_line(tmp_path: Path, server) -> None:
+    result = run_daemon(tmp_path, "--view", str(server.port))
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if "error" in line]
+    assert lines == [f"melodyflowd: error: view: 127.0.0.1 port {server.port} is already in "
+                     "use (another melodyflowd?); pick another with --view PORT"]
