@@ -87,6 +87,7 @@ def test_the_marked_next_note_is_the_one_the_next_key_plays() -> None:
         played.append(pitch)
         engine.handle([0x80, 60, 0], t + 0.01)
     state = look(watcher, engine, t + 0.02)
+    assert state["clock"] == "internal clock"        # Start without clock ticks
     assert state["played"][-1] == played[-1]
     assert state["played_count"] == len(played)
 

@@ -107,6 +107,12 @@ def test_page_follows_midi_clock_and_its_buttons_act(jack_server, tmp_path, tiny
         driver.find_element("id", "next").click()
         assert wait(lambda: driver.find_element("id", "variation").text == "2 / 2", 3), \
             daemon.log()
+        driver.find_element("id", "previous").click()
+        assert wait(lambda: driver.find_element("id", "variation").text == "1 / 2", 3), \
+            daemon.log()
+        driver.find_element("id", "next").click()
+        assert wait(lambda: driver.find_element("id", "variation").text == "2 / 2", 3), \
+            daemon.log()
 
         # Regenerate: the model writes a new bank, it swaps in at a bar line, the page
         # shows the swap and a young bank.
