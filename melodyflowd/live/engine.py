@@ -301,7 +301,8 @@ class Engine:
     """Engine(settings, chart, bank, transport); see the module docstring.
 
     Public state (read freely from other threads): `bank`, `chart`, `settings`, `variation`,
-    `notes_remapped`, `regenerate_requests`, `swaps`, `dropped`, `errors`, `pending`.
+    `notes_remapped`, `regenerate_requests`, `swaps`, `dropped`, `errors`, `pending`,
+    `cursor()`, `sounding()`.
     `handle` runs in the MIDI callback thread. `offer` and `update_settings` may be called
     from any thread.
     `panic` mutates the note memory: call it from the callback thread, or once the input

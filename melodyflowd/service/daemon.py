@@ -6,7 +6,9 @@ Thin shell around the pure engine. Two threads matter:
   which takes effect at the next bar line), the systemd watchdog and the stats line; and
   the housework the callback must never pay for: garbage collection (automatic
   collections are off while serving, `collect_garbage` runs them) and freeing the banks a
-  swap replaced (`engine.release_retired`).
+  swap replaced (`engine.release_retired`);
+- with --view, the live view's server thread (service/view.py): it pushes what the main
+  loop publishes each turn and queues the page's actions, which the loop drains.
 
 Signals only set flags; the main loop acts on them between two sleeps:
   SIGHUP           reread config and chart, regenerate, swap at the next bar line; changed
