@@ -1,6 +1,6 @@
 """The daemon's lifecycle: load the chart, get a phrase bank, open the ports, serve, stop.
 
-Thin shell around the pure engine. Two threads matter:
+Thin shell around the pure engine. The threads:
 - the MIDI callback (ports.py) calls `engine.handle` and sends; nothing else;
 - the main loop here: signals, the generator child's events, bank swaps (`engine.offer`,
   which takes effect at the next bar line), the systemd watchdog and the stats line; and
