@@ -169,7 +169,8 @@ function tick() {
   }
   if (state && state.bank) {
     const seconds = state.bank.age + (performance.now() - received) / 1000;
-    $("bank").textContent = `${state.bank.source || "–"}, ${age(seconds)} old`;
+    const text = `${state.bank.source || "–"}, ${age(seconds)} old`;
+    if ($("bank").textContent !== text) $("bank").textContent = text;
   }
   requestAnimationFrame(tick);
 }
