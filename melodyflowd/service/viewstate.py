@@ -19,6 +19,8 @@ from bisect import bisect_right
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from melodyflowd.live.engine import locate
+
 if TYPE_CHECKING:
     from melodyflowd.live.engine import Engine, Program
     from melodyflowd.music.chart import Chart
@@ -28,45 +30,36 @@ BARS_AHEAD = 2            # bars of the line on the piano roll: the current and 
 
 
 def chart_layout(chart: Chart) -> dict[str, Any]:
-    """The lead sheet: title, tempo, time, and per bar its section and chord spans."""
+    """The lead sheet: title, tempo, time, and per bar its section and chord spans (with
+    the alternate written above a chord; `empty`: a bar written `_`, its chord held)."""
     return {
         "title": chart.title or "",
         "tempo": chart.tempo,
         "time": list(chart.time),
         "key": chart.key,
-        "bars": [{"section": bar.section,
+        "bars": [{"section": bar.section, "empty": bar.empty,
                   "chords": [{"symbol": span.chord.symbol, "start": span.start_beat,
-                              "beats": span.beats} for span in bar.chords]}
+                              "beats": span.beats,
+                              "alternate": span.alternate.symbol if span.alternate else None}
+                             for span in bar.chords]}
                  for bar in chart.bars],
     }
 
 
-def played_variation(program: Program, selected: int, rotate: bool, abs_bar: int) -> int:
-    """The variation the engine plays in absolute bar `abs_bar` (as Engine._note_on)."""
-    if rotate:
-        return (selected + max(abs_bar, 0) // program.n_bars) % program.n_var
-    return selected % program.n_var
-
-
-def span_at(program: Program, bar: int, beat_in_bar: float) -> int:
-    """The chord span sounding at a beat of a form bar (as Engine._note_on finds it)."""
-    return max(0, bisect_right(program.starts[bar], beat_in_bar + 1e-9) - 1)
-
-
-def line_ahead(program: Program, abs_bar: int, selected: int, rotate: bool,
-               next_at: tuple[int, int, int] | None) -> list[dict[str, Any]]:
+def line_ahead(engine: Engine, program: Program, abs_bar: int,
+               next_at: tuple[int, int, int, int] | None) -> list[dict[str, Any]]:
     """The notes of the line from the start of `abs_bar` through BARS_AHEAD bars: for each,
     the bar offset (0 = this bar), onset beat in its bar, length in beats, pitch, whether a
-    key pressed now would play it (`next_at` = (absolute bar, span, index in the span's
-    phrase)), and whether it is borrowed (the span has no notes of this variation in the
-    bank: the engine's fallback, spread evenly over the span)."""
+    key pressed now would play it (`next_at`: Engine.upcoming), and whether it is borrowed
+    (the span has no notes of this variation in the bank: the engine's fallback, spread
+    evenly over the span)."""
     bank = program.bank
     beats_per_ms = float(bank.tempo) / 60000.0
     out: list[dict[str, Any]] = []
     for offset in range(BARS_AHEAD):
         absolute = abs_bar + offset
         bar = absolute % program.n_bars
-        v = played_variation(program, selected, rotate, absolute)
+        v = engine.variation_at(absolute)
         starts = program.starts[bar]
         variation = bank.variations[v]
         notes = sorted(variation[bar % len(variation)].notes, key=lambda n: n.beat)
@@ -74,7 +67,7 @@ def line_ahead(program: Program, abs_bar: int, selected: int, rotate: bool,
         for note in notes:
             own[max(0, bisect_right(starts, note.beat + 1e-6) - 1)].append(note)
         for span, phrase in enumerate(program.phrases[v][bar]):
-            marked = next_at is not None and next_at[0] == absolute and next_at[1] == span
+            marked = next_at is not None and next_at[:3] == (absolute, span, v)
             if tuple(n.pitch for n in own[span]) == phrase:
                 placed = [(n.beat, max(0.05, n.duration_ms * beats_per_ms), n.pitch, False)
                           for n in own[span]]
@@ -86,7 +79,7 @@ def line_ahead(program: Program, abs_bar: int, selected: int, rotate: bool,
                           for i, pitch in enumerate(phrase)]
             for index, (beat, length, pitch, borrowed) in enumerate(placed):
                 out.append({"bar": offset, "beat": round(beat, 3), "len": round(length, 3),
-                            "pitch": pitch, "next": marked and index == next_at[2],
+                            "pitch": pitch, "next": marked and index == next_at[3],
                             "borrowed": borrowed})
     return out
 
@@ -120,15 +113,12 @@ class Watcher:
         selected = engine.variation % program.n_var
         rotate = bool(settings.rotate_variations)
         beat = transport.beat_at(now)
-        bar_len = program.bar_len
         if beat is None:
-            abs_bar, bar, in_bar, span = 0, 0, 0.0, 0
+            abs_bar, bar, span, in_bar = 0, 0, 0, 0.0
         else:
-            abs_bar = int(beat // bar_len)
-            bar = abs_bar % program.n_bars
-            in_bar = beat - abs_bar * bar_len
-            span = span_at(program, bar, in_bar)
-        variation = played_variation(program, selected, rotate, abs_bar)
+            abs_bar, bar, span = locate(program, beat)
+            in_bar = beat - abs_bar * program.bar_len
+        variation = engine.variation_at(abs_bar)
         clock = ("waiting" if beat is None else "midi clock" if transport.clocked
                  else "internal clock" if transport.running else "stopped")
         tempo = float(transport.tempo)
@@ -138,8 +128,7 @@ class Watcher:
         if key == self._key:
             return None
         self._key = key
-        next_at = self._next_note(engine, program, abs_bar, bar, in_bar, span, variation,
-                                  tempo)
+        next_at = engine.upcoming(now)
         return {
             "status": status,
             "chart_id": id(program.chart),
@@ -154,8 +143,8 @@ class Watcher:
             "bank": {"age": round(bank_age, 1), "source": bank_source,
                      "swaps": engine.swaps, "pending": bool(engine.pending)},
             "ahead": {"bars": [(abs_bar + k) % program.n_bars for k in range(BARS_AHEAD)],
-                      "bar_len": bar_len,
-                      "notes": line_ahead(program, abs_bar, selected, rotate, next_at)},
+                      "bar_len": program.bar_len,
+                      "notes": line_ahead(engine, program, abs_bar, next_at)},
             "played": list(self.played),
             "played_count": engine.notes_remapped,
             "controls": controls,
@@ -167,7 +156,7 @@ class Watcher:
         if count != self._count:
             if self._count >= 0:
                 new = sorted(sounding - self._sounding)
-                last = engine.cursor()[4]
+                last = engine.last_pitch
                 if last >= 0:
                     if last in new:
                         new.remove(last)
@@ -175,24 +164,3 @@ class Watcher:
                 self.played.extend(new[-max(1, count - self._count):])
             self._count = count
         self._sounding = sounding
-
-    @staticmethod
-    def _next_note(engine: Engine, program: Program, abs_bar: int, bar: int, in_bar: float,
-                   span: int, variation: int, tempo: float) -> tuple[int, int, int] | None:
-        """(absolute bar, span, index) of the phrase note a key pressed now would play, as
-        Engine._note_on picks it (anticipation included; contour aside)."""
-        anticipation = float(engine.settings.anticipation_ms) / 1000.0 * tempo / 60.0
-        if anticipation:
-            beat = abs_bar * program.bar_len + in_bar + anticipation
-            abs_bar = int(beat // program.bar_len)
-            bar = abs_bar % program.n_bars
-            span = span_at(program, bar, beat - abs_bar * program.bar_len)
-            variation = played_variation(program, engine.variation,
-                                         bool(engine.settings.rotate_variations), abs_bar)
-        phrase = program.phrases[variation][bar][span]
-        last_bar, last_span, last_phrase, pos, last = engine.cursor()
-        if last_phrase is phrase and last_bar == abs_bar and last_span == span:
-            return abs_bar, span, pos % len(phrase)
-        if program.arpeggio[variation][bar][span] and last >= 0:
-            return abs_bar, span, min(range(len(phrase)), key=lambda i: abs(phrase[i] - last))
-        return abs_bar, span, 0

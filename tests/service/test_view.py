@@ -124,8 +124,19 @@ def test_chart_layout_is_the_lead_sheet() -> None:
     assert layout["title"] == "ii-V-I" and layout["time"] == [4, 4]
     assert [[c["symbol"] for c in bar["chords"]] for bar in layout["bars"]] == \
         [["Dm7", "G7"], ["Cj7"], ["A7"], ["NC"]]
-    assert layout["bars"][0]["chords"][1] == {"symbol": "G7", "start": 2, "beats": 2}
+    assert layout["bars"][0]["chords"][1] == {"symbol": "G7", "start": 2, "beats": 2,
+                                              "alternate": None}
     json.dumps(layout)
+
+
+def test_layout_shows_alternates_and_held_bars() -> None:
+    from melodyflowd.music.chart import parse_chart
+
+    layout = chart_layout(parse_chart('chords: "| C7 (Gb7) | _ | F |"\n', "alt.yaml"))
+    first, held, last = layout["bars"]
+    assert first["chords"][0]["symbol"] == "C7" and first["chords"][0]["alternate"] == "Gb7"
+    assert held["empty"] and held["chords"][0]["symbol"] == "C7"
+    assert not last["empty"] and last["chords"][0]["alternate"] is None
 
 
 def test_before_the_first_bank_only_the_status() -> None:

@@ -42,8 +42,14 @@ function buildSheet() {
     cell.append(number);
     const chords = bar.chords.map((span) => {
       const el = document.createElement("span");
-      el.className = "chord";
+      el.className = bar.empty ? "chord held" : "chord";
       el.textContent = span.symbol;
+      if (span.alternate) {
+        const alt = document.createElement("small");
+        alt.className = "alternate";
+        alt.textContent = ` (${span.alternate})`;
+        el.append(alt);
+      }
       el.style.flex = `${span.beats} 1 0`;
       cell.append(el);
       return el;
