@@ -345,6 +345,9 @@ class DaemonView:
             status = "playing"
         ready = engine is not None and self.control_port is not None
         controls = engine.settings.controls if engine is not None else None
+        if not self.server.clients:          # nobody looks: only count the notes played
+            self.watcher.sample(engine)
+            return self.server.actions()
         state = self.watcher.look(
             engine, time.perf_counter(), chart=chart, status=status,
             bank_age=time.monotonic() - daemon.bank_since, bank_source=daemon.bank_source,

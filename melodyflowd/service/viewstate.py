@@ -4,8 +4,9 @@
 connects and when the chart changes. `Watcher.look(...)`, called once a main-loop turn,
 reads the engine's public state (transport position, variation, program, counters and
 `cursor()`) and returns a new state for the page only when something the page shows has
-changed (bar, chord, beat, variation, bank, notes played), else None: so a page costs
-the loop a few attribute reads most turns and the pages a message a beat.
+changed (bar, chord, beat, variation, bank; notes played at most every NOTES_EVERY),
+else None: so a page costs the loop a few attribute reads most turns and the pages a
+message a beat, and a few more while notes are played.
 
 The engine is read, never written, from the main loop's thread; the MIDI callback pays
 nothing for it. "Last notes played" is sampled each turn (the pitch of the last note and
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 PLAYED_KEPT = 16          # last notes played shown
 BARS_AHEAD = 2            # bars of the line on the piano roll: the current and the next
+NOTES_EVERY = 0.1         # s; notes played alone make a new state at most this often
 
 
 def chart_layout(chart: Chart) -> dict[str, Any]:
@@ -90,6 +92,8 @@ class Watcher:
     def __init__(self) -> None:
         self._key: tuple | None = None
         self._count = -1
+        self._sent_count = -1             # notes played as of the last state returned
+        self._sent_at = float("-inf")
         self._sounding: set[int] = set()
         self.played: deque[int] = deque(maxlen=PLAYED_KEPT)
 
@@ -123,11 +127,13 @@ class Watcher:
                  else "internal clock" if transport.running else "stopped")
         tempo = float(transport.tempo)
         key = (id(program), status, clock, abs_bar, span, int(in_bar), variation, selected,
-               engine.swaps, engine.pending, bank_source, self._count,
-               tuple(sorted(controls.items())))
-        if key == self._key:
+               engine.swaps, engine.pending, bank_source, tuple(sorted(controls.items())))
+        if key == self._key and (self._count == self._sent_count
+                                 or now - self._sent_at < NOTES_EVERY):
             return None
         self._key = key
+        self._sent_count = self._count
+        self._sent_at = now
         next_at = engine.upcoming(now)
         return {
             "status": status,
@@ -149,6 +155,13 @@ class Watcher:
             "played_count": engine.notes_remapped,
             "controls": controls,
         }
+
+    def sample(self, engine: Engine | None) -> None:
+        """A turn with no page open: keep up with the notes played; the next look()
+        returns a state whatever changed (a page that connects gets one at once)."""
+        if engine is not None:
+            self._note_played(engine)
+        self._key = None
 
     def _note_played(self, engine: Engine) -> None:
         count = engine.notes_remapped

@@ -22,7 +22,7 @@ from melodyflowd.service.view import (
     host_allowed,
     origin_allowed,
 )
-from melodyflowd.service.viewstate import Watcher, chart_layout
+from melodyflowd.service.viewstate import NOTES_EVERY, Watcher, chart_layout
 from tests.live.test_engine import BAR, BEAT, make_chart, make_engine
 from tests.service.test_daemon_e2e import BARS, CHART, NOTES
 from tests.support.jack import DAEMON_CMD, write_bank
@@ -86,7 +86,8 @@ def test_the_marked_next_note_is_the_one_the_next_key_plays() -> None:
         assert marked["bar"] == 0                    # always in the bar sounding now
         played.append(pitch)
         engine.handle([0x80, 60, 0], t + 0.01)
-    state = look(watcher, engine, t + 0.02)
+    assert look(watcher, engine, t + 0.02) is None   # notes alone: not 10 times a second
+    state = look(watcher, engine, t + 0.02 + NOTES_EVERY)
     assert state["clock"] == "internal clock"        # Start without clock ticks
     assert state["played"][-1] == played[-1]
     assert state["played_count"] == len(played)
