@@ -1,16 +1,18 @@
 """What an open live view costs the MIDI callback: the daemon's handling time with and
 without a page open, in one run, on one private JACK server.
 
-Phases, alternating (--runs times each):
-  no view     melodyflowd --phrases bank (the latency bench's chart and bank)
-  page open   the same with --view 0 and Debian's chromium (headless) showing the page,
-              which the daemon updates every beat as the song moves
+Phases, taking turns (--runs times each):
+  no view      melodyflowd --phrases bank (the latency bench's chart and bank)
+  events only  the same with --view 0 and a thread of this bench reading the page's event
+               stream: the daemon's own cost of a page (watcher, server thread, pushes)
+  page open    the same with Debian's chromium (headless) showing the page, which the
+               daemon updates every beat as the song moves: the browser's CPU as well
 The player plays --notes notes (note-on, a pause, note-off, a pause) as bench/latency.py
 does; the first note starts the internal clock (--clock: MIDI clock from the player
 too). The handling time is the daemon's own (perf_counter_ns around engine.handle in its
 callback, from its final stats line: the last 4096 messages); the end-to-end latency is
-the player's (note-on sent -> mapped note-on back). Prints both phases and the ratios
-page open / no view.
+the player's (note-on sent -> mapped note-on back). Prints the phases and their ratios
+against no view.
 
     python3 -m bench.view [--notes 1500] [--runs 2] [--clock] [--json FILE]
                           [--screenshot docs/img/live-view.png]
@@ -27,6 +29,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +39,8 @@ from bench.latency import CHART, Daemon, answering, bench_bank, measure, percent
 from tests.support.browser import browser_missing, headless_chromium  # noqa: E402
 from tests.support.jack import ClockSender, JackServer, MidiPeer  # noqa: E402
 from tests.support.jack_registry import reclaim_stale_servers  # noqa: E402
+
+PHASES = ("no view", "events only", "page open")
 
 
 def view_url(daemon: Daemon, timeout: float = 30.0) -> str:
@@ -49,18 +54,44 @@ def view_url(daemon: Daemon, timeout: float = 30.0) -> str:
     raise RuntimeError("no live view address:\n" + "\n".join(daemon.lines[-20:]))
 
 
-def one_phase(rtmidi, server: JackServer, work: Path, chart: Path, bank: Path, view: bool,
+class EventsReader:
+    """A page without a browser: a thread that reads the view's event stream."""
+
+    def __init__(self, url: str) -> None:
+        import urllib.request
+
+        self.events = 0
+        self._stream = urllib.request.urlopen(url.split("?")[0] + "events", timeout=30)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for line in self._stream:
+                if line.startswith(b"event:"):
+                    self.events += 1
+        except (OSError, ValueError, AttributeError):   # closed under it by close()
+            pass
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def one_phase(rtmidi, server: JackServer, work: Path, chart: Path, bank: Path, phase: str,
               args, seed: int, run: int) -> dict:
-    tag = f"{'view' if view else 'plain'}{run}"
+    view = phase != "no view"
+    tag = f"{phase.split()[0]}{run}"
     extra = ["--view", "0"] if view else []
     daemon = Daemon(server, work, ["--chart", str(chart), "--phrases", str(bank), *extra], tag)
-    driver = clock = peer = None
+    driver = clock = peer = reader = None
     try:
         daemon.wait("ready:", 60)
         server.wait_for_ports([daemon.in_name, daemon.out_name])
         if not answering(rtmidi, (daemon.in_name, daemon.out_name)):
             raise RuntimeError(f"melodyflowd ({daemon.in_name!r}) does not answer notes")
-        if view:
+        if phase == "events only":
+            reader = EventsReader(view_url(daemon))
+        if phase == "page open":
             profile = work / f"profile-{tag}"
             driver = headless_chromium(profile)
             driver.get(view_url(daemon))
@@ -85,6 +116,9 @@ def one_phase(rtmidi, server: JackServer, work: Path, chart: Path, bank: Path, v
             peer.close()
         if driver is not None:
             driver.quit()
+        if reader is not None:
+            reader.close()
+            pushed = reader.events
         handling = daemon.stop()
     return {"handling_us": handling,
             "latency_ms": percentiles([x * 1000 for x in latencies]),
@@ -144,7 +178,7 @@ def main() -> int:
         return 2
     import rtmidi
 
-    results: dict[str, list[dict]] = {"no view": [], "page open": []}
+    results: dict[str, list[dict]] = {phase: [] for phase in PHASES}
     reclaim_stale_servers()          # killed servers' slots: jack2 keeps only 8
     with tempfile.TemporaryDirectory(prefix="mfd-view-bench-") as tmp, JackServer() as server:
         work = Path(tmp)
@@ -152,9 +186,8 @@ def main() -> int:
         chart.write_text(CHART)
         bank = bench_bank(work / "bank.json")
         for run in range(args.runs):
-            for view in (False, True):
-                phase = "page open" if view else "no view"
-                result = one_phase(rtmidi, server, work, chart, bank, view, args,
+            for phase in PHASES:
+                result = one_phase(rtmidi, server, work, chart, bank, phase, args,
                                    args.seed + run, run)
                 results[phase].append(result)
                 h, lat = result["handling_us"], result["latency_ms"]
@@ -162,7 +195,9 @@ def main() -> int:
                       f"{h['p99']:6.1f} max {h['max']:7.1f} (n={h['n']:.0f}); latency ms: "
                       f"p50 {lat['p50']:.3f} p99 {lat['p99']:.3f}"
                       + (f"; the page saw {result['page_saw_notes']} notes"
-                         if view else ""), flush=True)
+                         if phase == "page open" else
+                         f"; {result['page_saw_notes']} events read"
+                         if phase == "events only" else ""), flush=True)
         if args.screenshot:
             screenshot(rtmidi, server, work, Path(args.screenshot))
         for leftover in work.glob("profile-*"):
@@ -177,17 +212,24 @@ def main() -> int:
 
     print(f"\nlive view bench: {args.notes} notes a phase, {args.runs} runs, "
           f"{'MIDI clock' if args.clock else 'internal clock'}")
-    print(f"{'':12}{'handling p50 us':>16}{'p99 us':>10}{'latency p50 ms':>16}{'p99 ms':>10}")
+    print(f"{'(means of runs)':14}{'handling p50 us':>16}{'p99 us':>10}{'max us':>10}"
+          f"{'latency p50 ms':>16}{'p99 ms':>10}")
     for phase in results:
-        print(f"{phase:12}{mean(phase, 'handling_us', 'p50'):>16.1f}"
+        print(f"{phase:14}{mean(phase, 'handling_us', 'p50'):>16.1f}"
               f"{mean(phase, 'handling_us', 'p99'):>10.1f}"
+              f"{mean(phase, 'handling_us', 'max'):>10.1f}"
               f"{mean(phase, 'latency_ms', 'p50'):>16.3f}{mean(phase, 'latency_ms', 'p99'):>10.3f}")
-    ratios = {f"{group} {key}": mean("page open", group, key) / mean("no view", group, key)
-              for group in ("handling_us", "latency_ms") for key in ("p50", "p99")}
-    print("ratio page open / no view: " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
-    p99 = max(r["handling_us"]["p99"] for r in results["page open"])
-    print(f"handling p99 with a page open (worst run): {p99:.1f} us (target <= 50 us: "
-          f"{'met' if p99 <= 50 else 'NOT met'})")
+    ratios = {f"{phase} / no view: {group} {key}":
+              mean(phase, group, key) / mean("no view", group, key)
+              for phase in PHASES[1:] for group in ("handling_us", "latency_ms")
+              for key in ("p50", "p99", "max")}
+    for phase in PHASES[1:]:
+        print(f"ratio {phase} / no view: " + ", ".join(
+            f"{k.split(': ')[1]} {v:.2f}" for k, v in ratios.items() if k.startswith(phase)))
+    for phase in PHASES:
+        p99 = max(r["handling_us"]["p99"] for r in results[phase])
+        print(f"handling p99, {phase} (worst run): {p99:.1f} us (target <= 50 us: "
+              f"{'met' if p99 <= 50 else 'NOT met'})")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "results": results,
                                                "ratios": ratios}, indent=1))
