@@ -9,6 +9,7 @@ let chart = null;
 let state = null;
 let received = 0;          // performance.now() when `state` came
 let cells = [];            // [bar] -> {cell, chords: [element], beat}
+const drawn = { ahead: "", played: "", lit: "" };
 
 function noteName(pitch) {
   return NAMES[pitch % 12] + (Math.floor(pitch / 12) - 1);
@@ -25,6 +26,7 @@ function buildSheet() {
   const sheet = $("sheet");
   sheet.replaceChildren();
   cells = [];
+  drawn.lit = drawn.ahead = "";
   const beats = chart.time[0] * 4 / chart.time[1];
   chart.bars.forEach((bar, i) => {
     const cell = document.createElement("div");
@@ -68,11 +70,15 @@ function buildSheet() {
 }
 
 function lightBar() {
+  const pos = state && state.position;
+  const key = pos ? `${pos.bar}:${pos.span}` : "";
+  if (key === drawn.lit) return;
+  drawn.lit = key;
   for (const c of cells) {
     c.cell.classList.remove("now");
     c.chords.forEach((el) => el.classList.remove("lit"));
+    c.cell.removeAttribute("aria-current");
   }
-  const pos = state && state.position;
   if (!pos || !cells[pos.bar]) return;
   const c = cells[pos.bar];
   c.cell.classList.add("now");
@@ -144,14 +150,22 @@ function render() {
     $(name).disabled = !token || !controls[name];
   }
   if (!token) $("feedback").textContent = "view only: open the address melodyflowd printed (with its token) for the buttons";
-  drawRoll();
-  const played = $("played");
-  played.replaceChildren(...(state.played || []).map((p) => {
-    const el = document.createElement("span");
-    el.textContent = noteName(p);
-    el.dataset.pitch = p;
-    return el;
-  }));
+  // Redraw the roll and the played notes only when they change (most states move the beat).
+  const ahead = JSON.stringify(state.ahead || null) + (chart ? chart.bars.length : 0);
+  if (ahead !== drawn.ahead) {
+    drawn.ahead = ahead;
+    drawRoll();
+  }
+  const notes = JSON.stringify(state.played || []);
+  if (notes !== drawn.played) {
+    drawn.played = notes;
+    $("played").replaceChildren(...(state.played || []).map((p) => {
+      const el = document.createElement("span");
+      el.textContent = noteName(p);
+      el.dataset.pitch = p;
+      return el;
+    }));
+  }
   $("count").textContent = state.played_count !== undefined ? `(${state.played_count} in all)` : "";
 }
 
