@@ -54,14 +54,23 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
               help="Serve the live view in the browser on PORT (default 8765; 0: any free "
                    "port) of 127.0.0.1; the address with its token is printed.")
 @click.option("--view-address", help="Address the view listens on (default 127.0.0.1).")
+@click.option("--follow", is_flag=True, default=None,
+              help="Follow the chords you play (keys below the split, or --chord-channel); "
+                   "with --chart too, the chart is what is expected and your chord wins.")
+@click.option("--chord-channel", type=click.IntRange(1, 16),
+              help="In follow mode, the chords come from this channel (1-16).")
+@click.option("--bass-channel", type=click.IntRange(1, 16),
+              help="In follow mode, this channel's note is the chord's bass (1-16).")
 @click.version_option(__version__, prog_name="melodyflowd")
 @user_errors
 def daemon_main(chart: str | None, tune: str | None, config_file: str | None, backend: str | None,
                 in_name: str | None, out_name: str | None, model: str | None,
                 adapter: str | None, variations: int | None, seed: int | None,
                 phrases: str | None, log_level: str | None, view_port: int | None,
-                view_address: str | None) -> None:
-    """Virtual MIDI ports that answer your rhythm with jazz phrases over a chord chart."""
+                view_address: str | None, follow: bool | None,
+                chord_channel: int | None, bass_channel: int | None) -> None:
+    """Virtual MIDI ports that answer your rhythm with jazz phrases over a chord chart,
+    or over the chords you play (--follow)."""
     from melodyflowd.service.config import load_settings
 
     settings = load_settings(config_file, {
@@ -70,9 +79,13 @@ def daemon_main(chart: str | None, tune: str | None, config_file: str | None, ba
         "generation.model": model, "generation.adapter": adapter,
         "generation.variations": variations, "generation.seed": seed,
         "view.port": view_port, "view.address": view_address,
+        "engine.follow": follow,
+        "engine.chord_channel": None if chord_channel is None else chord_channel - 1,
+        "engine.bass_channel": None if bass_channel is None else bass_channel - 1,
     })
-    if settings.chart is None:
-        raise UserError("no chart given: pass --chart song.yaml (or set chart: in the config)")
+    if settings.chart is None and not settings.engine.follow:
+        raise UserError("no chart given: pass --chart song.yaml (or set chart: in the "
+                        "config), or --follow to play over the chords you hold")
     from melodyflowd.service.daemon import run
 
     sys.exit(run(settings))

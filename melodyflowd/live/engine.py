@@ -76,6 +76,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from melodyflowd.live import follow as follow_mode
 from melodyflowd.live.transport import CLOCK, STOP, beat_on
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ if TYPE_CHECKING:
     from melodyflowd.live.transport import Transport
     from melodyflowd.music.chart import Chart
     from melodyflowd.music.phrases import PhraseBank
+    from melodyflowd.music.theory import Chord
     from melodyflowd.service.config import EngineSettings
 
 NOTE_OFF = 0x80
@@ -108,6 +110,8 @@ _CHANNEL_LENGTH = {0x80: 3, 0x90: 3, 0xA0: 3, 0xB0: 3, 0xC0: 2, 0xD0: 2, 0xE0: 3
 
 # [output slot: channel * 128 + pitch] -> (note-off status, pitch)
 _SLOT = tuple((NOTE_OFF | (slot >> 7), slot & 127) for slot in range(2048))
+
+_CHORD = follow_mode.CHORD
 
 # Control actions
 _NONE, _REGENERATE, _NEXT, _PREVIOUS, _SELECT, _PANIC = range(6)
@@ -273,6 +277,8 @@ class _Config:
     contour: bool
     rotate: bool
     remap: tuple[bool, ...]              # [channel * 128 + note] -> True when remapped
+    follow: bool                         # follow mode: the played chord can decide
+    role: tuple[int, ...]                # [channel * 128 + note] -> follow.NONE/CHORD/BASS
     cc_action: tuple[int, ...]           # [cc number] -> control action
     cc_channel: int                      # -1 = any channel
     key_base: tuple[int, ...]            # [status] -> channel * 128 (note-on/off statuses)
@@ -282,8 +288,12 @@ class _Config:
     @classmethod
     def build(cls, settings: EngineSettings) -> _Config:
         channels = set(settings.channels) if settings.channels else set(range(16))
-        split = settings.split if settings.split is not None else 0
-        remap = tuple((k >> 7) in channels and (k & 127) >= split for k in range(2048))
+        split = follow_mode.effective_split(settings)
+        split = split if split is not None else 0
+        role = follow_mode.roles(settings)
+        remap = tuple((k >> 7) in channels and (k & 127) >= split and not role[k]
+                      for k in range(2048))
+        follow = bool(settings.follow)
         controls = settings.controls
 
         def out(status: int) -> int:
@@ -301,7 +311,7 @@ class _Config:
                    out_channel=settings.out_channel,
                    anticipation=max(0.0, float(settings.anticipation_ms)) / 1000.0,
                    contour=bool(settings.contour), rotate=bool(settings.rotate_variations),
-                   remap=remap, cc_action=tuple(actions),
+                   remap=remap, follow=follow, role=role, cc_action=tuple(actions),
                    cc_channel=-1 if controls.channel is None else controls.channel,
                    key_base=tuple((status & 15) << 7 for status in range(256)),
                    slot_base=tuple(out(status) << 7 for status in range(256)),
@@ -339,6 +349,7 @@ class Engine:
         "_g", "_recs", "_base", "_bar0", "_bar", "_span", "_v", "_fbar", "_window",
         "_program", "_variation", "_offer_bar", "_offer_bar_seq",
         "_offer_seq", "_retired", "dropped", "errors", "regenerate_requests", "swaps",
+        "_follower",
         "__weakref__")
 
     def __init__(self, settings: EngineSettings, chart: Chart, bank: PhraseBank,
@@ -365,6 +376,7 @@ class Engine:
         self._offer_bar = -1               # bar an offer was made in ...
         self._offer_bar_seq = 0            # ... and which offer that was
         self._config = _Config.build(settings)
+        self._follower = follow_mode.Follower()   # follow mode: the chord keys' state
         # Note memory: key -> output slot (channel * 128 + pitch); slot -> keys holding it.
         self._held: dict[int, int] = {}
         self._down = [0] * 2048            # keys that went down remapped and are still down
@@ -493,6 +505,22 @@ class Engine:
             self._window = (offer.seq, bar * bar_len, (bar + 1) * bar_len)
         self._offer = offer
 
+    def offer_follow(self, program: follow_mode.FollowProgram) -> None:
+        """Follow mode's tables (live.follow.build_follow: build them in the caller's
+        thread, about a second), handed over by one reference assignment; the callback
+        takes them at the next chord key or note. Safe from another thread."""
+        self._follower.offer(program)
+
+    @property
+    def follow_chord(self) -> Chord | None:
+        """Follow mode: the chord the hands hold (or held last); None before follow lines."""
+        return self._follower.current
+
+    @property
+    def follow_split(self) -> int | None:
+        """The split point in use (follow mode sets one when none is given)."""
+        return follow_mode.effective_split(self._config.settings)
+
     def release_retired(self) -> int:
         """Drop the programs that bank swaps replaced (call it from the main loop, not the
         callback: the last reference to an old bank goes here, so it is freed here).
@@ -550,6 +578,9 @@ class Engine:
                             off, pitch = _SLOT[slot]
                             return [[off, pitch,
                                      velocity if status < NOTE_ON else RELEASE_VELOCITY]]
+                        if config.follow:
+                            return self._fast_follow_note_on(msg, now, config, key, status,
+                                                             note, velocity)
                         beat = beat_on(line, now)
                         if self._offer is not self._installed:
                             # A bank waits for its bar line: go on inside the bar it waits
@@ -605,6 +636,10 @@ class Engine:
                             return [[on, pitch, velocity]]
                         out.append([on, pitch, velocity])
                         return out
+                    role = config.role[key]
+                    if role:
+                        return self._fast_chord_key(msg, now, key, note, status, velocity,
+                                                    role)
             return self._handle(msg, now)
         except Exception:           # a bug must never take the MIDI callback down
             self.errors += 1
@@ -660,6 +695,9 @@ class Engine:
         key = (channel << 7) | msg[1]
         out: list[list[int]] = []
         pressed = kind == NOTE_ON and msg[2] > 0
+        role = config.role[key]
+        if role:
+            self._follow_key(role, msg[1], pressed)
         if config.remap[key]:
             if pressed:
                 self._down[key] = 1
@@ -734,6 +772,7 @@ class Engine:
             return []
         passed = _as_list(msg)
         if number in (ALL_SOUND_OFF, ALL_NOTES_OFF):
+            self._follower.reset()            # the chord keys' note-offs may not come
             out = []
             self._end_all(out)
             out.append(passed)
@@ -760,15 +799,17 @@ class Engine:
         program = self._program
         if config.anticipation:
             beat += config.anticipation * transport.tempo / 60.0
-        abs_bar, bar, span = locate(program, beat)
-        v = self._variation_in(config, program, abs_bar)
-        phrase, pos = self._phrase_position(program, v, abs_bar, bar, span)
-        pitch = phrase[pos % len(phrase)]
-        if config.contour and self._last_key >= 0 and self._last_out >= 0 \
-                and note != self._last_key:
-            pitch = self._contour_pick(program, v, bar, span, pos, pitch,
-                                       1 if note > self._last_key else -1)
-        self._pos = pos + 1
+        pitch = self._follow_pitch(program, beat) if config.follow else -1
+        if pitch < 0:
+            abs_bar, bar, span = locate(program, beat)
+            v = self._variation_in(config, program, abs_bar)
+            phrase, pos = self._phrase_position(program, v, abs_bar, bar, span)
+            pitch = phrase[pos % len(phrase)]
+            if config.contour and self._last_key >= 0 and self._last_out >= 0 \
+                    and note != self._last_key:
+                pitch = self._contour_pick(program, v, bar, span, pos, pitch,
+                                           1 if note > self._last_key else -1)
+            self._pos = pos + 1
         out_channel = channel if config.out_channel is None else config.out_channel
         slot = (out_channel << 7) | pitch
         if self._ref[slot] > 0:               # poly: another key holds it: strike it again
@@ -779,6 +820,85 @@ class Engine:
         self._last_out = pitch
         self._last_key = note
         self.notes_remapped += 1
+
+    def _fast_chord_key(self, msg: Sequence[int], now: float, key: int, note: int,
+                        status: int, velocity: int, role: int) -> list[list[int]]:
+        """The fast path of a follow-mode chord or bass key: it names the chord (a table
+        lookup) and passes through, as _note does."""
+        if self._down[key] or self._offer is not self._installed:
+            return self._handle(msg, now)
+        if status >= NOTE_ON and velocity:
+            if role == _CHORD:
+                self._follower.chord_down(note)
+            else:
+                self._follower.bass_down(note)
+        elif role == _CHORD:
+            self._follower.chord_up(note)
+        else:
+            self._follower.bass_up(note)
+        return [msg] if type(msg) is list else [list(msg)]
+
+    def _fast_follow_note_on(self, msg: Sequence[int], now: float, config: _Config, key: int,
+                             status: int, note: int, velocity: int) -> list[list[int]]:
+        """The fast path of a remapped key's note-on in follow mode with no chart of the
+        player's: the next note over the played chord (as _note_on does)."""
+        follower = self._follower
+        if follower.offered is None or self._offer is not self._installed \
+                or self._program.chart.source != "<follow>":
+            return self._handle(msg, now)
+        self._down[key] = 1
+        held = self._held
+        out: list[list[int]] = []
+        if held:
+            if key in held:
+                self._release(key, RELEASE_VELOCITY, out)
+            if config.mono and held:
+                self._end_all(out)
+        pitch = follower.next_pitch(self._last_out)
+        slot = config.slot_base[status] + pitch
+        ref = self._ref
+        count = ref[slot]
+        ref[slot] = count + 1
+        held[key] = slot
+        self._last_out = pitch
+        self._last_key = note
+        self.notes_remapped += 1
+        on = config.on_status[status]
+        if count:              # poly: another key holds it: strike it again
+            out.append([on - 0x10, pitch, RELEASE_VELOCITY])
+        out.append([on, pitch, velocity])
+        return out
+
+    def _follow_key(self, role: int, note: int, pressed: bool) -> None:
+        """Follow mode: a chord key or the bass goes down or up (it passes through too)."""
+        follower = self._follower
+        if role == follow_mode.CHORD:
+            if pressed:
+                follower.chord_down(note)
+            else:
+                follower.chord_up(note)
+        elif pressed:
+            follower.bass_down(note)
+        else:
+            follower.bass_up(note)
+
+    def _follow_pitch(self, program: Program, beat: float) -> int:
+        """Follow mode: the next note over the played chord, or -1 when the chart decides
+        (with a chart: the played chord wins while it differs from the chart's; see
+        live/follow.py). Without follow lines yet, the chart decides."""
+        follower = self._follower
+        if follower.offered is None:
+            return -1
+        if not follow_mode.is_follow_chart(program.chart):
+            abs_bar, bar, span = locate(program, beat)
+            spans = program.chart.bars[bar].chords
+            chord = spans[span].chord if span < len(spans) else None
+            starts = program.starts[bar]
+            end = starts[span + 1] if span + 1 < len(starts) else program.bar_len
+            if not follower.leads(follow_mode.chart_key(chord),
+                                  abs_bar * program.bar_len + end, beat):
+                return -1
+        return follower.next_pitch(self._last_out)
 
     def _waits(self, line: tuple[float, float, float, float, float], now: float) -> bool:
         """An offer is pending: is the position (from the transport's `line`) still inside

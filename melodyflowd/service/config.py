@@ -61,6 +61,9 @@ class EngineSettings:
     anticipation_ms: float = 0.0            # play the next chord's phrase this early
     contour: bool = False                   # keys up/down prefer phrase notes up/down
     rotate_variations: bool = False         # next variation each time the form repeats
+    follow: bool = False                    # play over the chord the chord keys hold
+    chord_channel: int | None = None        # 0-15: follow the chords on this channel
+    bass_channel: int | None = None         # 0-15: its note is the followed chord's bass
     controls: ControlMap = field(default_factory=ControlMap)
 
 
@@ -148,7 +151,8 @@ for _name in _CONTROL_KEYS:
     _RANGES[f"engine.controls.{_name}"] = (0, 127, False)
 
 # MIDI channels: 1-16 in a config file (as DAWs number them), 0-15 in Settings.
-_CHANNELS = frozenset({"engine.channels", "engine.out_channel", "engine.controls.channel"})
+_CHANNELS = frozenset({"engine.channels", "engine.out_channel", "engine.controls.channel",
+                       "engine.chord_channel", "engine.bass_channel"})
 # Paths: in a config file, relative to the file's folder; `~` is expanded.
 _PATHS = frozenset({"chart", "phrases", "generation.cache_dir"})
 # Either a path or a name (hub id, style): resolved like a path only when that path exists.

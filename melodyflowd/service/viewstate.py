@@ -127,14 +127,19 @@ class Watcher:
                  else "internal clock" if transport.running else "stopped")
         tempo = float(transport.tempo)
         key = (id(program), status, clock, abs_bar, span, int(in_bar), variation, selected,
-               engine.swaps, engine.pending, bank_source, tuple(sorted(controls.items())))
+               engine.swaps, engine.pending, bank_source, tuple(sorted(controls.items())),
+               id(engine.follow_chord) if settings.follow else None)
         if key == self._key and (self._count == self._sent_count
                                  or now - self._sent_at < NOTES_EVERY):
             return None
         self._key = key
         self._sent_count = self._count
         self._sent_at = now
-        next_at = engine.upcoming(now)
+        # Follow mode: the chord the hands hold may lead, and then the next note is not the
+        # chart's: the roll shows the chart's line without a ring.
+        follow = bool(settings.follow)
+        held = engine.follow_chord if follow else None
+        next_at = None if follow else engine.upcoming(now)
         return {
             "status": status,
             "chart_id": id(program.chart),
@@ -142,6 +147,7 @@ class Watcher:
                 "abs_bar": abs_bar, "bar": bar, "span": span, "beat": round(in_bar, 3),
                 "tempo": round(tempo, 2)},
             "clock": clock,
+            "following": held.symbol if held is not None else None,
             "variation": variation,
             "selected": selected,
             "variations": program.n_var,

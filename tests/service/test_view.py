@@ -313,3 +313,18 @@ def test_a_port_in_use_stops_the_daemon_with_one_line(tmp_path: Path, server) ->
     lines = [line for line in result.stderr.splitlines() if "error" in line]
     assert lines == [f"melodyflowd: error: view: 127.0.0.1 port {server.port} is already in "
                      "use (another melodyflowd?); pick another with --view PORT"]
+
+
+def test_follow_mode_shows_the_chord_the_hands_hold() -> None:
+    from tests.live.test_engine_follow import EXPECTED, II_V_I, chord, follow_engine
+
+    engine = follow_engine()
+    watcher = Watcher()
+    state = look(watcher, engine, 0.0)
+    assert state["following"] is not None          # the default chord before any is held
+    voicing = II_V_I["F"][0]
+    chord(engine, voicing, 0.1)
+    state = look(watcher, engine, 0.2)
+    assert state["following"] == EXPECTED["F"][0] == engine.follow_chord.symbol
+    # The held chord may lead: the roll keeps the chart's line and rings no note.
+    assert not any(n["next"] for n in state["ahead"]["notes"])

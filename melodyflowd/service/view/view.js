@@ -136,6 +136,8 @@ function render() {
   if (!state) return;
   $("status").textContent = state.status;
   $("clock").textContent = state.clock || "";
+  $("status").textContent = state.following
+    ? `${state.status}; following ${state.following}` : state.status;
   lightBar();
   if (state.variations) {
     $("variation").textContent = `${state.variation + 1} / ${state.variations}`;
