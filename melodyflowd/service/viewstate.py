@@ -50,11 +50,13 @@ def chart_layout(chart: Chart) -> dict[str, Any]:
 
 def line_ahead(engine: Engine, program: Program, abs_bar: int,
                next_at: tuple[int, int, int, int] | None) -> list[dict[str, Any]]:
-    """The notes of the line from the start of `abs_bar` through BARS_AHEAD bars: for each,
-    the bar offset (0 = this bar), onset beat in its bar, length in beats, pitch, whether a
-    key pressed now would play it (`next_at`: Engine.upcoming), and whether it is borrowed
-    (the span has no notes of this variation in the bank: the engine's fallback, spread
-    evenly over the span)."""
+    """The notes of the line from the start of `abs_bar` through BARS_AHEAD bars, as the
+    bank wrote them: for each, the bar offset (0 = this bar), onset beat in its bar, length
+    in beats, pitch, whether a key pressed now would play it (`next_at`: Engine.upcoming),
+    and whether it is borrowed (a span with no notes of this variation: the engine plays
+    another variation's there, or the chord's tones, spread evenly here). A player who has
+    gone past the written notes of a span plays the engine's continuation: its next note is
+    shown after them."""
     bank = program.bank
     beats_per_ms = float(bank.tempo) / 60000.0
     out: list[dict[str, Any]] = []
@@ -63,27 +65,41 @@ def line_ahead(engine: Engine, program: Program, abs_bar: int,
         bar = absolute % program.n_bars
         v = engine.variation_at(absolute)
         starts = program.starts[bar]
-        variation = bank.variations[v]
-        notes = sorted(variation[bar % len(variation)].notes, key=lambda n: n.beat)
-        own: list[list[Any]] = [[] for _ in starts]
-        for note in notes:
-            own[max(0, bisect_right(starts, note.beat + 1e-6) - 1)].append(note)
+        written = [_span_notes(bank.variations[(v + k) % program.n_var], starts, bar)
+                   for k in range(program.n_var)]
         for span, phrase in enumerate(program.phrases[v][bar]):
-            marked = next_at is not None and next_at[:3] == (absolute, span, v)
-            if tuple(n.pitch for n in own[span]) == phrase:
-                placed = [(n.beat, max(0.05, n.duration_ms * beats_per_ms), n.pitch, False)
-                          for n in own[span]]
-            else:
-                lo = starts[span]
-                hi = starts[span + 1] if span + 1 < len(starts) else program.bar_len
-                step = max(hi - lo, 0.25) / len(phrase)
-                placed = [(lo + i * step, step * 0.9, pitch, True)
-                          for i, pitch in enumerate(phrase)]
-            for index, (beat, length, pitch, borrowed) in enumerate(placed):
+            lo = starts[span]
+            hi = starts[span + 1] if span + 1 < len(starts) else program.bar_len
+            source = next((notes[span] for notes in written if notes[span]), [])
+            borrowed = source is not written[0][span]
+            if source and tuple(n.pitch for n in source) == phrase[:len(source)]:
+                placed = [(n.beat, max(0.05, n.duration_ms * beats_per_ms), n.pitch, borrowed)
+                          for n in source]
+            else:                                  # the chord's tones, or the nearest bar's
+                count = min(len(phrase), max(1, round(2 * (hi - lo))))
+                step = max(hi - lo, 0.25) / count
+                placed = [(lo + i * step, step * 0.9, phrase[i], True) for i in range(count)]
+            ring = -1
+            if next_at is not None and next_at[:3] == (absolute, span, v):
+                ring = next_at[3]
+                if ring >= len(placed):           # past the written notes: the continuation
+                    beat = min(placed[-1][0] + 0.5, max(lo, hi - 0.25))
+                    placed.append((beat, 0.45, phrase[ring % len(phrase)], True))
+                    ring = len(placed) - 1
+            for index, (beat, length, pitch, lent) in enumerate(placed):
                 out.append({"bar": offset, "beat": round(beat, 3), "len": round(length, 3),
-                            "pitch": pitch, "next": marked and index == next_at[3],
-                            "borrowed": borrowed})
+                            "pitch": pitch, "next": index == ring, "borrowed": lent})
     return out
+
+
+def _span_notes(variation: Any, starts: tuple[float, ...], bar: int) -> list[list[Any]]:
+    """A variation's notes of a bar, per chord span, in onset order (as build_program
+    assigns them)."""
+    notes = sorted(variation[bar % len(variation)].notes, key=lambda n: n.beat)
+    spans: list[list[Any]] = [[] for _ in starts]
+    for note in notes:
+        spans[max(0, bisect_right(starts, note.beat + 1e-6) - 1)].append(note)
+    return spans
 
 
 class Watcher:
