@@ -63,7 +63,7 @@ from melodyflowd.generate.textformat import (  # noqa: E402
     parse_text,
     render_prompt,
 )
-from melodyflowd.service.config import GenerationSettings, matmul_kind_requested  # noqa: E402
+from melodyflowd.service.config import GenerationSettings, environment  # noqa: E402
 
 
 class DecodeEverythingProcessor(LogitsProcessor):
@@ -388,7 +388,7 @@ def main() -> int:
     if precision:
         RESULTS.update(matmul=precision["kind"], bf16_kl_mean=precision["kl_mean"],
                        bf16_kl_max=precision["kl_max"], bf16_same_top=precision["same_top"])
-        say(f"products:     {precision['kind']} (MELODYFLOW_MATMUL={matmul_kind_requested()}); "
+        say(f"products:     {precision['kind']} (MELODYFLOW_MATMUL={environment().matmul}); "
             f"bfloat16 against float32 over {precision['tokens']} generated tokens: KL "
             f"{precision['kl_mean']:.1e} nats mean, {precision['kl_max']:.1e} max, the same "
             f"likeliest token {100 * precision['same_top']:.1f} % of the time")

@@ -1,4 +1,5 @@
-"""Reading the files a user names: regular files of a bounded size, read without blocking.
+"""Files: reading the ones a user names (regular files of a bounded size, read without
+blocking), and writing so that readers see the old file or the new one, never half of one.
 
 Every file melodyflowd reads (chart, config, phrase bank, cache entry, a model's files) is
 opened with O_NONBLOCK (a FIFO does not hang the open) and checked with fstat on that very
@@ -10,9 +11,14 @@ the same way. The limits are in the README (Troubleshooting).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
 
 from melodyflowd.errors import UserError
 
@@ -127,3 +133,22 @@ def check_folder_files(folder: str | os.PathLike[str], what: str,
         problem = _check(info, f"{what} file", limit)
         if problem:
             raise error(problem, file=entry.path)
+
+
+@contextlib.contextmanager
+def atomic_file(target: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+    """A binary file that appears at `target` only once complete: a temp file in the same
+    folder, flushed to disk, then os.replace. A crash or an exception leaves the old file
+    (or none) and no temp file behind; OSErrors pass through to the caller."""
+    target = Path(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -45,7 +44,7 @@ from melodyflowd.music.chart import Chart
 from melodyflowd.music.instruments import pitch_range
 from melodyflowd.music.phrases import BarPhrase, PhraseBank, PhraseNote, bank_bars
 from melodyflowd.music.timeline import Timeline
-from melodyflowd.service.config import GenerationSettings
+from melodyflowd.service.config import GenerationSettings, environment
 
 MIN_NOTES_PER_BAR = 3       # "a few": a bar never ends with fewer
 MAX_NOTES_PER_BAR = 16      # keeps the run bounded whatever the model does
@@ -54,9 +53,9 @@ MAX_ATTEMPTS = 3
 EXPECTED_NOTES_PER_BAR = 8  # for sizing parts of a long chart to the model's context
 # Decoding runs small matrix products, one token a step: one intra-op thread is fastest
 # (with two, the threads spin-wait on each other and, on a busy machine, on everything else).
-DECODE_THREADS = int(os.environ.get("MELODYFLOW_THREADS", "1"))
+DECODE_THREADS = environment().threads or 1
 # The lean Llama forward (fastllama.py); MELODYFLOW_HF_FORWARD=1 uses transformers' own.
-USE_FAST_FORWARD = os.environ.get("MELODYFLOW_HF_FORWARD", "") in ("", "0")
+USE_FAST_FORWARD = not environment().hf_forward
 MAX_CACHE = 4096            # tokens of KV cache a row; longer rows slide a window
 TOP_K = 64                  # top-p looks at the 64 likeliest tokens first (all when needed)
 # A chart whose parts x variations fit MAX_ROWS_AT_ONCE rows is written in one batched
@@ -233,11 +232,6 @@ def generate_rows(chart: Chart, loaded: LoadedModel, settings: GenerationSetting
             min_wait_beats=MIN_WAIT_BEATS)
     except ValueError as exc:
         raise UserError(f"generation settings: {exc}") from None
-    if not settings.temperature > 0.0:
-        raise UserError(f"generation settings: temperature must be > 0, not "
-                        f"{settings.temperature}")
-    if not 0.0 < settings.top_p <= 1.0:
-        raise UserError(f"generation settings: top_p must be in (0, 1], not {settings.top_p}")
 
     prompt_ids = list(loaded.encode(_prompt_text(chart, loaded)))
     queues: list[list[int]] = [[] for _ in range(batch)]   # forced tokens a row

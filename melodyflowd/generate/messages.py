@@ -15,10 +15,12 @@ if TYPE_CHECKING:
     from melodyflowd.music.phrases import PhraseBank
     from melodyflowd.service.config import GenerationSettings
 
+# every message is plain immutable data
+message = dataclass(frozen=True, slots=True)
 
 # -- requests: parent -> child ------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@message
 class Generate:
     request_id: int
     chart: Chart
@@ -26,12 +28,12 @@ class Generate:
     keys: tuple[str, ...]             # cache keys to store the bank under
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Cancel:
     request_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Stop:
     pass
 
@@ -41,29 +43,29 @@ Request = Generate | Cancel | Stop
 
 # -- reports: child -> parent -------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@message
 class LogLine:
     level: int
     logger: str
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class ModelLoading:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class ModelLoaded:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Started:
     request_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Working:
     request_id: int
     done: int
@@ -71,20 +73,20 @@ class Working:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Made:
     request_id: int
     bank: PhraseBank
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Refused:
     request_id: int
     text: str
     retry: bool = False               # not the user's file or setting (a bug, say)
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class MadePart:
     """The bank so far of a long chart (compose's runs): the bars written, others empty."""
 
@@ -93,7 +95,7 @@ class MadePart:
     bars_done: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Alive:
     """The child's heartbeat (a thread of its own sends it every HEARTBEAT_SECONDS)."""
 
@@ -104,7 +106,7 @@ Report = (LogLine | ModelLoading | ModelLoaded | Started | Working | Made | Made
 
 # -- events: what poll() returns ---------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@message
 class Progress:
     """Work under way. request_id 0: not about a request (the model loading at start-up)."""
 
@@ -114,14 +116,14 @@ class Progress:
     message: str              # "loading model ...", "generating", "restarting generator"
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class BankReady:
     request_id: int
     bank: PhraseBank
     from_cache: bool
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class BankPart:
     """The first bars of a long chart's bank, playable while the rest is written; a
     BankReady with the whole bank follows (or Failed)."""
@@ -131,14 +133,14 @@ class BankPart:
     bars_done: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Failed:
     request_id: int
     message: str              # one line, a UserError's text where the user can fix it
     retry: bool = False       # not the user's file or setting: the child died, a bug
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class ChildDied:
     """The generator process ended unasked; a new one is started (requests are re-sent)."""
 

@@ -159,73 +159,114 @@ class Program:
 
 
 def build_program(bank: PhraseBank, chart: Chart) -> Program:
-    """Precompute the per-variation, per-bar, per-chord-span pitch tuples (see module doc)."""
+    """Precompute the per-variation, per-bar, per-chord-span pitch tuples (see Program)."""
     if not chart.bars:
         raise ValueError("the chart has no bars")
     if not bank.variations or not all(bank.variations):
         raise ValueError("the phrase bank has no variations")
-    n_bars = len(chart.bars)
-    n_var = len(bank.variations)
     starts = tuple(tuple(float(s.start_beat) for s in bar.chords) or (0.0,)
                    for bar in chart.bars)
-    all_pitches = sorted(n.pitch for var in bank.variations for ph in var for n in ph.notes)
-    centre = all_pitches[len(all_pitches) // 2] if all_pitches else DEFAULT_CENTRE
+    centre = _centre(bank)
+    raw = _notes_by_span(bank, starts)
+    phrases, arpeggio = _pitch_tables(raw, chart, starts, centre)
+    bar_len = float(chart.beats_per_bar)
+    span_bar, span_index, span_lo, span_hi, first_span = _form_spans(starts, bar_len)
+    spans = list(zip(span_bar, span_index, strict=True))
+    n_var = len(bank.variations)
+    near = tuple(tuple(_nearest_table(phrases[v][b][s]) if arpeggio[v][b][s] else None
+                       for b, s in spans)
+                 for v in range(n_var))
+    recs = tuple(tuple((span_lo[g] + _EPS, span_hi[g] - _EPS, phrases[v][b][s], b, s,
+                        near[v][g])
+                       for g, (b, s) in enumerate(spans))
+                 for v in range(n_var))
+    n_bars = len(chart.bars)
+    return Program(bank=bank, chart=chart, n_bars=n_bars, bar_len=bar_len,
+                   n_var=n_var, starts=starts, phrases=phrases,
+                   arpeggio=arpeggio, centre=centre, form_len=n_bars * bar_len,
+                   n_spans=len(span_bar), span_bar=span_bar,
+                   span_index=span_index, span_lo=span_lo,
+                   span_hi=span_hi, first_span=first_span, near=near,
+                   recs=recs)
 
-    # raw[v][bar][span]: the bank's own notes, by onset beat, in onset order.
-    raw: list[list[list[tuple[int, ...]]]] = []
+
+def _centre(bank: PhraseBank) -> int:
+    """The median pitch of the bank: where chord-tone fallbacks are played."""
+    pitches = sorted(n.pitch for var in bank.variations for ph in var for n in ph.notes)
+    return pitches[len(pitches) // 2] if pitches else DEFAULT_CENTRE
+
+
+def _notes_by_span(bank: PhraseBank, starts: tuple[tuple[float, ...], ...]
+                   ) -> list[list[list[tuple[int, ...]]]]:
+    """raw[v][bar][span]: the bank's own pitches in each chord span, in onset order."""
+    raw = []
     for variation in bank.variations:
         rows = []
-        for b in range(n_bars):
-            spans: list[list[int]] = [[] for _ in starts[b]]
+        for b, bar_starts in enumerate(starts):
+            spans: list[list[int]] = [[] for _ in bar_starts]
             phrase = variation[b % len(variation)]
             for note in sorted(phrase.notes, key=lambda n: n.beat):
-                s = max(0, bisect_right(starts[b], note.beat + 1e-6) - 1)
+                s = max(0, bisect_right(bar_starts, note.beat + 1e-6) - 1)
                 spans[s].append(note.pitch)
             rows.append([tuple(p) for p in spans])
         raw.append(rows)
+    return raw
 
-    def nearest_bar_notes(v: int, b: int) -> tuple[int, ...] | None:
-        for order in (v, *[(v + k) % n_var for k in range(1, n_var)]):
-            for d in range(1, n_bars + 1):
-                for bb in ((b - d) % n_bars, (b + d) % n_bars):
-                    notes = tuple(p for span in raw[order][bb] for p in span)
-                    if notes:
-                        return notes
-        return None
 
-    phrases = []
-    arpeggio = []
-    for v in range(n_var):
-        bars_p = []
-        bars_a = []
-        for b in range(n_bars):
-            spans_p = []
-            spans_a = []
-            chords = chart.bars[b].chords
-            for s in range(len(starts[b])):
-                notes = raw[v][b][s]
-                arp = False
-                if not notes:
-                    notes = next((raw[(v + k) % n_var][b][s] for k in range(1, n_var)
-                                  if raw[(v + k) % n_var][b][s]), ())
-                if not notes:
-                    tones = set(chords[s].chord.tones) if s < len(chords) else set()
-                    notes = tuple(p for p in range(centre - 6, centre + 6)
-                                  if 0 <= p <= 127 and p % 12 in tones)
-                    arp = bool(notes)
-                if not notes:
-                    notes = nearest_bar_notes(v, b) or (centre,)
-                spans_p.append(notes)
-                spans_a.append(arp)
-            bars_p.append(tuple(spans_p))
-            bars_a.append(tuple(spans_a))
+def _pitch_tables(raw: list[list[list[tuple[int, ...]]]], chart: Chart,
+                  starts: tuple[tuple[float, ...], ...], centre: int) -> tuple[tuple, tuple]:
+    """(phrases, arpeggio) of Program: every span's pitches, and whether they are the
+    chord-tone fallback."""
+    phrases, arpeggio = [], []
+    for v in range(len(raw)):
+        bars_p, bars_a = [], []
+        for b, bar_starts in enumerate(starts):
+            cells = [_span_pitches(raw, chart, centre, v, b, s) for s in range(len(bar_starts))]
+            bars_p.append(tuple(notes for notes, _ in cells))
+            bars_a.append(tuple(arp for _, arp in cells))
         phrases.append(tuple(bars_p))
         arpeggio.append(tuple(bars_a))
-    phrases = continue_lines(tuple(phrases), tuple(arpeggio), chart)
-    bar_len = float(chart.beats_per_bar)
+    return continue_lines(tuple(phrases), tuple(arpeggio), chart), tuple(arpeggio)
+
+
+def _span_pitches(raw: list[list[list[tuple[int, ...]]]], chart: Chart, centre: int,
+                  v: int, b: int, s: int) -> tuple[tuple[int, ...], bool]:
+    """The pitches of span s of bar b in variation v, and True when they are the chord-tone
+    fallback. In order: the variation's own notes there, another variation's, the chord's
+    tones around the centre, the nearest bar's notes, the centre alone."""
+    n_var = len(raw)
+    notes = raw[v][b][s] or next((raw[(v + k) % n_var][b][s] for k in range(1, n_var)
+                                  if raw[(v + k) % n_var][b][s]), ())
+    if notes:
+        return notes, False
+    chords = chart.bars[b].chords
+    tones = set(chords[s].chord.tones) if s < len(chords) else set()
+    notes = tuple(p for p in range(centre - 6, centre + 6) if 0 <= p <= 127 and p % 12 in tones)
+    if notes:
+        return notes, True
+    return _nearest_bar_notes(raw, v, b) or (centre,), False
+
+
+def _nearest_bar_notes(raw: list[list[list[tuple[int, ...]]]], v: int, b: int
+                       ) -> tuple[int, ...] | None:
+    """The notes of the nearest bar that has any, variation v first, then the others."""
+    n_var, n_bars = len(raw), len(raw[0])
+    for order in (v, *[(v + k) % n_var for k in range(1, n_var)]):
+        for d in range(1, n_bars + 1):
+            for bb in ((b - d) % n_bars, (b + d) % n_bars):
+                notes = tuple(p for span in raw[order][bb] for p in span)
+                if notes:
+                    return notes
+    return None
+
+
+def _form_spans(starts: tuple[tuple[float, ...], ...], bar_len: float) -> tuple[tuple, ...]:
+    """(span_bar, span_index, span_lo, span_hi, first_span) of Program: the chord spans of
+    the form in playing order. Empty when a bar's chords are out of order: then every note
+    takes the reference path."""
     span_bar, span_index, span_lo, span_hi, first_span = [], [], [], [], []
     ordered = all(list(row) == sorted(row) for row in starts)
-    for b in range(n_bars if ordered else 0):      # no tables: every note takes the reference path
+    for b in range(len(starts) if ordered else 0):
         first_span.append(len(span_bar))
         edges = [min(max(start, 0.0), bar_len) for start in starts[b][1:]]
         for s, (lo, hi) in enumerate(zip([0.0, *edges], [*edges, bar_len], strict=True)):
@@ -233,25 +274,14 @@ def build_program(bank: PhraseBank, chart: Chart) -> Program:
             span_index.append(s)
             span_lo.append(b * bar_len + lo)
             span_hi.append(b * bar_len + max(lo, hi))
+    return (tuple(span_bar), tuple(span_index), tuple(span_lo), tuple(span_hi),
+            tuple(first_span))
 
-    def nearest_table(phrase: tuple[int, ...]) -> tuple[int, ...]:
-        return tuple(min(range(len(phrase)), key=lambda i: abs(phrase[i] - last))
-                     for last in range(128))
 
-    near = tuple(tuple(nearest_table(phrases[v][b][s]) if arpeggio[v][b][s] else None
-                       for b, s in zip(span_bar, span_index, strict=True))
-                 for v in range(n_var))
-    recs = tuple(tuple((span_lo[g] + _EPS, span_hi[g] - _EPS, phrases[v][b][s], b, s,
-                        near[v][g])
-                       for g, (b, s) in enumerate(zip(span_bar, span_index, strict=True)))
-                 for v in range(n_var))
-    return Program(bank=bank, chart=chart, n_bars=n_bars, bar_len=bar_len,
-                   n_var=n_var, starts=starts, phrases=tuple(phrases),
-                   arpeggio=tuple(arpeggio), centre=centre, form_len=n_bars * bar_len,
-                   n_spans=len(span_bar), span_bar=tuple(span_bar),
-                   span_index=tuple(span_index), span_lo=tuple(span_lo),
-                   span_hi=tuple(span_hi), first_span=tuple(first_span), near=near,
-                   recs=recs)
+def _nearest_table(phrase: tuple[int, ...]) -> tuple[int, ...]:
+    """[last pitch] -> the index of the phrase note nearest to it (arpeggio spans)."""
+    return tuple(min(range(len(phrase)), key=lambda i: abs(phrase[i] - last))
+                 for last in range(128))
 
 
 def locate(program: Program, beat: float) -> tuple[int, int, int]:
@@ -334,7 +364,8 @@ class Engine:
     """Engine(settings, chart, bank, transport); see the module docstring.
 
     Public state (read freely from other threads): `bank`, `chart`, `settings`, `variation`,
-    `notes_remapped`, `regenerate_requests`, `swaps`, `dropped`, `errors`, `pending`.
+    `notes_remapped`, `regenerate_requests`, `swaps`, `dropped`, `errors`, `pending`,
+    `variation_at()`, `upcoming()`, `last_pitch`, `sounding()`.
     `handle` runs in the MIDI callback thread. `offer` and `update_settings` may be called
     from any thread.
     `panic` mutates the note memory: call it from the callback thread, or once the input
@@ -444,6 +475,39 @@ class Engine:
     def pending(self) -> bool:
         """True while an offered bank waits for its bar line."""
         return self._offer is not self._installed
+
+    def variation_at(self, abs_bar: int) -> int:
+        """The variation played in bar `abs_bar` (since the start), as a key there plays."""
+        return self._variation_in(self._config, self._program, abs_bar)
+
+    def upcoming(self, now: float) -> tuple[int, int, int, int] | None:
+        """Where a remapped key pressed at `now` would play, as _note_on finds it (the
+        anticipation added; contour aside): (bar since the start, chord span, variation,
+        index into that span's phrase), or None while no position is known. For views in
+        another thread: it only reads, so a note in flight may leave it a note behind."""
+        program = self._program
+        config = self._config
+        transport = self.transport
+        beat = transport.beat_at(now)
+        if beat is None:
+            return None
+        if config.anticipation:
+            beat += config.anticipation * transport.tempo / 60.0
+        abs_bar, bar, span = locate(program, beat)
+        v = self._variation_in(config, program, abs_bar)
+        phrase = program.phrases[v][bar][span]
+        if phrase is self._phrase and abs_bar == self._bar and span == self._span:
+            return abs_bar, span, v, self._pos % len(phrase)
+        last = self._last_out
+        if program.arpeggio[v][bar][span] and last >= 0:
+            return abs_bar, span, v, min(range(len(phrase)),
+                                         key=lambda i: abs(phrase[i] - last))
+        return abs_bar, span, v, 0
+
+    @property
+    def last_pitch(self) -> int:
+        """The pitch of the last remapped note sent (-1 before the first)."""
+        return self._last_out
 
     def sounding(self) -> list[tuple[int, int]]:
         """(channel, pitch) of every output note the engine holds on, sorted."""

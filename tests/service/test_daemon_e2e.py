@@ -39,7 +39,7 @@ NOTES_LOW = [[(p - 12, b, c) for p, b, c in bar] for bar in NOTES]
 
 
 def expected_pitches(bank: list, presses: list[tuple[int, float]]) -> list[int]:
-    """The contract of issue 3 as a reference: each key gets the next note of the phrase
+    """The remapping contract as a reference: each key gets the next note of the phrase
     for the chord sounding at that moment; the position restarts at each chord change.
     Past the phrase's end the line goes on (live/continuation.py: this bank has one
     variation, so a walk along the chord-scale toward the next chord's first note)."""
