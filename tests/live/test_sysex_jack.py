@@ -62,35 +62,50 @@ def rig(jack_server, tmp_path):
     rig.close()
 
 
-def hold(peer: MidiPeer, keys: list[int]) -> None:
-    before = len(note_ons(peer.messages()))
-    for key in keys:
-        peer.send([0x90, key, 100])
-    assert peer.wait_for(lambda got: len(note_ons(got)) >= before + len(keys), timeout=3)
+def attack(rig: Rig, ending: list[list[int]]) -> bool | None:
+    """Hold three keys, send F0 7D 01, then `ending`: True when nothing sounds after it,
+    None when JACK lost one of the messages on the way (this busy machine), else False."""
+    rig.peer.clear()
+    rig.seen.clear()
+    keys = [[0x90, key, 100] for key in (60, 64, 67)]
+    for message in keys:
+        rig.peer.send(message)
+    if not rig.peer.wait_for(lambda got: len(note_ons(got)) >= 3, timeout=3):
+        return None
+    rig.peer.send(OPEN_SYSEX)
+    for message in ending:
+        rig.peer.send(message)
+    ended = rig.peer.wait_for(lambda got: not note_balance(got)[0], timeout=3)
+    for message in keys:                         # keys up, for the next take
+        rig.peer.send([0x80, message[1], 0])
+    time.sleep(0.05)
+    if not ended and not all(m in rig.seen for m in ending):
+        return None
+    return ended
+
+
+def takes(rig: Rig, ending: list[list[int]]) -> bool:
+    for _ in range(3):
+        result = attack(rig, ending)
+        if result is not None:
+            return result
+        rig.engine.panic()
+    raise AssertionError("JACK lost messages in every take")
 
 
 def test_key_ups_after_an_unterminated_sysex_end_their_notes(rig) -> None:
-    hold(rig.peer, [60, 64, 67])
-    rig.peer.send(OPEN_SYSEX)
     sent = time.perf_counter()
-    for key in (60, 64, 67):
-        rig.peer.send([0x80, key, 0])
-    assert rig.peer.wait_for(lambda got: not note_balance(got)[0], timeout=3), \
-        rig.peer.messages()
-    print(f"key-ups after F0 7D 01 came out after {1000 * (time.perf_counter() - sent):.0f} ms"
-          " at most")
-    assert rig.ports.timing.dropped[0] == 1                  # the open SysEx, not passed on
+    assert takes(rig, [[0x80, key, 0] for key in (60, 64, 67)]), rig.peer.messages()
+    took = 1000 * (time.perf_counter() - sent)
+    print(f"three keys, F0 7D 01 and the key-ups: all ended after {took:.0f} ms")
+    assert rig.ports.timing.dropped[0] >= 1                 # the open SysEx, not passed on
 
 
 @pytest.mark.parametrize("control", [[0xB0, 123, 0], [0xB0, 24, 127], [0xB0, 120, 0]],
                          ids=["all-notes-off", "panic", "all-sound-off"])
 def test_all_notes_off_and_panic_after_an_unterminated_sysex_end_every_note(rig, control
                                                                           ) -> None:
-    hold(rig.peer, [60, 64, 67])
-    rig.peer.send(OPEN_SYSEX)
-    rig.peer.send(control)
-    assert rig.peer.wait_for(lambda got: not note_balance(got)[0], timeout=3), \
-        rig.peer.messages()
+    assert takes(rig, [control]), rig.peer.messages()
 
 
 def test_every_note_after_an_open_sysex_is_played(rig) -> None:
