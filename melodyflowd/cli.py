@@ -17,6 +17,7 @@ import click
 from melodyflowd import __version__
 from melodyflowd.errors import UserError
 from melodyflowd.music.instruments import INSTRUMENTS
+from melodyflowd.music.scale_modes import SCALE_MODES
 
 BACKENDS = ["alsa", "jack", "coremidi", "windows"]
 
@@ -146,8 +147,7 @@ def _check_playlist(source: str, as_json: bool) -> None:
 @click.option("--adapter", help="LoRA adapter directory or style name.")
 @click.option("--variations", type=click.IntRange(1, 64))
 @click.option("--seed", type=int)
-@click.option("--scale", type=click.Choice(["chord-scale", "pentatonic", "chord-tones",
-                                            "chromatic", "metrical"]))
+@click.option("--scale", type=click.Choice(SCALE_MODES))
 @click.option("--temperature", type=float, help="Sampling temperature, 0.05 to 5.")
 @click.option("--instrument", type=click.Choice(INSTRUMENTS),
               help="Register: where this instrument's solos sit.")
@@ -185,8 +185,7 @@ def render(chart_file: str, tune: str | None, out_file: str, config_file: str | 
 @click.option("--adapter", help="LoRA adapter directory or style name.")
 @click.option("--variations", type=click.IntRange(1, 64))
 @click.option("--seed", type=int)
-@click.option("--scale", type=click.Choice(["chord-scale", "pentatonic", "chord-tones",
-                                            "chromatic", "metrical"]))
+@click.option("--scale", type=click.Choice(SCALE_MODES))
 @click.option("--temperature", type=click.FloatRange(0.05, 5.0))
 @click.option("--instrument", type=click.Choice(INSTRUMENTS),
               help="Register: where this instrument's solos sit.")

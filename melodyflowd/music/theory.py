@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 
 from melodyflowd.errors import UserError
+from melodyflowd.music.scale_modes import PER_CHORD_MODES
 
 
 class ChordError(UserError):
@@ -102,7 +103,7 @@ PENTATONICS: dict[str, tuple[int, ...]] = {
     "whole-half diminished": (0, 2, 3, 6, 9),
 }
 
-MODES = ("chord-scale", "pentatonic", "chord-tones", "chromatic")
+MODES = PER_CHORD_MODES       # the modes pitch_classes answers; all modes: scale_modes
 
 # --------------------------------------------------------------------------- tokenizer
 

@@ -24,6 +24,7 @@ import yaml
 
 from melodyflowd.errors import UserError
 from melodyflowd.music.instruments import INSTRUMENTS
+from melodyflowd.music.scale_modes import SCALE_MODES
 from melodyflowd.numbers import plain
 from melodyflowd.yamlnodes import node_kind, yaml_problem
 
@@ -113,7 +114,7 @@ class Settings:
 
 BACKENDS = ("alsa", "jack", "coremidi", "windows")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-SCALES = ("chord-scale", "pentatonic", "chord-tones", "chromatic", "metrical")
+SCALES = SCALE_MODES
 
 # Settings that are not read from any config file (they record where the others came from).
 _INTERNAL = frozenset({"config_file", "overrides"})
