@@ -39,7 +39,7 @@ from melodyflowd.errors import UserError
 from melodyflowd.music.form import Signs, playing_order
 from melodyflowd.music.meter import bar_beats, quarters_per_unit
 from melodyflowd.music.theory import NO_CHORD, Chord, ChordError, note_names, parse_chord
-from melodyflowd.numbers import plain
+from melodyflowd.numbers import json_number, plain
 from melodyflowd.yamlnodes import node_kind, yaml_problem
 
 
@@ -686,10 +686,6 @@ def _clean(x: float) -> float:
 
 # --------------------------------------------------------------------------- output
 
-def _num(x: float) -> int | float:
-    return int(x) if float(x).is_integer() else x
-
-
 def chart_to_json(chart: Chart) -> dict:
     """The `melodyflow check --json` shape: title, tempo, time, and per bar its chord spans."""
     bars = []
@@ -697,8 +693,8 @@ def chart_to_json(chart: Chart) -> dict:
         chords = []
         for span in bar.chords:
             c = span.chord
-            chords.append({"symbol": c.symbol, "start_beat": _num(span.start_beat),
-                           "beats": _num(span.beats), "root": c.root, "bass": c.bass,
+            chords.append({"symbol": c.symbol, "start_beat": json_number(span.start_beat),
+                           "beats": json_number(span.beats), "root": c.root, "bass": c.bass,
                            "tones": list(c.tones), "scale": list(c.scale),
                            "pentatonic": list(c.pentatonic)})
             if span.alternate is not None:
@@ -709,7 +705,7 @@ def chart_to_json(chart: Chart) -> dict:
         if bar.empty:
             entry["empty"] = True
         bars.append(entry)
-    return {"title": chart.title, "tempo": _num(chart.tempo), "time": list(chart.time),
+    return {"title": chart.title, "tempo": json_number(chart.tempo), "time": list(chart.time),
             "key": chart.key, "style": chart.style, "bars": bars}
 
 
