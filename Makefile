@@ -1,7 +1,7 @@
 # Two entry points do all the set-up on a fresh Debian/Ubuntu machine:
 #   make run CHART=examples/blues.yaml   -> melodyflowd on the embedded model
 #   make test                            -> the whole test suite (what CI runs)
-#   make test-fast                       -> the edit loop: no JACK, nothing marked slow
+#   make test-fast                       -> the edit loop: no JACK, no model, nothing marked slow
 PYTHON ?= python3
 CHART ?= examples/blues.yaml
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
@@ -38,4 +38,4 @@ test: setup lint
 
 # No JACK server, nothing marked slow; no setup step (run `make setup` once).
 test-fast: lint
-	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q -m "not jack and not slow"
+	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q -m "not jack and not slow and not model"
