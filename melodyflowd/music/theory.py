@@ -58,50 +58,47 @@ NO_CHORD = frozenset({"NC", "N.C.", "N.C", "N/C"})
 _FOLD = str.maketrans({"♭": "b", "♯": "#", "Δ": "^", "△": "^", "°": "o", "Ø": "ø",
                        "–": "-", "−": "-"})
 
-# Scales as intervals from the root.
-SCALES: dict[str, tuple[int, ...]] = {
-    "ionian": (0, 2, 4, 5, 7, 9, 11),
-    "lydian": (0, 2, 4, 6, 7, 9, 11),
-    "lydian augmented": (0, 2, 4, 6, 8, 9, 11),
-    "mixolydian": (0, 2, 4, 5, 7, 9, 10),
-    "mixolydian sus4": (0, 2, 4, 5, 7, 9, 10),
-    "lydian dominant": (0, 2, 4, 6, 7, 9, 10),
-    "mixolydian b6": (0, 2, 4, 5, 7, 8, 10),
-    "phrygian dominant": (0, 1, 4, 5, 7, 8, 10),
-    "altered": (0, 1, 3, 4, 6, 8, 10),
-    "half-whole diminished": (0, 1, 3, 4, 6, 7, 9, 10),
-    "whole tone": (0, 2, 4, 6, 8, 10),
-    "dorian": (0, 2, 3, 5, 7, 9, 10),
-    "aeolian": (0, 2, 3, 5, 7, 8, 10),
-    "phrygian": (0, 1, 3, 5, 7, 8, 10),
-    "melodic minor": (0, 2, 3, 5, 7, 9, 11),
-    "locrian natural 2": (0, 2, 3, 5, 6, 8, 10),
-    "locrian": (0, 1, 3, 5, 6, 8, 10),
-    "whole-half diminished": (0, 2, 3, 5, 6, 8, 9, 11),
-}
+# Each scale by its degrees, then its five-note subset: the major / dominant / minor
+# pentatonics of the original Melody Flow, the usual jazz pentatonic for the others.
+_SCALE_TABLE = """
+ionian                  1 2 3 4 5 6 7            1 2 3 5 6
+lydian                  1 2 3 #4 5 6 7           1 2 3 5 6
+lydian augmented        1 2 3 #4 #5 6 7          1 2 3 #5 7
+mixolydian              1 2 3 4 5 6 b7           1 2 3 5 b7
+mixolydian sus4         1 2 3 4 5 6 b7           1 2 4 5 b7
+lydian dominant         1 2 3 #4 5 6 b7          1 2 3 #4 b7
+mixolydian b6           1 2 3 4 5 b6 b7          1 2 3 5 b7
+phrygian dominant       1 b2 3 4 5 b6 b7         1 b2 3 5 b7
+altered                 1 b2 #2 3 #4 #5 b7       1 #2 3 #5 b7
+half-whole diminished   1 b2 #2 3 #4 5 6 b7      1 b2 3 5 b7
+whole tone              1 2 3 #4 #5 b7           1 2 3 #5 b7
+dorian                  1 2 b3 4 5 6 b7          1 b3 4 5 b7
+aeolian                 1 2 b3 4 5 b6 b7         1 b3 4 5 b7
+phrygian                1 b2 b3 4 5 b6 b7        1 b3 4 5 b7
+melodic minor           1 2 b3 4 5 6 7           1 2 b3 5 6
+locrian natural 2       1 2 b3 4 b5 b6 b7        1 b3 4 b5 b7
+locrian                 1 b2 b3 4 b5 b6 b7       1 b3 4 b5 b7
+whole-half diminished   1 2 b3 4 b5 b6 6 7       1 2 b3 b5 6
+"""
+_MAJOR_DEGREES = (0, 2, 4, 5, 7, 9, 11)
 
-# The five-note subset for each scale: the major / dominant / minor pentatonics
-# of the original Melody Flow, and the usual jazz pentatonic for the others.
-PENTATONICS: dict[str, tuple[int, ...]] = {
-    "ionian": (0, 2, 4, 7, 9),
-    "lydian": (0, 2, 4, 7, 9),
-    "lydian augmented": (0, 2, 4, 8, 11),
-    "mixolydian": (0, 2, 4, 7, 10),
-    "mixolydian sus4": (0, 2, 5, 7, 10),
-    "lydian dominant": (0, 2, 4, 6, 10),
-    "mixolydian b6": (0, 2, 4, 7, 10),
-    "phrygian dominant": (0, 1, 4, 7, 10),
-    "altered": (0, 3, 4, 8, 10),
-    "half-whole diminished": (0, 1, 4, 7, 10),
-    "whole tone": (0, 2, 4, 8, 10),
-    "dorian": (0, 3, 5, 7, 10),
-    "aeolian": (0, 3, 5, 7, 10),
-    "phrygian": (0, 3, 5, 7, 10),
-    "melodic minor": (0, 2, 3, 7, 9),
-    "locrian natural 2": (0, 3, 5, 6, 10),
-    "locrian": (0, 3, 5, 6, 10),
-    "whole-half diminished": (0, 2, 3, 6, 9),
-}
+
+def _interval(degree: str) -> int:
+    """A scale degree as semitones above the root: b3 is 3, #4 is 6."""
+    return _MAJOR_DEGREES[int(degree[-1]) - 1] + degree.count("#") - degree.count("b")
+
+
+def _scale_rows() -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    rows = {}
+    for line in _SCALE_TABLE.strip().splitlines():
+        name, notes, five = re.split(r"\s{2,}", line)          # columns: two spaces or more
+        rows[name] = (tuple(map(_interval, notes.split())), tuple(map(_interval, five.split())))
+    return rows
+
+
+_SCALE_ROWS = _scale_rows()
+SCALES: dict[str, tuple[int, ...]] = {name: row[0] for name, row in _SCALE_ROWS.items()}
+PENTATONICS: dict[str, tuple[int, ...]] = {name: row[1] for name, row in _SCALE_ROWS.items()}
 
 MODES = PER_CHORD_MODES       # the modes pitch_classes answers; all modes: scale_modes
 
@@ -301,13 +298,13 @@ def _meaning(tok: _Tok, nxt: _Tok | None, shape: _Shape, seen_number: bool) -> _
 
 
 def _omit(shape: _Shape, degree: str, symbol: str) -> None:
-    if degree == "3":
-        shape.third = None
-    elif degree == "5":
-        shape.fifths.discard(7)
-    else:
+    if degree not in ("3", "5"):
         raise ChordError(f"unknown chord symbol {symbol!r}: only no3 / no5 can "
                          f"be left out; {ACCEPTED}")
+    if degree == "3":
+        shape.third = None
+    else:
+        shape.fifths.discard(7)
 
 
 _ADDED: dict[str, tuple[str, int]] = {
