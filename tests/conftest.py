@@ -19,7 +19,7 @@ WJAZZD = ROOT.parent / "shared" / "data" / "wjazzd" / "wjazzd-train.db"
 # in its body, in a helper of its module or in a fixture it uses, is marked `model` (make
 # test-fast leaves those out).
 MODEL_CALLS = re.compile(r"\b(build_tiny_model|load_model|from_pretrained|compose_bank|"
-                         r"render_file|GeneratorClient|DaemonProcess)\(")
+                         r"render_file|GeneratorClient|DaemonProcess)\(|\"bench\.generate\"")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
