@@ -143,18 +143,27 @@ def _check_playlist(source: str, as_json: bool) -> None:
         sys.exit(1)
 
 
+def generation_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options render and apply share: the config file and the generation settings."""
+    for option in reversed((
+        click.option("--config", "config_file", type=click.Path(dir_okay=False)),
+        click.option("--model", help="Model directory or hub id (default: the embedded model)."),
+        click.option("--adapter", help="LoRA adapter directory or style name."),
+        click.option("--variations", type=click.IntRange(1, 64)),
+        click.option("--seed", type=int),
+        click.option("--scale", type=click.Choice(SCALE_MODES)),
+    )):
+        command = option(command)
+    return command
+
+
 @tools_main.command()
 @click.option("--chart", "chart_file", required=True,
               help="YAML chart, iReal Pro link or playlist, or MusicXML lead sheet.")
 @click.option("--tune", help="Which tune of a playlist chart (its title).")
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False),
               help="Output: .json (phrase bank), .mid (a track a variation) or .png (piano roll).")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False))
-@click.option("--model", help="Model directory or hub id (default: the embedded model).")
-@click.option("--adapter", help="LoRA adapter directory or style name.")
-@click.option("--variations", type=click.IntRange(1, 64))
-@click.option("--seed", type=int)
-@click.option("--scale", type=click.Choice(SCALE_MODES))
+@generation_options
 @click.option("--temperature", type=float, help="Sampling temperature, 0.05 to 5.")
 @click.option("--instrument", type=click.Choice(INSTRUMENTS),
               help="Register: where this instrument's solos sit.")
@@ -187,12 +196,7 @@ def render(chart_file: str, tune: str | None, out_file: str, config_file: str | 
               help="Play this phrase bank (.json) instead of generating one.")
 @click.option("--start-bar", type=click.IntRange(1, None), default=1, show_default=True,
               help="Bar of the chart that tick 0 of the file is beat 1 of.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False))
-@click.option("--model", help="Model directory or hub id (default: the embedded model).")
-@click.option("--adapter", help="LoRA adapter directory or style name.")
-@click.option("--variations", type=click.IntRange(1, 64))
-@click.option("--seed", type=int)
-@click.option("--scale", type=click.Choice(SCALE_MODES))
+@generation_options
 @click.option("--temperature", type=click.FloatRange(0.05, 5.0))
 @click.option("--instrument", type=click.Choice(INSTRUMENTS),
               help="Register: where this instrument's solos sit.")
