@@ -17,7 +17,7 @@ import click
 from melodyflowd import __version__
 from melodyflowd.errors import UserError
 
-BACKENDS = ["alsa", "jack", "coremidi", "windows"]
+BACKENDS = ["auto", "alsa", "jack", "coremidi", "windows"]
 
 
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -38,9 +38,15 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--chart", type=click.Path(dir_okay=False), help="Chord chart (YAML).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="Config file merged over config/default.yaml.")
-@click.option("--backend", type=click.Choice(BACKENDS), help="MIDI backend (default: platform's).")
+@click.option("--backend", type=click.Choice(BACKENDS),
+              help="MIDI backend (default auto: ALSA where there is a sequencer, else JACK).")
 @click.option("--in-name", help="Name of the virtual input port.")
 @click.option("--out-name", help="Name of the virtual output port.")
+@click.option("--connect-in", "connect_in", multiple=True, metavar="PATTERN",
+              help="Connect ports whose names match (your keyboard) to our input, now and "
+                   "when they appear; part of the name, or a shell pattern. Repeatable.")
+@click.option("--connect-out", "connect_out", multiple=True, metavar="PATTERN",
+              help="Connect our output to ports whose names match (your synth). Repeatable.")
 @click.option("--model", help="Model directory or hub id (default: the embedded model).")
 @click.option("--adapter", help="LoRA adapter directory, or a style name in the model's adapters/.")
 @click.option("--variations", type=click.IntRange(1, 64), help="Phrase variations per bar.")
@@ -51,7 +57,8 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.version_option(__version__, prog_name="melodyflowd")
 @user_errors
 def daemon_main(chart: str | None, config_file: str | None, backend: str | None,
-                in_name: str | None, out_name: str | None, model: str | None,
+                in_name: str | None, out_name: str | None, connect_in: tuple[str, ...],
+                connect_out: tuple[str, ...], model: str | None,
                 adapter: str | None, variations: int | None, seed: int | None,
                 phrases: str | None, log_level: str | None) -> None:
     """Virtual MIDI ports that answer your rhythm with jazz phrases over a chord chart."""
@@ -60,6 +67,7 @@ def daemon_main(chart: str | None, config_file: str | None, backend: str | None,
     settings = load_settings(config_file, {
         "chart": chart, "phrases": phrases, "log_level": log_level,
         "ports.backend": backend, "ports.in_name": in_name, "ports.out_name": out_name,
+        "ports.connect_in": connect_in or None, "ports.connect_out": connect_out or None,
         "generation.model": model, "generation.adapter": adapter,
         "generation.variations": variations, "generation.seed": seed,
     })
@@ -135,14 +143,14 @@ def config_command(config_file: str | None) -> None:
 
 
 @tools_main.command()
-@click.option("--backend", type=click.Choice(BACKENDS))
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+              help="auto: ALSA where there is a sequencer, else a running JACK server.")
 @user_errors
-def ports(backend: str | None) -> None:
+def ports(backend: str) -> None:
     """List MIDI input and output ports."""
     from melodyflowd.live.ports import list_ports
-    from melodyflowd.service.config import platform_backend
 
-    inputs, outputs = list_ports(backend or platform_backend())
+    inputs, outputs = list_ports(backend)
     click.echo("inputs:")
     for name in inputs:
         click.echo(f"  {name}")

@@ -13,7 +13,6 @@ import dataclasses
 import difflib
 import importlib.util
 import os
-import sys
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -25,19 +24,15 @@ import yaml
 from melodyflowd.errors import UserError
 
 
-def platform_backend() -> str:
-    if sys.platform == "darwin":
-        return "coremidi"
-    if sys.platform.startswith("win"):
-        return "windows"
-    return "alsa"
-
-
 @dataclass(frozen=True, slots=True)
 class PortSettings:
-    backend: str = field(default_factory=platform_backend)   # alsa | jack | coremidi | windows
+    backend: str = "auto"                   # auto | alsa | jack | coremidi | windows
     in_name: str = "melodyflowd in"
     out_name: str = "melodyflowd out"
+    # Name patterns (live/connect.py): ports that send to our input / that our output
+    # sends to, joined at start and whenever such a port appears.
+    connect_in: tuple[str, ...] = ()
+    connect_out: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +96,7 @@ class Settings:
 # Loading: the packaged defaults file <- the --config file <- command-line overrides.
 # ---------------------------------------------------------------------------------------------
 
-BACKENDS = ("alsa", "jack", "coremidi", "windows")
+BACKENDS = ("auto", "alsa", "jack", "coremidi", "windows")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SCALES = ("chord-scale", "pentatonic", "chord-tones", "chromatic")
 
@@ -145,7 +140,9 @@ _PATH_OR_NAME = frozenset({"generation.model", "generation.adapter"})
 # Optional settings where `false` (YAML `off`, `no`) also means "off".
 _FALSE_IS_NONE = frozenset(f"engine.controls.{name}" for name in (*_CONTROL_KEYS, "channel"))
 # Settings that are never None in Settings, where null in a file means "work it out".
-_NULL_IS_AUTO = {"ports.backend": "null for the platform's own"}
+_NULL_IS_AUTO = {"ports.backend": "null for auto"}
+# Lists of text where one text alone means a list of one (`connect_in: Keystation`).
+_TEXT_IS_LIST = frozenset({"ports.connect_in", "ports.connect_out"})
 
 
 def default_config_text() -> str:
@@ -312,6 +309,8 @@ def _convert(dotted: str, hint: object, item: _Value, from_file: bool) -> object
     if origin is tuple:
         if isinstance(value, int) and not isinstance(value, bool):
             value = [value]                  # `channels: 2` means [2]
+        if isinstance(value, str) and dotted in _TEXT_IS_LIST:
+            value = [value]
         if not isinstance(value, list | tuple):
             raise item.error(dotted, f"{_show(value)} is not accepted; expected "
                              + _accepted(dotted, hint, channel))
@@ -495,7 +494,7 @@ def load_settings(config_file: str | None = None, overrides: dict[str, object] |
         values[dotted] = _convert(dotted, hint, item, from_file=False)
         kept.append((dotted, value))
     if values.get("ports.backend") is None:
-        values["ports.backend"] = platform_backend()
+        values["ports.backend"] = "auto"
     settings = _build(Settings, values)
     assert isinstance(settings, Settings)
     _check_together(settings, items)

@@ -42,6 +42,7 @@ log = logging.getLogger("melodyflowd")
 LOOP_SECONDS = 0.02            # main-loop tick: signal and generator latency, not MIDI
 GIL_SWITCH_SECONDS = 0.0005    # how long a busy main thread may keep the callback waiting
 SERVER_CHECK_SECONDS = 1.0     # how often to look whether the JACK server is still ours
+CONNECT_SECONDS = 1.0          # how often to look for new ports to connect (connect_in/out)
 GC_YOUNG = 700                 # collect (in the main loop) once this many objects are new
 GC_OLDER = 10                  # ... and an older generation after this many of the younger
 
@@ -104,6 +105,8 @@ class Daemon:
         self.chart: Any = None
         self.engine: Any = None
         self.ports: Any = None
+        self.connector: Any = None
+        self.requested_ports = settings.ports      # before `auto` became a backend
         self.generator: Any = None
         self.pending: Pending | None = None
         self.bank_since = time.monotonic()
@@ -283,7 +286,7 @@ class Daemon:
             log.error("chart reload failed: %s: %s; the old chart keeps playing",
                       settings.chart, exc.strerror or exc)
             return
-        if settings.ports != self.settings.ports:
+        if settings.ports != self.requested_ports:
             log.warning("port settings changed: they take effect at the next restart")
         if settings.engine != self.settings.engine:
             self.engine.update_settings(settings.engine)      # live from the next message
@@ -323,8 +326,9 @@ class Daemon:
 
     # -- lifecycle -----------------------------------------------------------------------
     def run(self) -> int:
+        from melodyflowd.live.connect import open_connector
         from melodyflowd.live.engine import Engine
-        from melodyflowd.live.ports import open_ports
+        from melodyflowd.live.ports import choose_backend, open_ports
         from melodyflowd.live.transport import Transport
         from melodyflowd.music.chart import load_chart
 
@@ -337,6 +341,12 @@ class Daemon:
         self._watchdog_next = 0.0
 
         self.chart = load_chart(settings.chart)
+        # The MIDI system is chosen (and its absence reported) before any generation.
+        backend = choose_backend(settings.ports.backend)
+        if backend != settings.ports.backend:
+            log.info("MIDI backend: %s (%s)", backend, settings.ports.backend)
+            settings = self.settings = replace(
+                settings, ports=replace(settings.ports, backend=backend))
         try:
             if settings.phrases:
                 bank = self._load_bank_file(self.chart)
@@ -361,6 +371,8 @@ class Daemon:
             log.info("ready: %r -> %r on %s; %d bars, %d variations", settings.ports.in_name,
                      settings.ports.out_name, settings.ports.backend, len(self.chart.bars),
                      bank.n_variations)
+            self.connector = open_connector(settings.ports)
+            self._connect_ports()
             sdnotify.ready(self._status())
             return self.serve()
         finally:
@@ -373,6 +385,7 @@ class Daemon:
         interval = float(self.settings.stats_interval or 0)
         self._next_stats = time.monotonic() + interval if interval > 0 else None
         self._next_server_check = time.monotonic() + SERVER_CHECK_SECONDS
+        self._next_connect = time.monotonic() + CONNECT_SECONDS
         failures = 0
         while self.flags.stop is None:
             try:
@@ -401,6 +414,9 @@ class Daemon:
                 log.error("%s; exiting with status 1 so that the service manager "
                           "restarts melodyflowd on the new server", gone)
                 return 1
+        if self.connector is not None and now >= self._next_connect:
+            self._next_connect = now + CONNECT_SECONDS
+            self._connect_ports()
         if self.flags.reload:
             self.flags.reload = False
             self.reload()
@@ -422,10 +438,25 @@ class Daemon:
             self._next_stats = time.monotonic() + interval
         return None
 
+    def _connect_ports(self) -> None:
+        """Join the ports that match connect_in / connect_out and are new (main loop)."""
+        if self.connector is None:
+            return
+        try:
+            made = self.connector.poll()
+        except Exception as exc:                # the graph changed under us: next time
+            log.warning("looking for ports to connect: %s", exc)
+            return
+        for line in made:
+            log.info("%s", line)
+
     def shutdown(self) -> None:
         """Stop the callback, send every note-off owed, close the ports, stop the child."""
         sdnotify.stopping()
         gc.enable()
+        if self.connector is not None:
+            self.connector.close()
+            self.connector = None
         if self.ports is not None:
             self.ports.stop_input()
             time.sleep(0.01)                      # let a callback in flight finish

@@ -1,0 +1,45 @@
+"""`melodyflowd --connect-in/--connect-out` as a subprocess on a private JACK server: a synth
+that is there at start is joined at once, a keyboard plugged in after `ready` is joined by
+the main loop, and its notes come out of the synth's port as phrase notes."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.live.test_connect import Keyboard, Synth
+from tests.support.jack import DaemonProcess, write_bank
+
+CHART = 'title: connect test\ntempo: 120\ntime: 4/4\nchords: "| Cmaj7 |"\n'
+
+
+@pytest.mark.jack
+def test_daemon_joins_a_synth_at_start_and_a_keyboard_plugged_in_later(jack_server, tmp_path):
+    tag = uuid.uuid4().hex[:6]
+    chart = tmp_path / "song.yaml"
+    chart.write_text(CHART)
+    bank = write_bank(tmp_path / "bank.json", [[("Cmaj7", 0, 4)]],
+                      [[[(76, 0.0, "Cmaj7"), (79, 2.0, "Cmaj7")]]], title="connect test")
+    synth = Synth(f"synth{tag}")
+    keys = None
+    daemon = DaemonProcess(jack_server, tmp_path,
+                           ["--chart", str(chart), "--phrases", str(bank),
+                            "--connect-in", f"*KEYS{tag}*", "--connect-out", f"synth{tag}"],
+                           tag=tag)
+    try:
+        daemon.wait_ready()
+        assert daemon.wait_log(f"-> synth{tag}:synth{tag}", timeout=5), daemon.log()
+        keys = Keyboard(f"usb keys{tag}")
+        assert daemon.wait_log(f"connected usb keys{tag}:usb keys{tag} -> {daemon.in_name}",
+                               timeout=10), daemon.log()
+        keys.out.send_message([0x90, 40, 99])         # any key: the phrase's first note
+        assert synth.wait_for([0x90, 76, 99]), daemon.log()
+        keys.out.send_message([0x80, 40, 0])
+    finally:
+        status = daemon.stop()
+        if keys is not None:
+            keys.close()
+        synth.close()
+    assert status == 0, daemon.log()
+    assert sum("connected" in line for line in daemon.lines) == 2, daemon.log()
