@@ -102,7 +102,10 @@ def check(chart_file: str, as_json: bool) -> None:
 @tools_main.command()
 @click.option("--chart", "chart_file", required=True, type=click.Path(dir_okay=False))
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False),
-              help="Output: .json (phrase bank), .mid (a track a variation) or .png (piano roll).")
+              help="Output: .json (phrase bank), .mid (the variations one after another) or "
+                   ".png (piano roll).")
+@click.option("--tracks", is_flag=True,
+              help=".mid: one track a variation, each from bar 1 (parallel takes in a DAW).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False))
 @click.option("--model", help="Model directory or hub id (default: the embedded model).")
 @click.option("--adapter", help="LoRA adapter directory or style name.")
@@ -112,7 +115,8 @@ def check(chart_file: str, as_json: bool) -> None:
                                             "chromatic"]))
 @click.option("--temperature", type=click.FloatRange(0.05, 5.0))
 @user_errors
-def render(chart_file: str, out_file: str, config_file: str | None, model: str | None,
+def render(chart_file: str, out_file: str, tracks: bool, config_file: str | None,
+           model: str | None,
            adapter: str | None, variations: int | None, seed: int | None, scale: str | None,
            temperature: float | None) -> None:
     """Generate phrases without ports and write them to a file."""
@@ -124,7 +128,7 @@ def render(chart_file: str, out_file: str, config_file: str | None, model: str |
         "generation.variations": variations, "generation.seed": seed,
         "generation.scale": scale, "generation.temperature": temperature,
     })
-    written = render_file(settings, out_file)
+    written = render_file(settings, out_file, tracks=tracks)
     click.echo(f"wrote {written}")
 
 
