@@ -20,6 +20,92 @@ from melodyflowd.errors import UserError
 BACKENDS = ["auto", "alsa", "jack", "coremidi", "windows"]
 
 
+class NoteParam(click.ParamType):
+    """A MIDI note: a number 0-127 or a name with its octave (C4 = middle C = 60)."""
+
+    name = "NOTE"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        from melodyflowd.music.theory import midi_note
+
+        if isinstance(value, int):
+            return value
+        try:
+            return midi_note(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class ChannelsParam(click.ParamType):
+    """MIDI channels as musicians number them: "1", "1,2", "1-4,6", or "all" (all sixteen,
+    10 too). In Settings units (0-15)."""
+
+    name = "CHANNELS"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip().lower()
+        if text == "all":
+            return tuple(range(16))
+        channels: list[int] = []
+        try:
+            for part in text.replace(" ", ",").split(","):
+                if not part:
+                    continue
+                low, _, high = part.partition("-")
+                first, last = int(low), int(high or low)
+                if not 1 <= first <= last <= 16:
+                    raise ValueError
+                channels += [c - 1 for c in range(first, last + 1) if c - 1 not in channels]
+        except ValueError:
+            self.fail(f"{value!r}: give MIDI channels 1-16 like 1 or 1,2 or 1-4, or all",
+                      param, ctx)
+        if not channels:
+            self.fail("no channel given: e.g. 1 or 1,2 or all", param, ctx)
+        return tuple(channels)
+
+
+# Flags that each set one setting of the config (same names, same checks): the daemon takes
+# them all. A new setting gets its flag by a row here; e.g. the instrument, once the engine
+# has an `instrument` setting: ("--instrument", "engine.instrument", <its type>, "...").
+SETTING_FLAGS: tuple[tuple[str, str, click.ParamType, str], ...] = (
+    ("--mode", "engine.mode", click.Choice(["mono", "poly"]),
+     "mono: a new key ends the sounding note; poly: keys overlap."),
+    ("--split", "engine.split", NoteParam(),
+     "Keys at or above this note are remapped, lower ones pass through (60 or C4: middle C)."),
+    ("--channels", "engine.channels", ChannelsParam(),
+     "Input channels remapped, 1-16: 1 or 1,2 or 1-4, or all. Default: every channel but "
+     "10 (General MIDI drums)."),
+    ("--scale", "generation.scale",
+     click.Choice(["chord-scale", "pentatonic", "chord-tones", "chromatic"]),
+     "Which pitches the phrases use over each chord."),
+    ("--temperature", "generation.temperature", click.FloatRange(0.05, 5.0),
+     "Sampling temperature: lower is safer, higher is wilder."),
+)
+
+
+def setting_flags(rows: tuple[tuple[str, str, click.ParamType, str], ...]
+                  ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add a click option per row; the command receives them as `flag_settings`, a dict
+    {dotted setting: value or None} for load_settings."""
+
+    def param_name(dotted: str) -> str:
+        return "setting__" + dotted.replace(".", "__")
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            flags = {dotted: kwargs.pop(param_name(dotted)) for _, dotted, _, _ in rows}
+            return func(*args, flag_settings=flags, **kwargs)
+
+        for flag, dotted, kind, text in reversed(rows):
+            wrapper = click.option(flag, param_name(dotted), type=kind, help=text)(wrapper)
+        return wrapper
+
+    return decorate
+
+
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn a UserError into one line on stderr and exit 2: no traceback for what users fix."""
 
@@ -54,13 +140,15 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--phrases", type=click.Path(dir_okay=False),
               help="Play a saved phrase bank (.json) instead of generating.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@setting_flags(SETTING_FLAGS)
 @click.version_option(__version__, prog_name="melodyflowd")
 @user_errors
 def daemon_main(chart: str | None, config_file: str | None, backend: str | None,
                 in_name: str | None, out_name: str | None, connect_in: tuple[str, ...],
                 connect_out: tuple[str, ...], model: str | None,
                 adapter: str | None, variations: int | None, seed: int | None,
-                phrases: str | None, log_level: str | None) -> None:
+                phrases: str | None, log_level: str | None,
+                flag_settings: dict[str, object]) -> None:
     """Virtual MIDI ports that answer your rhythm with jazz phrases over a chord chart."""
     from melodyflowd.service.config import load_settings
 
@@ -69,7 +157,7 @@ def daemon_main(chart: str | None, config_file: str | None, backend: str | None,
         "ports.backend": backend, "ports.in_name": in_name, "ports.out_name": out_name,
         "ports.connect_in": connect_in or None, "ports.connect_out": connect_out or None,
         "generation.model": model, "generation.adapter": adapter,
-        "generation.variations": variations, "generation.seed": seed,
+        "generation.variations": variations, "generation.seed": seed, **flag_settings,
     })
     if settings.chart is None:
         raise UserError("no chart given: pass --chart song.yaml (or set chart: in the config)")

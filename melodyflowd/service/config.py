@@ -50,7 +50,8 @@ class ControlMap:
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
     mode: str = "mono"                      # mono | poly
-    channels: tuple[int, ...] = ()          # input channels 0-15 that are remapped; () = all
+    channels: tuple[int, ...] = ()          # input channels 0-15 remapped; () = all but 9
+                                            # (MIDI channel 10: drums)
     out_channel: int | None = None          # 0-15; None = same channel as the key
     split: int | None = None                # keys >= split are remapped, below pass through
     anticipation_ms: float = 0.0            # play the next chord's phrase this early
@@ -358,7 +359,7 @@ def _convert(dotted: str, hint: object, item: _Value, from_file: bool) -> object
 def _accepted(dotted: str, hint: object, channel: bool) -> str:
     if channel:
         if dotted == "engine.channels":
-            return "a list of MIDI channels 1-16, or [] for all"
+            return "a list of MIDI channels 1-16, or [] for all but 10 (drums)"
         return "a MIDI channel 1-16, or null"
     text = _describe(hint)
     low, high, exclusive = _RANGES.get(dotted, (None, None, False))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import sys
 import time
@@ -62,10 +63,28 @@ def collect_garbage() -> int | None:
     return generation
 
 
+def stderr_is_journal() -> bool:
+    """Whether stderr goes to systemd's journal: JOURNAL_STREAM names its "device:inode",
+    and it must be our fd 2 (a child of a service may inherit the variable but write
+    elsewhere)."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    device, _, inode = stream.partition(":")
+    try:
+        info = os.fstat(sys.stderr.fileno())
+        return (int(device), int(inode)) == (info.st_dev, info.st_ino)
+    except (ValueError, OSError, AttributeError):
+        return False
+
+
 def setup_logging(level: str) -> None:
-    """Lines on stderr that read well in journald (which adds time and unit itself)."""
+    """Lines on stderr: with the time on a terminal or in a file; without it in the journal,
+    which adds the time and the unit itself."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    if stderr_is_journal():
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s.%(msecs)03d %(levelname)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S"))
     root = logging.getLogger("melodyflowd")
     root.handlers[:] = [handler]
     root.propagate = False
