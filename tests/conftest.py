@@ -26,12 +26,13 @@ def wjazzd_path() -> Path:
 def jack_server():
     """A private JACK server (dummy driver) for the session; skips when jackd is absent."""
     from tests.support.jack import JackServer, jack_available
-    from tests.support.jack_registry import reclaim_stale_servers
+    from tests.support.jack_registry import reclaim_stale_servers, remove_files_of_dead_test_runs
 
     reason = jack_available()
     if reason is not None:
         pytest.skip(reason)
     reclaim_stale_servers()          # killed servers' slots: jack2 keeps only 8
+    remove_files_of_dead_test_runs()  # what an interrupted run left in /dev/shm
     server = JackServer().start()
     try:
         yield server
