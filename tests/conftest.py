@@ -13,6 +13,23 @@ ROOT = Path(__file__).resolve().parent.parent
 WJAZZD = ROOT.parent / "shared" / "data" / "wjazzd" / "wjazzd-train.db"
 
 
+# Test modules that load a language model or tokenizer (the embedded one, or a tiny one
+# built for the test) or run the generator child: marked `model`, so that `make test-fast`
+# (-m "not jack and not slow and not model") runs in well under a minute.
+MODEL_MODULES = frozenset({
+    "tests/generate/test_compose.py", "tests/generate/test_constraint.py",
+    "tests/generate/test_fastllama.py", "tests/generate/test_model.py",
+    "tests/generate/test_worker.py", "tests/offline/test_render.py",
+    "tests/training/test_training.py",
+})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.relative_to(ROOT).as_posix() in MODEL_MODULES:
+            item.add_marker(pytest.mark.model)
+
+
 @pytest.fixture(scope="session")
 def wjazzd_path() -> Path:
     """The Weimar Jazz Database training copy, beside the clone (skips when absent)."""
