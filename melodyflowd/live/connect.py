@@ -207,16 +207,23 @@ class AlsaLinks:
         self.client.close()
 
 
+def check_connect_backend(port_settings: Any) -> None:
+    """Patterns are joined on ALSA and JACK only: say so at start, before any generation."""
+    if (port_settings.connect_in or port_settings.connect_out) and \
+            port_settings.backend not in ("jack", "alsa"):
+        raise UserError(f"connect_in / connect_out work on ALSA and JACK, not "
+                        f"{port_settings.backend}; connect the ports in your system's MIDI "
+                        "settings")
+
+
 def open_connector(port_settings: Any) -> Connector | None:
     """A Connector for the open ports of `port_settings` (backend already chosen), or None
     when no pattern is set. Our virtual ports are "NAME:NAME" on both ALSA and JACK
     (rtmidi names the client after the port)."""
     if not port_settings.connect_in and not port_settings.connect_out:
         return None
+    check_connect_backend(port_settings)
     backend = port_settings.backend
-    if backend not in ("jack", "alsa"):
-        raise UserError(f"connect_in / connect_out work on ALSA and JACK, not {backend}; "
-                        "connect the ports in your system's MIDI settings")
     links: JackLinks | AlsaLinks = (JackLinks if backend == "jack" else AlsaLinks)(
         f"{port_settings.in_name} connect")
     try:

@@ -345,7 +345,7 @@ class Daemon:
 
     # -- lifecycle -----------------------------------------------------------------------
     def run(self) -> int:
-        from melodyflowd.live.connect import open_connector
+        from melodyflowd.live.connect import check_connect_backend, open_connector
         from melodyflowd.live.engine import Engine
         from melodyflowd.live.ports import choose_backend, open_ports
         from melodyflowd.live.transport import Transport
@@ -366,6 +366,7 @@ class Daemon:
             log.info("MIDI backend: %s (%s)", backend, settings.ports.backend)
             settings = self.settings = replace(
                 settings, ports=replace(settings.ports, backend=backend))
+        check_connect_backend(settings.ports)
         try:
             if settings.phrases:
                 bank = self._load_bank_file(self.chart)

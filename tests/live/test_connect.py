@@ -131,6 +131,17 @@ def test_matching_ports_are_joined_now_and_when_they_appear(jack_server) -> None
         late.out.send_message([0x90, 50, 90])
         assert synth.wait_for([0x90, 62, 90])
 
+        # A connection removed by hand stays removed while the port stays.
+        import jack
+
+        hand = jack.Client(f"hand{tag}", no_start_server=True)
+        hand.disconnect(f"Keys{tag} early:Keys{tag} early",
+                        f"{settings.in_name}:{settings.in_name}")
+        hand.close()
+        assert connector.poll() == []
+        assert f"Keys{tag} early:Keys{tag} early" not in connections(
+            f"{settings.in_name}:{settings.in_name}")
+
         # Unplugged and plugged in again: joined again.
         late.close()
         assert connector.poll() == []
@@ -149,6 +160,14 @@ def test_matching_ports_are_joined_now_and_when_they_appear(jack_server) -> None
 @pytest.mark.jack
 def test_no_patterns_no_connector(jack_server) -> None:
     assert open_connector(PortSettings(backend="jack")) is None
+
+
+def test_patterns_on_a_backend_without_a_graph_are_refused() -> None:
+    from melodyflowd.live.connect import check_connect_backend
+
+    check_connect_backend(PortSettings(backend="coremidi"))          # no patterns: fine
+    with pytest.raises(UserError, match="ALSA and JACK, not coremidi"):
+        check_connect_backend(PortSettings(backend="coremidi", connect_in=("keys",)))
 
 
 @pytest.mark.jack
