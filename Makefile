@@ -13,8 +13,10 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # only where there is no ALSA sequencer.
 APT_PACKAGES := jackd2 fluidsynth fluid-soundfont-gm systemd
 RUN_APT_PACKAGES := $(if $(wildcard /dev/snd/seq),,jackd2)
-# torch first and pinned: the CPU build; a bare `torch` would pull CUDA wheels.
+# torch first and pinned: the CPU build; a bare `torch` would pull CUDA wheels. Where a
+# local wheel of the CPU build is found it is taken, else PyTorch's own CPU index.
 TORCH := torch==2.13.0
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 
 VPY := $(VENV)/bin/python
 RUN_STAMP := $(VENV)/.installed-run
@@ -42,7 +44,8 @@ $(VPY):
 # The package is installed editable into the venv: code changes need no new set-up.
 $(RUN_STAMP): $(SETUP_INPUTS) | $(VPY)
 	@$(call apt_install,$(RUN_APT_PACKAGES))
-	$(VPY) -m pip install -q $(TORCH)
+	$(VPY) -m pip install -q $(TORCH)+cpu 2>/dev/null || \
+	  $(VPY) -m pip install -q $(TORCH) --extra-index-url $(TORCH_CPU_INDEX)
 	$(VPY) -m pip install -q -e .
 	@touch $@
 
