@@ -136,8 +136,19 @@ class JackLinks:
             raise UserError(f"cannot reach the JACK server to connect ports: {exc}") from exc
 
     def _ports(self, **kind: bool) -> list[PortName]:
-        return [PortName(port.name, (port.name, *port.aliases))
-                for port in self.client.get_ports(is_midi=True, **kind)]
+        # Keyed by name and the client's uuid (new for every client, where port uuids are
+        # reused): a client that restarts between two polls is joined again.
+        clients: dict[str, str] = {}
+        found = []
+        for port in self.client.get_ports(is_midi=True, **kind):
+            owner = port.name.split(":", 1)[0]
+            if owner not in clients:
+                try:
+                    clients[owner] = self.client.get_uuid_for_client_name(owner)
+                except self._jack.JackError:        # gone meanwhile: next poll
+                    continue
+            found.append(PortName((port.name, clients[owner]), (port.name, *port.aliases)))
+        return found
 
     def sources(self) -> list[PortName]:
         return self._ports(is_output=True)
@@ -147,13 +158,13 @@ class JackLinks:
 
     def connect(self, source: PortName, destination: PortName) -> None:
         try:
-            self.client.connect(source.key, destination.key)
+            self.client.connect(source.shown, destination.shown)
         except self._jack.JackErrorCode as exc:
             if exc.code != errno.EEXIST:             # joined already (by hand, say)
                 raise
 
     def port(self, full_name: str) -> PortName:
-        return PortName(full_name, (full_name,))
+        return PortName((full_name, None), (full_name,))
 
     def close(self) -> None:
         self.client.close()

@@ -149,6 +149,12 @@ def test_matching_ports_are_joined_now_and_when_they_appear(jack_server) -> None
         assert len(connector.poll()) == 1
         late.out.send_message([0x80, 50, 0])
         assert synth.wait_for([0x80, 62, 0])
+        # Gone and back between two polls (a restart): the new port is joined too.
+        late.close()
+        late = Keyboard(f"keys{tag} plugged in later")
+        assert len(connector.poll()) == 1
+        late.out.send_message([0x90, 51, 80])
+        assert synth.wait_for([0x90, 63, 80])
     finally:
         connector.close()
         ports.close()
