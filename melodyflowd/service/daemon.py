@@ -305,12 +305,11 @@ class Daemon:
             log.error("chart reload failed: %s: %s; the old chart keeps playing",
                       settings.chart, exc.strerror or exc)
             return
-        if settings.ports != self.requested_ports:
-            log.warning("port settings changed: they take effect at the next restart")
+        ports = self._reload_connections(settings.ports)
         if settings.engine != self.settings.engine:
             self.engine.update_settings(settings.engine)      # live from the next message
             log.info("engine settings updated")
-        self.settings = replace(settings, ports=self.settings.ports)
+        self.settings = replace(settings, ports=ports)
         logging.getLogger("melodyflowd").setLevel(
             getattr(logging, str(self.settings.log_level).upper(), logging.INFO))
         self.regenerate("SIGHUP", chart)
@@ -457,6 +456,34 @@ class Daemon:
             log.info("%s", self.stats_line())
             self._next_stats = time.monotonic() + interval
         return None
+
+    def _reload_connections(self, requested: Any) -> Any:
+        """New connect_in / connect_out patterns apply at once (the next poll joins what they
+        match; joined ports stay joined); other port settings at the next start. Returns the
+        port settings in force."""
+        from melodyflowd.live.connect import open_connector
+
+        old = self.requested_ports
+        patterns = {"connect_in": requested.connect_in, "connect_out": requested.connect_out}
+        blank = dict.fromkeys(patterns, ())
+        if replace(requested, **blank) != replace(old, **blank):
+            log.warning("port settings changed: they take effect at the next restart")
+        if (requested.connect_in, requested.connect_out) == (old.connect_in, old.connect_out):
+            return self.settings.ports
+        ports = replace(self.settings.ports, **patterns)
+        try:
+            connector = open_connector(ports)
+        except UserError as exc:
+            log.error("new connections: %s; keeping the old ones", exc)
+            return self.settings.ports
+        if self.connector is not None:
+            self.connector.close()
+        self.connector = connector
+        self.requested_ports = replace(old, **patterns)
+        log.info("connect_in %s, connect_out %s", list(ports.connect_in) or "none",
+                 list(ports.connect_out) or "none")
+        self._connect_ports()
+        return ports
 
     def _connect_ports(self) -> None:
         """Join the ports that match connect_in / connect_out and are new (main loop)."""

@@ -4,6 +4,7 @@ the main loop, and its notes come out of the synth's port as phrase notes."""
 
 from __future__ import annotations
 
+import signal
 import uuid
 
 import pytest
@@ -43,3 +44,37 @@ def test_daemon_joins_a_synth_at_start_and_a_keyboard_plugged_in_later(jack_serv
         synth.close()
     assert status == 0, daemon.log()
     assert sum("connected" in line for line in daemon.lines) == 2, daemon.log()
+
+
+@pytest.mark.jack
+def test_new_patterns_in_the_config_apply_at_sighup(jack_server, tmp_path):
+    tag = uuid.uuid4().hex[:6]
+    chart = tmp_path / "song.yaml"
+    chart.write_text(CHART)
+    bank = write_bank(tmp_path / "bank.json", [[("Cmaj7", 0, 4)]],
+                      [[[(76, 0.0, "Cmaj7")]]], title="connect test")
+    config = tmp_path / "my.yaml"
+    config.write_text("ports:\n  connect_out: []\n")
+    synth = Synth(f"synth{tag}")
+    daemon = DaemonProcess(jack_server, tmp_path, ["--chart", str(chart), "--phrases",
+                                                   str(bank), "--config", str(config)],
+                           tag=tag)
+    try:
+        daemon.wait_ready()
+        assert not daemon.wait_log("connected", timeout=1.5)
+        config.write_text(f"ports:\n  connect_out: synth{tag}\n")
+        mark = len(daemon.lines)
+        daemon.send_signal(signal.SIGHUP)
+        assert daemon.wait_log(f"-> synth{tag}:synth{tag}", timeout=10, after=mark), \
+            daemon.log()
+        peer = daemon.peer()
+        try:
+            peer.send([0x90, 40, 99])
+            assert synth.wait_for([0x90, 76, 99]), daemon.log()
+        finally:
+            peer.close()
+    finally:
+        status = daemon.stop()
+        synth.close()
+    assert status == 0, daemon.log()
+    assert not any("take effect at the next restart" in line for line in daemon.lines)
