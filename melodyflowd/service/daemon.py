@@ -10,8 +10,9 @@ Thin shell around the pure engine. Two threads matter:
 
 Signals only set flags; the main loop acts on them between two sleeps:
   SIGHUP           reread config and chart, regenerate, swap at the next bar line; changed
-                   engine settings apply at once, port settings at the next start; an
-                   invalid chart or config is logged and the old one keeps playing
+                   engine settings and connect patterns apply at once, other port
+                   settings at the next start; an invalid chart or config is logged
+                   and the old one keeps playing
   SIGUSR1          regenerate (a new bank for the same chart; with --phrases: reread it)
   SIGTERM, SIGINT  stop the callback, send the note-offs owed (engine.panic), close the
                    ports, exit 0
