@@ -175,11 +175,10 @@ def precision_check(loaded, chart, settings: GenerationSettings, length: int = 1
 
 
 def ours(loaded, chart, settings: GenerationSettings) -> dict:
-    compose.LAST_STATS = compose.ComposeStats()
     started = time.perf_counter()
-    bank = compose.compose_bank(chart, loaded, settings)
+    composed = compose.compose(chart, loaded, settings)
     seconds = time.perf_counter() - started
-    stats = compose.LAST_STATS
+    bank, stats = composed.bank, composed.stats
     notes = sum(len(p.notes) for v in bank.variations for p in v)
     empty = sum(1 for v in bank.variations for p in v if not p.notes)
     return {"seconds": seconds, "tokens": stats.tokens, "notes": notes, "empty_bars": empty,

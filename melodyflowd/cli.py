@@ -121,7 +121,8 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--chart", type=click.Path(dir_okay=False), help="Chord chart (YAML).")
+@click.option("--chart", help="Chord chart: YAML, an iReal Pro link or playlist, or MusicXML.")
+@click.option("--tune", help="Which tune of a playlist chart (its title).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="Config file merged over config/default.yaml.")
 @click.option("--backend", type=click.Choice(BACKENDS),
@@ -143,9 +144,9 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 @setting_flags(SETTING_FLAGS)
 @click.version_option(__version__, prog_name="melodyflowd")
 @user_errors
-def daemon_main(chart: str | None, config_file: str | None, backend: str | None,
-                in_name: str | None, out_name: str | None, connect_in: tuple[str, ...],
-                connect_out: tuple[str, ...], model: str | None,
+def daemon_main(chart: str | None, tune: str | None, config_file: str | None,
+                backend: str | None, in_name: str | None, out_name: str | None,
+                connect_in: tuple[str, ...], connect_out: tuple[str, ...], model: str | None,
                 adapter: str | None, variations: int | None, seed: int | None,
                 phrases: str | None, log_level: str | None,
                 flag_settings: dict[str, object]) -> None:
@@ -153,7 +154,7 @@ def daemon_main(chart: str | None, config_file: str | None, backend: str | None,
     from melodyflowd.service.config import load_settings
 
     settings = load_settings(config_file, {
-        "chart": chart, "phrases": phrases, "log_level": log_level,
+        "chart": chart, "tune": tune, "phrases": phrases, "log_level": log_level,
         "ports.backend": backend, "ports.in_name": in_name, "ports.out_name": out_name,
         "ports.connect_in": connect_in or None, "ports.connect_out": connect_out or None,
         "generation.model": model, "generation.adapter": adapter,
@@ -173,22 +174,52 @@ def tools_main() -> None:
 
 
 @tools_main.command()
-@click.argument("chart_file", type=click.Path(dir_okay=False))
+@click.argument("source")
+@click.option("--tune", help="Check only this tune of a playlist (its title).")
 @click.option("--json", "as_json", is_flag=True, help="Print the chart as JSON.")
 @user_errors
-def check(chart_file: str, as_json: bool) -> None:
-    """Validate a chart and show each bar's chords, chord tones and scales."""
-    from melodyflowd.music.chart import chart_to_json, chart_to_text, load_chart
+def check(source: str, tune: str | None, as_json: bool) -> None:
+    """Validate a chart and show each bar's chords, chord tones and scales.
 
-    chart = load_chart(chart_file)
+    SOURCE is a YAML chart, an iReal Pro link (irealb://...), playlist or HTML export, or
+    a MusicXML lead sheet. A playlist without --tune: one line a tune, a summary, and exit
+    status 1 if any tune fails."""
+    from melodyflowd.music.chart import chart_to_json, chart_to_text
+    from melodyflowd.music.sources import is_import_source, load_chart, read_tunes
+
+    if tune is None and is_import_source(source) and len(read_tunes(source)) > 1:
+        _check_playlist(source, as_json)
+        return
+    chart = load_chart(source, tune)
+    for warning in chart.warnings:
+        click.echo(f"check: warning: {warning}", err=True)
     if as_json:
         click.echo(json.dumps(chart_to_json(chart)))
     else:
         click.echo(chart_to_text(chart), nl=False)
 
 
+def _check_playlist(source: str, as_json: bool) -> None:
+    from melodyflowd.offline.importer import check_source, line, summary
+
+    outcomes = check_source(source)
+    if as_json:
+        click.echo(json.dumps([{"title": o.title, "ok": o.ok, "error": o.error,
+                                "bars": len(o.chart.bars) if o.chart else None,
+                                "warnings": list(o.chart.warnings) if o.chart else []}
+                               for o in outcomes]))
+    else:
+        for outcome in outcomes:
+            click.echo(line(outcome))
+        click.echo(summary(outcomes))
+    if not all(o.ok for o in outcomes):
+        sys.exit(1)
+
+
 @tools_main.command()
-@click.option("--chart", "chart_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--chart", "chart_file", required=True,
+              help="YAML chart, iReal Pro link or playlist, or MusicXML lead sheet.")
+@click.option("--tune", help="Which tune of a playlist chart (its title).")
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False),
               help="Output: .json (phrase bank), .mid (the variations one after another) or "
                    ".png (piano roll).")
@@ -203,16 +234,16 @@ def check(chart_file: str, as_json: bool) -> None:
                                             "chromatic"]))
 @click.option("--temperature", type=click.FloatRange(0.05, 5.0))
 @user_errors
-def render(chart_file: str, out_file: str, tracks: bool, config_file: str | None,
-           model: str | None,
-           adapter: str | None, variations: int | None, seed: int | None, scale: str | None,
+def render(chart_file: str, tune: str | None, out_file: str, tracks: bool,
+           config_file: str | None, model: str | None, adapter: str | None,
+           variations: int | None, seed: int | None, scale: str | None,
            temperature: float | None) -> None:
     """Generate phrases without ports and write them to a file."""
     from melodyflowd.offline.render import render_file
     from melodyflowd.service.config import load_settings
 
     settings = load_settings(config_file, {
-        "chart": chart_file, "generation.model": model, "generation.adapter": adapter,
+        "chart": chart_file, "tune": tune, "generation.model": model, "generation.adapter": adapter,
         "generation.variations": variations, "generation.seed": seed,
         "generation.scale": scale, "generation.temperature": temperature,
     })
@@ -249,3 +280,25 @@ def ports(backend: str) -> None:
     click.echo("outputs:")
     for name in outputs:
         click.echo(f"  {name}")
+
+
+@tools_main.command("import")
+@click.argument("source")
+@click.option("--tune", help="Import only this tune of a playlist (its title).")
+@click.option("--out", "out_dir", default=".", show_default=True,
+              type=click.Path(file_okay=False), help="Folder for the YAML charts.")
+@user_errors
+def import_command(source: str, tune: str | None, out_dir: str) -> None:
+    """Write iReal Pro or MusicXML tunes as YAML charts, one file a tune.
+
+    SOURCE is an irealb:// or irealbook:// link, a file of such links (a playlist), an
+    iReal Pro HTML export, or a MusicXML lead sheet (.musicxml, .xml, .mxl). One line a
+    tune; exit status 1 if any tune could not be imported."""
+    from melodyflowd.offline.importer import import_source, line, summary
+
+    outcomes = import_source(source, out_dir, tune,
+                             progress=lambda outcome: click.echo(line(outcome)))
+    if len(outcomes) > 1:
+        click.echo(summary(outcomes))
+    if not all(o.ok for o in outcomes):
+        sys.exit(1)

@@ -13,7 +13,7 @@ logits for the rows still writing, the constraint (MelodyControl, the core of
 MelodyControlLogitsProcessor) on the rows that sample, temperature and top-p, one draw a
 row from the seeded generator; rows with a forced token take it instead. Rows that are
 done drop out of the batch. Every bar gets at least MIN_NOTES_PER_BAR
-notes: the constraint never lets a wait skip past them (see constraint.py), and a
+notes: the constraint never lets a wait skip past them (see the constraint package), and a
 variation that still has an empty bar would be sampled again.
 
 Same chart, model, settings and seed -> the same bank.
@@ -26,12 +26,12 @@ import os
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from melodyflowd.errors import UserError
-from melodyflowd.generate.constraint import MelodyControl, Timeline
+from melodyflowd.generate.constraint import MelodyControl
 from melodyflowd.generate.model import LoadedModel
 from melodyflowd.generate.textformat import (
     TextNote,
@@ -42,6 +42,7 @@ from melodyflowd.generate.textformat import (
 )
 from melodyflowd.music.chart import Chart
 from melodyflowd.music.phrases import BarPhrase, PhraseBank, PhraseNote, bank_bars
+from melodyflowd.music.timeline import Timeline
 from melodyflowd.service.config import GenerationSettings
 
 MIN_NOTES_PER_BAR = 3       # "a few": a bar never ends with fewer
@@ -71,7 +72,12 @@ class ComposeStats:
     dropped: int = 0             # rows the model stopped computing once they were done
 
 
-LAST_STATS = ComposeStats()
+@dataclass
+class Composed:
+    """A bank and what it took to write it."""
+
+    bank: PhraseBank
+    stats: ComposeStats
 
 
 def sample(scores: torch.Tensor, uniform: torch.Tensor, temperature: float = 1.0,
@@ -240,9 +246,12 @@ def generate_rows(chart: Chart, loaded: LoadedModel, settings: GenerationSetting
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, DECODE_THREADS))
     try:
-        texts = _loop(loaded, nt, proc, settings, queues, timeline, rows, prompt_ids,
-                      last_marker, pad, limit, budget, seed, progress,
-                      stats if stats is not None else ComposeStats())
+        texts = _loop(_Run(
+            loaded=loaded, proc=proc, settings=settings, timeline=timeline, rows=rows,
+            prompt_ids=prompt_ids, queues=queues, last_marker=last_marker, pad=pad,
+            window=min(limit, len(prompt_ids) + budget + 1, MAX_CACHE), budget=budget,
+            seed=seed, progress=progress,
+            stats=stats if stats is not None else ComposeStats()))
     finally:
         torch.set_num_threads(threads)
     for row, text in zip(rows, texts, strict=True):
@@ -286,92 +295,62 @@ class _Decoder:
         return out.logits[:, -1, :].float()
 
 
-def _loop(loaded: LoadedModel, nt, proc: MelodyControl, settings: GenerationSettings,
-          queues: list[list[int]], timeline: Timeline, rows: list[Row], prompt_ids: list[int],
-          last_marker: list[str | None], pad: int, limit: int, budget: int, seed: int,
-          progress: Callable[[int, int], None] | None, stats: ComposeStats) -> list[str]:
-    profile = loaded.profile
-    batch = len(rows)
-    n_bars = timeline.n_bars
-    variations = max(r.variation for r in rows) + 1
-    generator = torch.Generator().manual_seed(seed)
+@dataclass
+class _Run:
+    """What one batched decoding run reads and writes (see _loop)."""
+
+    loaded: LoadedModel
+    proc: MelodyControl
+    settings: GenerationSettings
+    timeline: Timeline
+    rows: list[Row]
+    prompt_ids: list[int]
+    queues: list[list[int]]             # tokens to force, a row (chord markers)
+    last_marker: list[str | None]       # the last chord marker each row was given
+    pad: int                            # the token fed to rows that are done
+    window: int                         # tokens of KV cache a row
+    budget: int                         # steps at most
+    seed: int
+    progress: Callable[[int, int], None] | None
+    stats: ComposeStats
+    marker_ids: dict[str, list[int]] = field(default_factory=dict)   # marker -> its tokens
+    note_counts: list[int] = field(default_factory=list)   # notes each row has written
+    done_bars: int = -1                 # the last progress reported
+
+
+def _loop(run: _Run) -> list[str]:
+    """Decode all rows side by side, one token a step, until every row is done (or the
+    budget is spent); returns each row's text."""
+    loaded, proc, stats = run.loaded, run.proc, run.stats
+    batch = len(run.rows)
+    generator = torch.Generator().manual_seed(run.seed)
+    prompt_ids = run.prompt_ids
     n_prompt = len(prompt_ids)
-    window = min(limit, n_prompt + budget + 1, MAX_CACHE)
+    window = run.window
     decoder = _Decoder(loaded, batch, window)
     out_ids: list[list[int]] = [[] for _ in range(batch)]    # generated tokens a row
-    marker_cache: dict[str, list[int]] = {}
-    done_bars = -1
-    proc._start(batch, n_prompt)
+    proc.start(batch, n_prompt)
     states = proc.rows
-    note_counts = [0] * batch
+    run.note_counts = [0] * batch
     started = time.perf_counter()
     active = list(range(batch))         # the rows the model still computes, in cache order
-    markers = profile.chord_markers
     with torch.inference_mode():
         out = decoder.prefill(torch.tensor([prompt_ids] * batch, dtype=torch.long))
         cache_len = n_prompt
         stats.prefills += 1
-        for _ in range(budget):
+        for _ in range(run.budget):
             writing = [not s.done for s in states]
             stats.tokens += sum(writing)
             # one uniform number a row of the batch, whether it samples or not, so that the
             # draws do not depend on which rows the model still computes
             uniform = torch.rand(batch, generator=generator)
-            nxt = [pad] * batch
-            sampled = []                    # (position in `out`, row)
-            for i, row in enumerate(active):
-                queue = queues[row]
-                if queue:
-                    nxt[row] = queue.pop(0)
-                    if writing[row]:
-                        stats.forced += 1
-                elif writing[row]:
-                    sampled.append((i, row))
-            if sampled:
-                if len(sampled) == out.shape[0]:
-                    scores = out
-                    sample_rows = active
-                else:
-                    scores = out[torch.tensor([i for i, _ in sampled])]
-                    sample_rows = [row for _, row in sampled]
-                proc.apply(scores, sample_rows)
-                picks = sample(scores, uniform[torch.tensor(sample_rows)],
-                               settings.temperature, settings.top_p).tolist()
-                for row, token in zip(sample_rows, picks, strict=True):
-                    nxt[row] = token
+            nxt = _next_tokens(run, out, active, writing, uniform)
             stats.steps += 1
-            finished = True
-            changed = False
             for row in range(batch):
-                token = nxt[row]
-                out_ids[row].append(token)
-                if not writing[row]:
-                    continue
-                proc.feed(row, token)
-                state = states[row]
-                if len(state.notes) != note_counts[row]:
-                    note_counts[row] = len(state.notes)
-                    changed = True
-                    if not state.done and markers:
-                        marker = marker_for(timeline.chord_at(state.time))
-                        if marker != last_marker[row]:
-                            last_marker[row] = marker
-                            ids = marker_cache.get(marker)
-                            if ids is None:
-                                ids = nt.encode(format_marker(marker))
-                                marker_cache[marker] = ids
-                            queues[row] = list(ids)
-                if not state.done:
-                    finished = False
-            if progress is not None and changed:
-                per_variation = [0] * variations
-                for row, state in zip(rows, states, strict=True):
-                    bar = min(timeline.bar_of(state.time), row.segment.end)
-                    per_variation[row.variation] += bar - row.segment.start
-                bars_done = min(per_variation)
-                if bars_done != done_bars:
-                    done_bars = bars_done
-                    progress(min(bars_done, n_bars), n_bars)
+                out_ids[row].append(nxt[row])
+            finished, changed = _feed(run, nxt, writing)
+            if changed:
+                _report_progress(run)
             if finished:
                 break
             running = [i for i, r in enumerate(active) if not states[r].done]
@@ -392,9 +371,88 @@ def _loop(loaded: LoadedModel, nt, proc: MelodyControl, settings: GenerationSett
                                    cache_len)
                 cache_len += 1
     stats.seconds += time.perf_counter() - started
-    if progress is not None:
-        progress(n_bars, n_bars)
-    return [nt.decode(ids) for ids in out_ids]
+    if run.progress is not None:
+        run.progress(run.timeline.n_bars, run.timeline.n_bars)
+    return [loaded.note_tokenizer.decode(ids) for ids in out_ids]
+
+
+def _next_tokens(run: _Run, out: torch.Tensor, active: list[int], writing: list[bool],
+                 uniform: torch.Tensor) -> list[int]:
+    """The token each row takes this step: a forced one from its queue, else a sample from
+    the model's scores (`out`, one row each of `active`) under the constraint; pad for the
+    rows the model no longer computes."""
+    nxt = [run.pad] * len(run.rows)
+    sampled = []                    # (position in `out`, row)
+    for i, row in enumerate(active):
+        queue = run.queues[row]
+        if queue:
+            nxt[row] = queue.pop(0)
+            if writing[row]:
+                run.stats.forced += 1
+        elif writing[row]:
+            sampled.append((i, row))
+    if sampled:
+        if len(sampled) == out.shape[0]:
+            scores = out
+            sample_rows = active
+        else:
+            scores = out[torch.tensor([i for i, _ in sampled])]
+            sample_rows = [row for _, row in sampled]
+        run.proc.apply(scores, sample_rows)
+        picks = sample(scores, uniform[torch.tensor(sample_rows)],
+                       run.settings.temperature, run.settings.top_p).tolist()
+        for row, token in zip(sample_rows, picks, strict=True):
+            nxt[row] = token
+    return nxt
+
+
+def _feed(run: _Run, nxt: list[int], writing: list[bool]) -> tuple[bool, bool]:
+    """Advance the constraint's rows by this step's tokens; a row that wrote a note under a
+    new chord is given that chord's marker to force. Returns (every row done, a note was
+    written)."""
+    finished = True
+    changed = False
+    states = run.proc.rows
+    markers = run.loaded.profile.chord_markers
+    for row in range(len(run.rows)):
+        if not writing[row]:
+            continue
+        run.proc.feed(row, nxt[row])
+        state = states[row]
+        if len(state.notes) != run.note_counts[row]:
+            run.note_counts[row] = len(state.notes)
+            changed = True
+            if not state.done and markers:
+                _queue_marker(run, row, marker_for(run.timeline.chord_at(state.time)))
+        if not state.done:
+            finished = False
+    return finished, changed
+
+
+def _queue_marker(run: _Run, row: int, marker: str) -> None:
+    if marker == run.last_marker[row]:
+        return
+    run.last_marker[row] = marker
+    ids = run.marker_ids.get(marker)
+    if ids is None:
+        ids = run.loaded.note_tokenizer.encode(format_marker(marker))
+        run.marker_ids[marker] = ids
+    run.queues[row] = list(ids)
+
+
+def _report_progress(run: _Run) -> None:
+    """Bars done (the slowest variation's), when it moved on."""
+    if run.progress is None:
+        return
+    n_bars = run.timeline.n_bars
+    per_variation = [0] * (max(r.variation for r in run.rows) + 1)
+    for row, state in zip(run.rows, run.proc.rows, strict=True):
+        bar = min(run.timeline.bar_of(state.time), row.segment.end)
+        per_variation[row.variation] += bar - row.segment.start
+    bars_done = min(per_variation)
+    if bars_done != run.done_bars:
+        run.done_bars = bars_done
+        run.progress(min(bars_done, n_bars), n_bars)
 
 
 def phrases_from_text(text: str, chart: Chart, loaded: LoadedModel,
@@ -481,7 +539,12 @@ def _edge_pitch(bars: list[list[PhraseNote]], segment: Segment, last: bool) -> i
 def compose_bank(chart: Chart, loaded: LoadedModel, settings: GenerationSettings,
                  progress: Callable[[int, int], None] | None = None) -> PhraseBank:
     """The whole chart, settings.variations variations, in one batched generation run."""
-    global LAST_STATS
+    return compose(chart, loaded, settings, progress).bank
+
+
+def compose(chart: Chart, loaded: LoadedModel, settings: GenerationSettings,
+            progress: Callable[[int, int], None] | None = None) -> Composed:
+    """As compose_bank, with what the run took (steps, tokens, parts ...)."""
     if "wait" not in loaded.profile.columns:
         raise UserError("the model's profile has no 'wait' column, so phrases cannot follow "
                         "the chart; accepted: a profile whose columns include wait",
@@ -509,11 +572,11 @@ def compose_bank(chart: Chart, loaded: LoadedModel, settings: GenerationSettings
     if _with_empty_bar(variations):
         raise RuntimeError(f"a variation still has an empty bar after {MAX_ATTEMPTS} "
                            "attempts")
-    LAST_STATS = stats
-    return PhraseBank(
+    bank = PhraseBank(
         title=chart.title, tempo=float(chart.tempo), time=tuple(chart.time),
         bars=bank_bars(chart),
         variations=tuple(tuple(BarPhrase(bar=i, notes=tuple(notes))
                                for i, notes in enumerate(bars)) for bars in variations),
         model=loaded.name, adapter=loaded.adapter, seed=seed,
         settings=_settings_dict(settings))
+    return Composed(bank, stats)

@@ -115,7 +115,6 @@ class FastLlama:
             (0 if self.head is self.embed else self.head.numel()) + \
             sum(t.numel() for layer in self.layers for t in layer)
         self.inv_freq = inv_freq
-        self.max_positions = int(config.get("max_position_embeddings") or 0)
         self._cos = self._sin = None
         self._linears: list | None = None
         self._head: _Linear | None = None

@@ -24,8 +24,10 @@ the cache never starts one). If the child dies (killed, out of
 memory), ``poll()`` reports ``ChildDied``, starts a new child and sends it the requests
 that were not answered; a request on which the child died three times fails.
 
-Pipes, not queues: the parent closes its copies of the child's pipe ends, so a child
-that dies mid-message gives EOF to the parent instead of a read that never returns.
+The pipes carry the dataclasses of messages.py (requests one way, reports the other);
+both ends `match` on them. Pipes, not queues: the parent closes its copies of the child's
+pipe ends, so a child that dies mid-message gives EOF to the parent instead of a read
+that never returns.
 """
 
 from __future__ import annotations
@@ -46,11 +48,29 @@ from typing import TYPE_CHECKING, Any
 
 from melodyflowd.errors import UserError
 from melodyflowd.generate import cache
+from melodyflowd.generate.messages import (  # noqa: F401 - the events are worker's API too
+    BankReady,
+    Cancel,
+    ChildDied,
+    Event,
+    Failed,
+    Generate,
+    LogLine,
+    Made,
+    ModelLoaded,
+    ModelLoading,
+    Progress,
+    Refused,
+    Report,
+    Request,
+    Started,
+    Stop,
+    Working,
+)
 from melodyflowd.service.config import GenerationSettings, Settings
 
 if TYPE_CHECKING:
     from melodyflowd.music.chart import Chart
-    from melodyflowd.music.phrases import PhraseBank
 
 log = logging.getLogger(__name__)
 
@@ -60,40 +80,6 @@ _STOP_GRACE = 2.0             # seconds the child gets to leave after "stop"
 _PROGRESS_EVERY = 0.1         # seconds between progress messages from the child
 
 
-# -- events: what poll() returns ---------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """Work under way. request_id 0: not about a request (the model loading at start-up)."""
-
-    request_id: int
-    done: int
-    total: int                # 0 when unknown (loading)
-    message: str              # "loading model ...", "generating", "restarting generator"
-
-
-@dataclass(frozen=True, slots=True)
-class BankReady:
-    request_id: int
-    bank: PhraseBank
-    from_cache: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Failed:
-    request_id: int
-    message: str              # one line, a UserError's text where the user can fix it
-
-
-@dataclass(frozen=True, slots=True)
-class ChildDied:
-    """The generator process ended unasked; a new one is started (requests are re-sent)."""
-
-    exitcode: int | None      # negative: killed by that signal
-    message: str              # one line for the log
-
-
-Event = Progress | BankReady | Failed | ChildDied
 
 
 def default_threads() -> int:
@@ -188,7 +174,7 @@ class GeneratorClient:
         process, self._process = self._process, None
         if process is not None:
             with contextlib.suppress(OSError, ValueError):
-                self._requests.send(("stop",))
+                self._requests.send(Stop())
             process.join(_STOP_GRACE)
             if process.is_alive():
                 process.terminate()
@@ -237,10 +223,11 @@ class GeneratorClient:
         generation = generation or self.settings.generation
         request_id = self._next_id
         self._next_id += 1
-        from melodyflowd.music.chart import load_chart
+        from melodyflowd.music.sources import load_chart
 
+        tune = self.settings.tune if chart_path == self.settings.chart else None
         try:
-            chart = load_chart(chart_path)
+            chart = load_chart(chart_path, tune)
         except UserError as exc:
             self._ready.append(Failed(request_id, str(exc)))
             return request_id
@@ -295,13 +282,13 @@ class GeneratorClient:
         """Forget a request: no event comes for it (the child skips it if not yet begun)."""
         if self._pending.pop(request_id, None) is not None:
             with contextlib.suppress(OSError, ValueError, AttributeError):
-                self._requests.send(("cancel", request_id))
+                self._requests.send(Cancel(request_id))
 
     def _send(self, pending: _Pending) -> None:
         # If the child is gone, poll() restarts it and sends again.
         with contextlib.suppress(OSError, ValueError, AttributeError):
-            self._requests.send(("generate", pending.request_id, pending.chart,
-                                 pending.generation, pending.keys))
+            self._requests.send(Generate(pending.request_id, pending.chart,
+                                         pending.generation, pending.keys))
 
     # -- events -----------------------------------------------------------------------
     def poll(self) -> list[Event]:
@@ -327,36 +314,32 @@ class GeneratorClient:
             self._child_lost(out)
         return out
 
-    def _handle(self, message: tuple, out: list[Event]) -> None:
-        kind = message[0]
-        if kind == "log":
-            _, level, name, text = message
-            logging.getLogger(name).log(level, "%s", text)
-        elif kind == "loading":
-            self.model_ready = False
-            out.append(Progress(self._current or self._oldest(), 0, 0, message[1]))
-        elif kind == "loaded":
-            self.model_ready = True
-            self._quick_deaths = 0
-            log.info("generator: %s", message[1])
-        elif kind == "started":
-            self._current = message[1]
-        elif kind == "progress":
-            _, request_id, done, total, text = message
-            if request_id in self._pending:
-                out.append(Progress(request_id, done, total, text))
-        elif kind == "bank":
-            _, request_id, bank = message
-            self._current = None
-            if self._pending.pop(request_id, None) is not None:
-                out.append(BankReady(request_id, bank, from_cache=False))
-        elif kind == "failed":
-            _, request_id, text = message
-            self._current = None
-            if self._pending.pop(request_id, None) is not None:
-                out.append(Failed(request_id, text))
-        else:
-            log.error("generator process sent an unknown message %r", kind)
+    def _handle(self, report: Report, out: list[Event]) -> None:
+        match report:
+            case LogLine(level, logger, text):
+                logging.getLogger(logger).log(level, "%s", text)
+            case ModelLoading(text):
+                self.model_ready = False
+                out.append(Progress(self._current or self._oldest(), 0, 0, text))
+            case ModelLoaded(text):
+                self.model_ready = True
+                self._quick_deaths = 0
+                log.info("generator: %s", text)
+            case Started(request_id):
+                self._current = request_id
+            case Working(request_id, done, total, text):
+                if request_id in self._pending:
+                    out.append(Progress(request_id, done, total, text))
+            case Made(request_id, bank):
+                self._current = None
+                if self._pending.pop(request_id, None) is not None:
+                    out.append(BankReady(request_id, bank, from_cache=False))
+            case Refused(request_id, text):
+                self._current = None
+                if self._pending.pop(request_id, None) is not None:
+                    out.append(Failed(request_id, text))
+            case _:
+                log.error("generator process sent an unknown message %r", report)
 
     def _oldest(self) -> int:
         return next(iter(self._pending), 0)
@@ -406,7 +389,7 @@ class _PipeLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         with contextlib.suppress(Exception):
-            self.events.send(("log", record.levelno, record.name, record.getMessage()))
+            self.events.send(LogLine(record.levelno, record.name, record.getMessage()))
 
 
 def _exit_on_sigterm(_signum: int, _frame: object) -> None:
@@ -454,7 +437,7 @@ class _Child:
         self.loaded: Any = None
         self.loaded_key: tuple[str | None, str | None] | None = None
         self.load_error: str | None = None
-        self.queue: deque[tuple] = deque()
+        self.queue: deque[Request] = deque()
         self.cancelled: set[int] = set()
 
     def run(self, preload: tuple[str | None, str | None]) -> None:
@@ -464,7 +447,7 @@ class _Child:
         with contextlib.suppress(RuntimeError):       # only allowed before any parallel work
             torch.set_num_interop_threads(1)
         self.drain()
-        if not any(m[0] == "generate" for m in self.queue):   # a request waits: load its model
+        if not any(isinstance(m, Generate) for m in self.queue):  # a request waits: its model
             self.ensure_model(*preload)
         while True:
             if not self.queue:
@@ -473,30 +456,29 @@ class _Child:
                 except (EOFError, OSError):
                     return                            # the parent is gone
             self.drain()
-            message = self.queue.popleft()
-            if message[0] == "stop":
-                return
-            if message[0] == "cancel":
-                self.cancelled.add(message[1])
-                continue
-            _, request_id, chart, generation, keys = message
-            if request_id in self.cancelled:
-                self.cancelled.discard(request_id)
-                continue
-            self.generate(request_id, chart, generation, keys)
+            match self.queue.popleft():
+                case Stop():
+                    return
+                case Cancel(request_id):
+                    self.cancelled.add(request_id)
+                case Generate(request_id) if request_id in self.cancelled:
+                    self.cancelled.discard(request_id)
+                case Generate(request_id, chart, generation, keys):
+                    self.generate(request_id, chart, generation, keys)
 
     def drain(self) -> None:
         """Read what else is waiting, so cancels and stop are seen before old work."""
         with contextlib.suppress(EOFError, OSError):
             while self.requests.poll(0):
                 self.queue.append(self.requests.recv())
-        if any(m[0] == "stop" for m in self.queue):
-            self.queue = deque([("stop",)])
+        if any(isinstance(m, Stop) for m in self.queue):
+            self.queue = deque([Stop()])
             return
         for message in list(self.queue):
-            if message[0] == "cancel":
-                self.cancelled.add(message[1])
-                self.queue.remove(message)
+            match message:
+                case Cancel(request_id):
+                    self.cancelled.add(request_id)
+                    self.queue.remove(message)
 
     def ensure_model(self, model: str | None, adapter: str | None) -> None:
         if self.loaded_key == (model, adapter):
@@ -505,8 +487,8 @@ class _Child:
         self.load_error = None
         self.loaded_key = (model, adapter)
         name = model or "default"
-        self.events.send(("loading", f"loading model {name}"
-                          + (f" with adapter {adapter}" if adapter else "")))
+        self.events.send(ModelLoading(f"loading model {name}"
+                                      + (f" with adapter {adapter}" if adapter else "")))
         from melodyflowd.generate.model import load_model
 
         started = time.perf_counter()
@@ -526,16 +508,16 @@ class _Child:
         fast = self.loaded.fast_forward if USE_FAST_FORWARD else None
         # the compiled loops load (or compile, once a machine) here, before the first bank
         how = fast.describe() if fast is not None else "transformers' forward"
-        self.events.send(("loaded", f"model {name} loaded in "
-                          f"{time.perf_counter() - started:.1f} s; decoding: {how}"))
+        self.events.send(ModelLoaded(f"model {name} loaded in "
+                                     f"{time.perf_counter() - started:.1f} s; decoding: {how}"))
 
     def generate(self, request_id: int, chart: Chart, generation: GenerationSettings,
                  keys: tuple[str, ...]) -> None:
-        self.events.send(("started", request_id))
+        self.events.send(Started(request_id))
         adapter = cache.effective_adapter(generation, chart)
         self.ensure_model(generation.model, adapter)
         if self.loaded is None:
-            self.events.send(("failed", request_id, self.load_error or "model not loaded"))
+            self.events.send(Refused(request_id, self.load_error or "model not loaded"))
             return
         last = [0.0]
 
@@ -545,7 +527,7 @@ class _Child:
             now = time.monotonic()
             if done >= total or now - last[0] >= _PROGRESS_EVERY:
                 last[0] = now
-                self.events.send(("progress", request_id, done, total, "generating"))
+                self.events.send(Working(request_id, done, total, "generating"))
 
         try:
             from melodyflowd.generate.compose import compose_bank
@@ -554,14 +536,14 @@ class _Child:
         except (_ParentGone, BrokenPipeError, ConnectionError):
             raise
         except UserError as exc:
-            self.events.send(("failed", request_id, str(exc)))
+            self.events.send(Refused(request_id, str(exc)))
             return
         except Exception as exc:  # noqa: BLE001 - a bug: one line to the caller, trace to log
             logging.getLogger(__name__).error("generation failed:\n%s", traceback.format_exc())
             first = str(exc).splitlines()[0] if str(exc) else ""
-            self.events.send(("failed", request_id,
-                              f"generation failed: {type(exc).__name__}: {first}"))
+            self.events.send(Refused(request_id,
+                                     f"generation failed: {type(exc).__name__}: {first}"))
             return
         for key in keys:
             cache.store(generation.cache_dir, key, bank)
-        self.events.send(("bank", request_id, bank))
+        self.events.send(Made(request_id, bank))

@@ -59,13 +59,16 @@ Behaviour
 Real time: `handle` does a few list/dict lookups in tables built when a bank is offered
 (build_program, in the caller's thread); it does no I/O, no logging and takes no lock.
 Between two notes the CPU caches go cold, and then every Python line costs ~0.3 us, every
-call, property or int() a few us. So the common messages take a short way, straight-line
+call, property or int() a few us. So the common messages take a fast path, straight-line
 code in `handle` itself: clock ticks (Transport.tick), note-offs (two lookups), note-ons
-(the position from Transport.line in a few float operations; while it stays inside the
-chord span of the last note, the next note of the cached phrase; else the next span of the
-form from one precomputed tuple, `_enter`). Everything else, and any doubt, takes the
-reference path (`_handle`, `_note_on`), which tests/live/test_engine_fast.py checks the short
-way against. A bank swap never frees the old bank in the callback (`release_retired`).
+(the position from Transport.line by transport.beat_on, the helper Transport.beat_at uses;
+while it stays inside the chord span of the last note, the next note of the cached phrase;
+else the next span of the form from one precomputed tuple, `_enter`, which falls back on
+the reference path's helpers `locate`, `_variation_in` and `_phrase_position`). Everything
+else, and any doubt, takes the reference path (`_handle`, `_note_on`), which
+tests/live/test_engine_fast.py checks the fast path against. Two names only: the fast
+path and the reference path. A bank swap never frees the old bank in the callback
+(`release_retired`).
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from melodyflowd.live.transport import CLOCK, STOP
+from melodyflowd.live.transport import CLOCK, STOP, beat_on
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -218,7 +221,7 @@ def build_program(bank: PhraseBank, chart: Chart) -> Program:
     bar_len = float(chart.beats_per_bar)
     span_bar, span_index, span_lo, span_hi, first_span = [], [], [], [], []
     ordered = all(list(row) == sorted(row) for row in starts)
-    for b in range(n_bars if ordered else 0):      # no tables: every note takes the slow way
+    for b in range(n_bars if ordered else 0):      # no tables: every note takes the reference path
         first_span.append(len(span_bar))
         edges = [min(max(start, 0.0), bar_len) for start in starts[b][1:]]
         for s, (lo, hi) in enumerate(zip([0.0, *edges], [*edges, bar_len], strict=True)):
@@ -245,6 +248,22 @@ def build_program(bank: PhraseBank, chart: Chart) -> Program:
                    span_index=tuple(span_index), span_lo=tuple(span_lo),
                    span_hi=tuple(span_hi), first_span=tuple(first_span), near=near,
                    recs=recs)
+
+
+def locate(program: Program, beat: float) -> tuple[int, int, int]:
+    """Where `beat` (absolute beats) falls: (bar since the start, bar of the form, chord
+    span in that bar). The chord-span lookup of the reference path; the fast path's
+    precomputed spans (Program.recs) agree with it."""
+    bar_len = program.bar_len
+    abs_bar = int(beat // bar_len)
+    bar = abs_bar % program.n_bars
+    span = bisect_right(program.starts[bar], beat - abs_bar * bar_len + 1e-9) - 1
+    return abs_bar, bar, max(span, 0)
+
+
+def _as_list(msg: Sequence[int]) -> list[int]:
+    """A message passed on as it came (rtmidi sends lists; other callers may pass tuples)."""
+    return msg if isinstance(msg, list) else list(msg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,7 +341,7 @@ class Engine:
         "_span_config", "_pos", "_index", "_phrase", "_length", "_ref", "_last_out",
         "_last_key", "notes_remapped",
         "_g", "_recs", "_base", "_bar0", "_bar", "_span", "_v", "_fbar", "_window",
-        "_program", "_variation", "_installed_seq", "_offer_bar", "_offer_bar_seq",
+        "_program", "_variation", "_offer_bar", "_offer_bar_seq",
         "_offer_seq", "_retired", "dropped", "errors", "regenerate_requests", "swaps",
         "__weakref__")
 
@@ -347,7 +366,6 @@ class Engine:
         # bank; the main loop drops them (release_retired), which frees them in its thread.
         self._retired: list[Program] = []
         self._offer_seq = 0
-        self._installed_seq = 0
         self._offer_bar = -1               # bar an offer was made in ...
         self._offer_bar_seq = 0            # ... and which offer that was
         self._config = _Config.build(settings)
@@ -440,8 +458,8 @@ class Engine:
         offer = _Offer(self._offer_seq, program, bar)
         if bar is not None and (latest is None or latest is self._installed
                                 or latest.program.bar_len == bar_len):
-            # The bar it waits in is known: tell handle()'s short way now (before the offer
-            # is published), so that no note has to take the long way to find it out. (Not
+            # The bar it waits in is known: tell handle()'s fast path now (before the offer
+            # is published), so that no note has to take the reference path to find it out. (Not
             # when a pending bank of another meter could be swapped in meanwhile.)
             self._window = (offer.seq, bar * bar_len, (bar + 1) * bar_len)
         self._offer = offer
@@ -465,13 +483,13 @@ class Engine:
     def handle(self, msg: Sequence[int], now: float) -> list[list[int]]:
         """One incoming MIDI message at time `now` -> the messages to send, in order."""
         try:
-            # The short way for what a player and a DAW send most: clock ticks, and note-ons
+            # The fast path for what a player and a DAW send most: clock ticks, and note-ons
             # and note-offs of remapped keys while a position is known and no new bank is
-            # due. Straight-line
-            # code on attributes and tables (each call, property or int() costs
-            # microseconds when the caches are cold, as they are between two notes). It
-            # must give exactly what _handle gives (tests/live/test_engine_fast.py compares the
-            # two); anything else, or any doubt, takes _handle.
+            # due: straight-line code on attributes and tables, inline here (each call,
+            # property or int() costs microseconds when the caches are cold, as they are
+            # between two notes; a split into methods measured slower). It must give
+            # exactly what _handle, the reference path, gives (tests/live/test_engine_fast.py
+            # compares the two); anything else, or any doubt, takes _handle.
             size = len(msg)
             if size == 1 and msg[0] == CLOCK:
                 # MIDI clock, 24 a beat while a DAW plays: the most frequent message.
@@ -503,16 +521,12 @@ class Engine:
                             off, pitch = _SLOT[slot]
                             return [[off, pitch,
                                      velocity if status < NOTE_ON else RELEASE_VELOCITY]]
-                        t, beat, tempo, cap, hold = line     # Transport.beat_at, inline
-                        if now - t > hold:
-                            ahead = (now - t) * tempo / 60.0
-                            if ahead > 0.0:
-                                beat += ahead if ahead <= cap else cap
+                        beat = beat_on(line, now)
                         if self._offer is not self._installed:
                             # A bank waits for its bar line: go on inside the bar it waits
                             # in (_waits, inline); past it, swap it in and go on.
                             window = self._window
-                            if window[0] != self._offer.seq or hold == _INF:
+                            if window[0] != self._offer.seq or line[4] == _INF:  # hold
                                 return self._handle(msg, now)
                             if not window[1] <= beat < window[2]:
                                 self._maybe_install(now)
@@ -528,7 +542,7 @@ class Engine:
                             if config.mono and held:
                                 self._end_all(out)
                         if config.anticipation:
-                            beat += config.anticipation * tempo / 60.0
+                            beat += config.anticipation * line[2] / 60.0      # tempo
                         if self._lo <= beat < self._hi and self._span_config is config:
                             # The same chord span as the last note: its next note.
                             pos = self._pos
@@ -570,77 +584,99 @@ class Engine:
     # -- internals -------------------------------------------------------------------------
 
     def _handle(self, msg: Sequence[int], now: float) -> list[list[int]]:
+        """The reference path for any message: check it, then by kind."""
         if not msg:
-            self.dropped += 1
-            return []
+            return self._drop()
         status = msg[0]
-        if status == CLOCK and len(msg) == 1:     # the most frequent message: fast path
+        if status == CLOCK and len(msg) == 1:     # the most frequent message
             self.transport.feed(msg, now)
-            if self._offer is not self._installed:
-                self._maybe_install(now)
-            return [msg if isinstance(msg, list) else list(msg)]
+            self._install_due(now)
+            return [_as_list(msg)]
         if not 0x80 <= status <= 0xFF:
-            self.dropped += 1
-            return []
+            return self._drop()
         if status < 0xF0:
-            kind = status & 0xF0
-            if len(msg) != _CHANNEL_LENGTH[kind] or msg[1] > 127 or msg[-1] > 127 \
-                    or msg[1] < 0 or msg[-1] < 0:
-                self.dropped += 1
-                return []
-            if self._offer is not self._installed:
-                self._maybe_install(now)
-            channel = status & 0x0F
-            config = self._config
-            if kind in (NOTE_ON, NOTE_OFF):
-                key = (channel << 7) | msg[1]
-                out: list[list[int]] = []
-                pressed = kind == NOTE_ON and msg[2] > 0
-                if config.remap[key]:
-                    if pressed:
-                        self._down[key] = 1
-                        self._note_on(config, key, msg[1], msg[2], channel, now, out)
-                    else:
-                        self._down[key] = 0
-                        self._release(key, msg[2] if kind == NOTE_OFF else RELEASE_VELOCITY,
-                                      out)
-                    return out
-                if self._down[key]:
-                    # It went down remapped (the settings changed since): it stays the
-                    # engine's key until it comes up.
-                    self._down[key] = 0
-                    self._release(key, RELEASE_VELOCITY if pressed else msg[2], out)
-                    if not pressed:
-                        return out
-                out.append(msg if isinstance(msg, list) else list(msg))
-                return out
-            elif kind == POLY_PRESSURE:
-                key = (channel << 7) | msg[1]
-                slot = self._held.get(key)
-                if slot is not None:
-                    return [[POLY_PRESSURE | (slot >> 7), slot & 127, msg[2]]]
-                if config.remap[key] or self._down[key]:
-                    return []
-            elif kind == CONTROL:
-                return self._control(config, msg, channel, msg[1], msg[2])
-            return [msg if isinstance(msg, list) else list(msg)]
-        # System messages.
+            return self._channel_message(msg, now)
         if status == SYSEX:
-            if len(msg) < 2 or msg[-1] != SYSEX_END or not all(0 <= b < 0x80
-                                                                 for b in msg[1:-1]):
-                self.dropped += 1
-                return []
-            return [msg if isinstance(msg, list) else list(msg)]
-        length = _SYSTEM_LENGTH.get(status)
-        if length is None or len(msg) != length or not all(0 <= b < 0x80 for b in msg[1:]):
-            self.dropped += 1
-            return []
-        self.transport.feed(msg, now)
+            return self._sysex(msg)
+        return self._system_message(msg, now)
+
+    def _drop(self) -> list[list[int]]:
+        """A malformed message: counted, nothing sent."""
+        self.dropped += 1
+        return []
+
+    def _install_due(self, now: float) -> None:
         if self._offer is not self._installed:
             self._maybe_install(now)
-        passed = msg if isinstance(msg, list) else list(msg)
+
+    def _channel_message(self, msg: Sequence[int], now: float) -> list[list[int]]:
+        status = msg[0]
+        kind = status & 0xF0
+        if len(msg) != _CHANNEL_LENGTH[kind] or not 0 <= msg[1] <= 127 \
+                or not 0 <= msg[-1] <= 127:
+            return self._drop()
+        self._install_due(now)
+        channel = status & 0x0F
+        config = self._config
+        if kind in (NOTE_ON, NOTE_OFF):
+            return self._note(config, msg, kind, channel, now)
+        if kind == POLY_PRESSURE:
+            return self._poly_pressure(config, msg, channel)
+        if kind == CONTROL:
+            return self._control(config, msg, channel, msg[1], msg[2])
+        return [_as_list(msg)]
+
+    def _note(self, config: _Config, msg: Sequence[int], kind: int, channel: int,
+              now: float) -> list[list[int]]:
+        key = (channel << 7) | msg[1]
+        out: list[list[int]] = []
+        pressed = kind == NOTE_ON and msg[2] > 0
+        if config.remap[key]:
+            if pressed:
+                self._down[key] = 1
+                self._note_on(config, key, msg[1], msg[2], channel, now, out)
+            else:
+                self._down[key] = 0
+                self._release(key, msg[2] if kind == NOTE_OFF else RELEASE_VELOCITY, out)
+            return out
+        if self._down[key]:
+            # It went down remapped (the settings changed since): it stays the engine's key
+            # until it comes up.
+            self._down[key] = 0
+            self._release(key, RELEASE_VELOCITY if pressed else msg[2], out)
+            if not pressed:
+                return out
+        out.append(_as_list(msg))
+        return out
+
+    def _poly_pressure(self, config: _Config, msg: Sequence[int],
+                       channel: int) -> list[list[int]]:
+        """Aftertouch on a remapped key follows it to its note (dropped once that ended)."""
+        key = (channel << 7) | msg[1]
+        slot = self._held.get(key)
+        if slot is not None:
+            return [[POLY_PRESSURE | (slot >> 7), slot & 127, msg[2]]]
+        if config.remap[key] or self._down[key]:
+            return []
+        return [_as_list(msg)]
+
+    def _sysex(self, msg: Sequence[int]) -> list[list[int]]:
+        if len(msg) < 2 or msg[-1] != SYSEX_END or not all(0 <= b < 0x80 for b in msg[1:-1]):
+            return self._drop()
+        return [_as_list(msg)]
+
+    def _system_message(self, msg: Sequence[int], now: float) -> list[list[int]]:
+        """Transport and other system messages: fed to the transport, passed on; Stop and
+        System Reset end every note first."""
+        status = msg[0]
+        length = _SYSTEM_LENGTH.get(status)
+        if length is None or len(msg) != length or not all(0 <= b < 0x80 for b in msg[1:]):
+            return self._drop()
+        self.transport.feed(msg, now)
+        self._install_due(now)
+        passed = _as_list(msg)
         if status in (STOP, SYSTEM_RESET):
-            out = []
+            out: list[list[int]] = []
             self._end_all(out)
             out.append(passed)
             return out
@@ -667,7 +703,7 @@ class Engine:
                 self._end_all(out)
                 return out
             return []
-        passed = msg if isinstance(msg, list) else list(msg)
+        passed = _as_list(msg)
         if number in (ALL_SOUND_OFF, ALL_NOTES_OFF):
             out = []
             self._end_all(out)
@@ -677,8 +713,8 @@ class Engine:
 
     def _note_on(self, config: _Config, key: int, note: int, velocity: int, channel: int,
                  now: float, out: list[list[int]]) -> None:
-        """A remapped key goes down: the reference, in plain steps (handle's short way must
-        do the same). It leaves the span cache empty: the next short-way note computes it."""
+        """A remapped key goes down: the reference, in plain steps (handle's fast path must
+        do the same). It leaves the span cache empty: the next fast-path note computes it."""
         self._forget_span()
         held = self._held
         if key in held:                       # a second note-on without a note-off
@@ -695,27 +731,9 @@ class Engine:
         program = self._program
         if config.anticipation:
             beat += config.anticipation * transport.tempo / 60.0
-        bar_len = program.bar_len
-        abs_bar = int(beat // bar_len)
-        bar = abs_bar % program.n_bars
-        span = bisect_right(program.starts[bar], beat - abs_bar * bar_len + 1e-9) - 1
-        if span < 0:
-            span = 0
-        if config.rotate:
-            v = (self._variation + abs_bar // program.n_bars) % program.n_var
-        else:
-            v = self._variation % program.n_var
-        phrase = program.phrases[v][bar][span]
-        if phrase is not self._phrase or abs_bar != self._bar or span != self._span:
-            self._phrase = phrase
-            self._bar = abs_bar
-            self._span = span
-            pos = 0
-            if program.arpeggio[v][bar][span] and self._last_out >= 0:
-                last = self._last_out
-                pos = min(range(len(phrase)), key=lambda i: abs(phrase[i] - last))
-        else:
-            pos = self._pos
+        abs_bar, bar, span = locate(program, beat)
+        v = self._variation_in(config, program, abs_bar)
+        phrase, pos = self._phrase_position(program, v, abs_bar, bar, span)
         pitch = phrase[pos % len(phrase)]
         if config.contour and self._last_key >= 0 and self._last_out >= 0 \
                 and note != self._last_key:
@@ -736,19 +754,15 @@ class Engine:
     def _waits(self, line: tuple[float, float, float, float, float], now: float) -> bool:
         """An offer is pending: is the position (from the transport's `line`) still inside
         the bar it waits in, as _maybe_install found it (so nothing is to be done)?"""
-        t, beat, tempo, cap, hold = line
-        if hold == _INF:
+        if line[4] == _INF:                   # hold: stopped
             return False
-        if now - t > hold:
-            ahead = (now - t) * tempo / 60.0
-            if ahead > 0.0:
-                beat += ahead if ahead <= cap else cap
+        beat = beat_on(line, now)
         window = self._window
         offer = self._offer
         return offer is not None and window[0] == offer.seq and window[1] <= beat < window[2]
 
     def _forget_span(self) -> None:
-        """Empty the span cache (a new bank, variation or settings; a slow-way note)."""
+        """Empty the span cache (a new bank, variation or settings; a reference-path note)."""
         self._lo = _INF
         self._hi = -_INF
         self._g = -1
@@ -779,26 +793,10 @@ class Engine:
                     last = self._last_out
                     return near[last] if near is not None and last >= 0 else 0
         program = self._program
-        bar_len = program.bar_len
-        abs_bar = int(beat // bar_len)
-        bar = abs_bar % program.n_bars
-        span = bisect_right(program.starts[bar], beat - abs_bar * bar_len + 1e-9) - 1
-        if span < 0:
-            span = 0
+        abs_bar, bar, span = locate(program, beat)
         rep = abs_bar // program.n_bars
-        n_var = program.n_var
-        v = (self._variation + rep) % n_var if config.rotate else self._variation % n_var
-        phrase = program.phrases[v][bar][span]
-        if phrase is not self._phrase or abs_bar != self._bar or span != self._span:
-            self._phrase = phrase
-            self._bar = abs_bar
-            self._span = span
-            pos = 0
-            if program.arpeggio[v][bar][span] and self._last_out >= 0:
-                last = self._last_out
-                pos = min(range(len(phrase)), key=lambda i: abs(phrase[i] - last))
-        else:
-            pos = self._pos
+        v = self._variation_in(config, program, abs_bar)
+        phrase, pos = self._phrase_position(program, v, abs_bar, bar, span)
         self._length = len(phrase)
         self._v = v
         self._fbar = bar
@@ -816,6 +814,29 @@ class Engine:
             self._forget_span()
         self._span_config = config
         return pos
+
+    def _variation_in(self, config: _Config, program: Program, abs_bar: int) -> int:
+        """The variation played in bar `abs_bar` (the selected one, rotated per form repeat
+        with rotate_variations)."""
+        if config.rotate:
+            return (self._variation + abs_bar // program.n_bars) % program.n_var
+        return self._variation % program.n_var
+
+    def _phrase_position(self, program: Program, v: int, abs_bar: int, bar: int,
+                         span: int) -> tuple[tuple[int, ...], int]:
+        """The phrase of (v, bar, span) and the position in it to play: the next one while
+        it is the span of the last note, else its start (an arpeggio: the tone nearest the
+        last note). Makes it the current phrase."""
+        phrase = program.phrases[v][bar][span]
+        if phrase is self._phrase and abs_bar == self._bar and span == self._span:
+            return phrase, self._pos
+        self._phrase = phrase
+        self._bar = abs_bar
+        self._span = span
+        if program.arpeggio[v][bar][span] and self._last_out >= 0:
+            last = self._last_out
+            return phrase, min(range(len(phrase)), key=lambda i: abs(phrase[i] - last))
+        return phrase, 0
 
     def _contour_pick(self, program: Program, v: int, bar: int, span: int, pos: int,
                       own: int, direction: int) -> int:
@@ -871,7 +892,7 @@ class Engine:
                 self._offer_bar_seq = offer.seq
                 self._offer_bar = offer.bar if offer.bar is not None else bar
             if bar == self._offer_bar:         # a bar line (or a jump by SPP) swaps it in
-                # handle's short way waits too while the position stays in this bar
+                # handle's fast path waits too while the position stays in this bar
                 self._window = (offer.seq, self._offer_bar * bar_len,
                                 (self._offer_bar + 1) * bar_len)
                 return
@@ -882,7 +903,6 @@ class Engine:
         self._retired.append(self._program)
         self._program = program
         self._installed = offer
-        self._installed_seq = offer.seq
         self._window = (0, 0.0, 0.0)
         self.variation %= program.n_var        # (forgets the span cache)
         self._phrase = None

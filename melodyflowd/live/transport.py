@@ -29,8 +29,8 @@ again; `ensure_running` does not restart it.
 
 Real time: every change recomputes `line`, one tuple that says where the position is
 (anchor time, anchor beat, tempo, how far it may move ahead of the anchor, and how long it
-holds still). `beat_at` is a few float operations on it, and the engine's note-on path does
-the same arithmetic inline (no call, no property) from the same tuple.
+holds still). `beat_on(line, now)` is a few float operations on it: `beat_at` and the
+engine's note path both call it (no property on the way).
 """
 
 from __future__ import annotations
@@ -48,6 +48,18 @@ MAX_TICK_GAP = 0.25         # s; a longer gap between ticks (< 10 bpm) is a paus
 CLOCK_RECENT = 0.5          # s; ticks this recent mean "a clock is arriving"
 START_GRACE = 0.1           # s; a first tick this soon after Start/Continue is the downbeat
 _INF = float("inf")
+
+
+def beat_on(line: tuple[float, float, float, float, float], now: float) -> float:
+    """The position at `now` on a `Transport.line` (t, beat, tempo, cap, hold): `beat` while
+    now - t <= hold, else moved on at `tempo` from (t, beat), at most `cap` beats ahead.
+    The one place this arithmetic lives (beat_at and the engine's note path call it)."""
+    t, beat, tempo, cap, hold = line
+    if now - t > hold:
+        ahead = (now - t) * tempo / 60.0
+        if ahead > 0.0:
+            beat += ahead if ahead <= cap else cap
+    return beat
 
 
 class Transport:
@@ -118,19 +130,11 @@ class Transport:
         now - t <= hold (stopped: hold = inf; waiting for the first tick after Start:
         START_GRACE, or inf when ticks are arriving), else it moves on at `tempo` from
         (t, beat), never behind `beat` and never more than `cap` beats ahead of it (one tick
-        when clocked). Engine.handle inlines this arithmetic: keep the two the same."""
+        when clocked). The arithmetic is `beat_on`'s."""
         line = self.line
         if line is None:
             return None
-        t, beat, tempo, cap, hold = line
-        if now - t <= hold:
-            return beat
-        ahead = (now - t) * tempo / 60.0
-        if ahead <= 0.0:
-            return beat
-        if ahead > cap:
-            ahead = cap
-        return beat + ahead
+        return beat_on(line, now)
 
     def _relin(self) -> None:
         """Recompute `line` from the state (after every change; one reference assignment)."""

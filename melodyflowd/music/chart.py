@@ -1,27 +1,28 @@
 """YAML chord chart -> Chart. Pure parsing (load_chart reads the file); every error names file:line.
 
-The format (DESIGN §3)::
+The format is documented, with examples, in docs/charts.md::
 
-    title: Blues for Alice        # optional
+    title: Blues for Alice
     tempo: 180                    # quarter-note bpm (default 120)
-    time: 4/4                     # default 4/4; 3/4, 6/8, 5/4 ...
-    key: F                        # optional hint (F, Dm, Bb-maj, C minor ...)
-    style: bebop                  # optional hint
+    time: 4/4
+    key: F
+    style: bebop
     sections:
-      A: "| Fj7 | Em7b5 A7 | Dm7 G7 | Cm7 F7 |"
-      B: "| Bb7 | Bbm7 Eb7 | Am7 D7 | Abm7 Db7 |"
-    form: [A, B]                  # optional; default: sections in file order
+      A: "|: Fj7 | Em7b5 A7 | 1. Dm7 G7 :| 2. Cm7 F7 |"
+      B: "| Bb7 (E7) | _ | 3/4 Am7 D7 | 4/4 Gm7 C7 |"
+    form: [A, B]
 
-or ``chords: "| Dm7 G7 | Cmaj7 | % |"`` for a single section. Bars are
-separated by ``|`` (``||`` is a double bar line, a line break between two bar
-lines is not an empty bar). In a bar the chords share the bar evenly (three
-chords in 4/4: 2+1+1) unless a count follows a colon (``C7:3 F7:1``); counts are
-in the time signature's beat unit (eighths in 6/8). A ``/`` extends the chord
-before it by one share (``C7 / F7 /``). ``%`` repeats the previous bar, ``NC`` is
-no chord. The form loops.
+or ``chords:`` for a single section. Bars are between ``|``; chords share a bar
+evenly unless a count follows a colon (``C7:3 F7:1``, in the meter's beat unit);
+``/`` extends the chord before it by one share; ``%`` repeats the previous bar,
+``_`` is an empty bar (the chord before holds), ``NC`` no chord; ``(Db7)`` after a
+chord is its alternate; ``|:`` ``:|`` (``:|x3``) and ``1.`` ``2.`` are repeats and
+endings inside a section (unrolled here); ``3/4`` at the start of a bar changes the
+meter for the rest of its section. The form loops. Suspicious bars (more chords
+than beats, stray punctuation) become Chart.warnings with file:line:column.
 
 Inside a Chart all beat positions are in quarter notes (MIDI clock beats), so a
-6/8 bar is 3.0 beats long.
+6/8 bar is 3.0 beats long; bars are in playing order (repeats unrolled).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from typing import Any
 import yaml
 
 from melodyflowd.errors import UserError
-from melodyflowd.music.theory import Chord, ChordError, note_names, parse_chord
+from melodyflowd.music.form import playing_order
+from melodyflowd.music.theory import NO_CHORD, Chord, ChordError, note_names, parse_chord
 
 
 class ChartError(UserError):
@@ -47,6 +49,7 @@ class ChordSpan:
     chord: Chord
     start_beat: float      # from the start of the bar
     beats: float
+    alternate: Chord | None = None   # written above it in parentheses: C7 (Gb7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,8 @@ class Bar:
     index: int             # position in the form unrolled once, 0-based
     section: str           # section name ("A"), or "" for the `chords:` shorthand
     chords: tuple[ChordSpan, ...]
+    time: tuple[int, int] | None = None   # its own meter where it differs from the chart's
+    empty: bool = False    # written `_`: no new chord, the one before it holds
 
     def chord_at(self, beat: float) -> Chord:
         """The chord sounding at `beat` (from the start of this bar)."""
@@ -73,6 +78,7 @@ class Chart:
     bars: tuple[Bar, ...]          # the form unrolled once, in playing order
     source: str = "<chart>"        # file name, for messages
     form: tuple[str, ...] = ()     # section names in playing order ("" for chords:)
+    warnings: tuple[str, ...] = ()  # "file:line:column: what looks wrong" (check prints them)
 
     @property
     def beats_per_bar(self) -> float:
@@ -93,13 +99,16 @@ DEFAULT_TEMPO = 120.0
 MAX_TEMPO = 1000.0
 DENOMINATORS = (1, 2, 4, 8, 16, 32)
 BAR_SYNTAX = ("write bars between '|', chords split the bar evenly or take Chord:beats, "
-              "'/' extends the chord before it, '%' repeats the previous bar, NC is no chord")
+              "'/' extends the chord before it, '%' repeats the previous bar, '_' is an "
+              "empty bar, NC is no chord (docs/charts.md)")
 KEY_RE = re.compile(
     r"^[A-G][#b]?(?:[\s-]?(?:maj|major|min|minor|m|dor|dorian|mix|mixolydian|lyd|lydian|"
     r"phr|phrygian|aeo|aeolian|loc|locrian|ion|ionian|blues|chrom|chromatic)|-)?$",
     re.IGNORECASE)
 TIME_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
-TOKEN_RE = re.compile(r"\|+|[^\s|]+")
+TOKEN_RE = re.compile(r"\|+:|:\|+(?:x\d+)?|\|+|[^\s|]+")
+ENDING_RE = re.compile(r"^[1-9]\.$")
+STRAY = ",.;"
 
 
 # --------------------------------------------------------------------------- locations
@@ -111,6 +120,15 @@ class _Source:
     def __init__(self, text: str, filename: str) -> None:
         self.text = text
         self.filename = filename
+        self.warnings: list[str] = []
+        self.meter_mark: tuple[yaml.ScalarNode, int] | None = None   # first meter change
+
+    def warn(self, message: str, node: yaml.Node | None = None,
+             offset: int | None = None) -> None:
+        """Something that reads but looks wrong: kept as "file:line:column: message"."""
+        text = self.error(message, node, offset).format()
+        if text not in self.warnings:
+            self.warnings.append(text)
 
     def error(self, message: str, node: yaml.Node | None = None, offset: int | None = None,
               index: int | None = None) -> ChartError:
@@ -185,7 +203,7 @@ def parse_chart(text: str, filename: str = "<chart>") -> Chart:
     key = _key(src, loader_values, entries.get("key"))
     style = _text_value(src, loader_values, entries.get("style"), "style")
 
-    sections: dict[str, list[tuple[ChordSpan, ...]]] = {}
+    sections: dict[str, list[_Written]] = {}
     order: list[str] = []
     if "chords" in entries and "sections" in entries:
         raise src.error("both chords: and sections: given: use chords: for one section, or "
@@ -211,11 +229,25 @@ def parse_chart(text: str, filename: str = "<chart>") -> Chart:
     form = _form(src, entries["form"][1], sections) if "form" in entries else order
 
     bars: list[Bar] = []
+    held: Chord = parse_chord("NC")
     for name in form:
-        for spans in sections[name]:
-            bars.append(Bar(index=len(bars), section=name, chords=spans))
+        for written in sections[name]:
+            spans, empty = written.spans, written.spans is None
+            if spans is None:                 # `_`: the chord before holds for the whole bar
+                num, den = written.time
+                spans = (ChordSpan(held, 0.0, _clean(num * 4 / den)),)
+            bars.append(Bar(index=len(bars), section=name, chords=spans,
+                            time=written.time if written.time != time else None, empty=empty))
+            held = spans[-1].chord
+    if all(span.chord.is_no_chord for bar in bars for span in bar.chords):
+        src.warn("no chord in the chart: every bar is NC, where any note goes", root)
+    if any(bar.time for bar in bars):
+        line, offset = src.meter_mark or (None, None)
+        src.warn(f"the meter changes inside the tune: the player gives every bar the length "
+                 f"of {time[0]}/{time[1]} for now (a shorter bar's last chord holds on)",
+                 line, offset)
     return Chart(title=title, tempo=tempo, time=time, key=key, style=style, bars=tuple(bars),
-                 source=filename, form=tuple(form))
+                 source=filename, form=tuple(form), warnings=tuple(src.warnings))
 
 
 def load_chart(path: str) -> Chart:
@@ -390,8 +422,27 @@ def _form(src: _Source, node: yaml.Node, sections: dict[str, Any]) -> list[str]:
 
 # --------------------------------------------------------------------------- bars
 
+@dataclass(slots=True)
+class _Written:
+    """A bar as written in a section, with the repeat signs form.playing_order reads."""
+    spans: tuple[ChordSpan, ...] | None      # None: `_`, the chord before holds
+    time: tuple[int, int]
+    repeat_start: bool = False
+    repeat_end: bool = False
+    times: int | None = None
+    ending: int = 0
+    segno: bool = False
+    coda_start: bool = False
+    coda_after: bool = False
+    jump: str | None = None
+    jump_to: str | None = None
+    fine: bool = False
+    end: bool = False
+
+
 def _section_bars(src: _Source, node: yaml.Node, time: tuple[int, int],
-                  what: str) -> list[tuple[ChordSpan, ...]]:
+                  what: str) -> list[_Written]:
+    """The bars of a section in playing order (its repeats and endings taken)."""
     lines: list[yaml.ScalarNode] = []
     if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":str"):
         lines = [node]
@@ -402,27 +453,73 @@ def _section_bars(src: _Source, node: yaml.Node, time: tuple[int, int],
         raise src.error(f"wrong YAML type for {what}: got {_kind(node)}, expected bars as "
                         f"text like \"| Dm7 G7 | Cmaj7 |\"", node)
 
-    bars: list[tuple[ChordSpan, ...]] = []
+    bars: list[_Written] = []
+    meter = time
+    pending_start = False
+    repeats_used = False
     for line in lines:
         positions = src.positions(line)
         current: list[tuple[str, int]] = []
-        last_bar_line: int | None = None     # offset of the previous '|' token
+        ending = 0
+        last_bar_line: tuple[str, int] | None = None     # the previous bar line token
         tokens = [(m.group(), m.start()) for m in TOKEN_RE.finditer(line.value)]
         for text, offset in tokens + [("|", len(line.value))]:
-            if not text.startswith("|"):
+            if not (text.startswith("|") or text.startswith(":|")):
+                if not current and ENDING_RE.match(text):
+                    ending = int(text[0])
+                    repeats_used = True
+                    continue
+                if not current and TIME_RE.match(text) and not text.startswith(("/", "%")):
+                    meter = _bar_time(src, line, text, offset)
+                    if meter != time and src.meter_mark is None:
+                        src.meter_mark = (line, offset)
+                    continue
                 current.append((text, offset))
                 continue
             at_end = offset == len(line.value)
+            sign = text.startswith(":") or text.endswith(":")
             if current:
-                bars.append(_bar(src, line, current, time, bars, what))
-                current = []
-            elif last_bar_line is not None and not at_end and not _line_break_between(
-                    src, line, positions, last_bar_line, offset):
+                spans = _bar(src, line, current, meter, [b.spans for b in bars], what)
+                bars.append(_Written(spans, meter, repeat_start=pending_start, ending=ending))
+                pending_start, ending, current = False, 0, []
+            elif ending:
+                raise src.error(f"ending {ending}. has no bar after it: write it at the start "
+                                f"of a bar, e.g. | 1. G7 :| 2. C |", line, offset)
+            elif (last_bar_line is not None and not at_end and not sign
+                  and not last_bar_line[0].endswith(":") and not last_bar_line[0].startswith(":")
+                  and not _line_break_between(src, line, positions, last_bar_line[1], offset)):
                 raise src.error(f"empty bar in {what}: {BAR_SYNTAX}", line, offset)
-            last_bar_line = offset
+            if text.startswith(":"):
+                if not bars:
+                    raise src.error(f"repeat end {text!r} has no bar before it in {what}: "
+                                    f"{BAR_SYNTAX}", line, offset)
+                bars[-1].repeat_end = True
+                count = text.rstrip("|").partition("x")[2] if "x" in text else ""
+                if count:
+                    if not 2 <= int(count) <= 64:
+                        raise src.error(f"bad repeat count {text!r}: write :|x2 to :|x64",
+                                        line, offset)
+                    bars[-1].times = int(count)
+                repeats_used = True
+            if text.endswith(":"):
+                pending_start = True
+                repeats_used = True
+            last_bar_line = (text, offset)
     if not bars:
         raise src.error(f"{what} has no bars: {BAR_SYNTAX}", node)
-    return bars
+    if not repeats_used:
+        return bars
+    return [bars[k] for k in playing_order(bars)]
+
+
+def _bar_time(src: _Source, line: yaml.ScalarNode, text: str, offset: int) -> tuple[int, int]:
+    match = TIME_RE.match(text)
+    num, den = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+    if not 1 <= num <= 32 or den not in DENOMINATORS:
+        raise src.error(f"bad time signature {text!r} at the start of a bar: write one like "
+                        f"3/4 or 6/8 (1-32 beats over {', '.join(map(str, DENOMINATORS))})",
+                        line, offset)
+    return (num, den)
 
 
 def _line_break_between(src: _Source, line: yaml.ScalarNode, positions: dict[int, int],
@@ -434,24 +531,28 @@ def _line_break_between(src: _Source, line: yaml.ScalarNode, positions: dict[int
 
 
 def _bar(src: _Source, line: yaml.ScalarNode, tokens: list[tuple[str, int]],
-         time: tuple[int, int], previous: list[tuple[ChordSpan, ...]],
-         what: str) -> tuple[ChordSpan, ...]:
+         time: tuple[int, int], previous: list[tuple[ChordSpan, ...] | None],
+         what: str) -> tuple[ChordSpan, ...] | None:
     num, den = time
-    if tokens[0][0] == "%":
+    if tokens[0][0] in ("%", "_"):
+        sign = tokens[0][0]
         if len(tokens) > 1:
-            raise src.error(f"'%' must be alone in its bar, found {tokens[1][0]!r} after it: "
-                            f"{BAR_SYNTAX}", line, tokens[1][1])
+            raise src.error(f"{sign!r} must be alone in its bar, found {tokens[1][0]!r} after "
+                            f"it: {BAR_SYNTAX}", line, tokens[1][1])
+        if sign == "_":
+            return None
         if not previous:
             raise src.error(f"'%' in the first bar of {what} has no previous bar to repeat: "
                             f"write the chord", line, tokens[0][1])
         return previous[-1]
 
-    # items: [chord, given beats or None, offset]; '/' adds a share to the chord before it
+    # items: [chord, given beats or None, offset, text, alternate]; '/' adds a share to the
+    # chord before it
     items: list[list[Any]] = []
     shares: list[int] = []
     for text, offset in tokens:
-        if text == "%":
-            raise src.error(f"'%' must be alone in its bar: {BAR_SYNTAX}", line, offset)
+        if text in ("%", "_"):
+            raise src.error(f"{text!r} must be alone in its bar: {BAR_SYNTAX}", line, offset)
         if text == "/":
             if not items:
                 raise src.error(f"'/' at the start of a bar has no chord to extend: "
@@ -461,6 +562,16 @@ def _bar(src: _Source, line: yaml.ScalarNode, tokens: list[tuple[str, int]],
                                 f"either Chord:beats or '/'", line, offset)
             shares[-1] += 1
             continue
+        if text.startswith("(") and text.endswith(")") and len(text) > 2 \
+                and text[1] in "ABCDEFGN":
+            if not items:
+                raise src.error(f"alternate chord {text!r} has no chord before it to stand "
+                                f"for: write it after the chord, e.g. C7 (Gb7)", line, offset)
+            try:
+                items[-1][4] = parse_chord(text[1:-1])
+            except ChordError as exc:
+                raise src.error(exc.detail, line, offset + 1) from None
+            continue
         symbol, colon, count = text.partition(":")
         beats: float | None = None
         if colon:
@@ -469,8 +580,16 @@ def _bar(src: _Source, line: yaml.ScalarNode, tokens: list[tuple[str, int]],
             chord = parse_chord(symbol)
         except ChordError as exc:
             raise src.error(exc.detail, line, offset) from None
-        items.append([chord, beats, offset, text])
+        if symbol.strip() not in NO_CHORD and symbol.rstrip()[-1:] in STRAY:
+            src.warn(f"{symbol!r} ends in stray punctuation {symbol.rstrip()[-1]!r}: read as "
+                     f"{symbol.rstrip().rstrip(STRAY)!r}", line, offset)
+        items.append([chord, beats, offset, text, None])
         shares.append(1)
+    if not items:
+        raise src.error(f"bar has no chord: {BAR_SYNTAX}", line, tokens[0][1])
+    if len(items) > num:
+        src.warn(f"{len(items)} chords in a bar of {num} beats ({num}/{den}): "
+                 f"{_fmt(round(num / len(items), 3))} beat each", line, items[0][2])
 
     given = sum(item[1] for item in items if item[1] is not None)
     free_shares = sum(s for item, s in zip(items, shares, strict=True) if item[1] is None)
@@ -513,7 +632,7 @@ def _bar(src: _Source, line: yaml.ScalarNode, tokens: list[tuple[str, int]],
         else:
             length = sum(free_sizes[k:k + share])
             k += share
-        spans.append(ChordSpan(item[0], _clean(start * unit), _clean(length * unit)))
+        spans.append(ChordSpan(item[0], _clean(start * unit), _clean(length * unit), item[4]))
         start += length
     return tuple(spans)
 
@@ -556,7 +675,14 @@ def chart_to_json(chart: Chart) -> dict:
                            "beats": _num(span.beats), "root": c.root, "bass": c.bass,
                            "tones": list(c.tones), "scale": list(c.scale),
                            "pentatonic": list(c.pentatonic)})
-        bars.append({"index": bar.index, "section": bar.section, "chords": chords})
+            if span.alternate is not None:
+                chords[-1]["alternate"] = span.alternate.symbol
+        entry: dict[str, Any] = {"index": bar.index, "section": bar.section, "chords": chords}
+        if bar.time is not None:
+            entry["time"] = list(bar.time)
+        if bar.empty:
+            entry["empty"] = True
+        bars.append(entry)
     return {"title": chart.title, "tempo": _num(chart.tempo), "time": list(chart.time),
             "key": chart.key, "style": chart.style, "bars": bars}
 
@@ -586,6 +712,12 @@ def chart_to_text(chart: Chart) -> str:
             else:
                 parts.append(f"{c.symbol} ({beats}): {_names(c, c.tones)} | "
                              f"{c.scale_name} {_names(c, c.scale)}")
+            if span.alternate is not None:
+                parts[-1] += f" (or {span.alternate.symbol})"
+        if bar.time is not None:
+            parts[0] = f"{bar.time[0]}/{bar.time[1]} {parts[0]}"
+        if bar.empty:
+            parts[0] = f"_ {parts[0]}"
         section = f"{bar.section:<{width}} " if width else ""
         lines.append(f"{bar.index + 1:>3} {section}" + "  //  ".join(parts))
     return "\n".join(lines) + "\n"

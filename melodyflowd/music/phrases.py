@@ -53,11 +53,6 @@ class BarPhrase:
     bar: int                          # index into PhraseBank.bars
     notes: tuple[PhraseNote, ...]
 
-    def notes_for_chord(self, symbol: str, start_beat: float) -> tuple[PhraseNote, ...]:
-        """The notes written for the chord span starting at start_beat (by `chord` and beat)."""
-        picked = tuple(n for n in self.notes if n.chord == symbol and n.beat >= start_beat - 1e-6)
-        return picked or self.notes
-
 
 @dataclass(frozen=True, slots=True)
 class BankChord:

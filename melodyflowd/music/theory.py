@@ -454,7 +454,7 @@ def _scale_name(shape: _Shape) -> str:
             if flat9 or sharp9:
                 return "half-whole diminished"        # 7b9, 7(b9,#11), 7(#9,13)
         elif sharp9:
-            return "altered"                          # 7#9 on its own
+            return "half-whole diminished"            # 7#9 on its own: 1 3 5 b7 #9
         if sharp5 and 8 in fifths:
             return "whole tone"
         if flat5:
@@ -510,11 +510,11 @@ def parse_chord(symbol: str) -> Chord:
 
     shape = _read(_tokenize(rest, symbol), symbol)
     name = _scale_name(shape)
-    if name == "altered" and shape.fifths == {7}:
-        shape.fifths = set()                          # the altered scale has no natural 5
-    if shape.alt:
-        shape.fifths = {8}                            # 7alt: 1 3 #5 b7 #9
-        shape.ninths.add(3)
+    if shape.alt:                                     # 7alt: 1 3 b7 with b9 #9 #11 b13
+        shape.fifths = set()
+        shape.ninths = {1, 3}
+        shape.elevenths = {6}
+        shape.thirteenths = {8}
     intervals = _tones(shape)
     scale_iv = _fit(list(SCALES[name]), intervals)
     bass_iv = (bass - root) % 12
@@ -580,39 +580,141 @@ _LETTERS = "CDEFGAB"
 _ACCIDENTALS = {-2: "bb", -1: "b", 0: "", 1: "#", 2: "##"}
 
 
+def _spelled(letter: str, pc: int) -> str | None:
+    """`pc` written on `letter` with at most a double accidental, else None."""
+    diff = (pc - NOTE_NAMES[letter]) % 12
+    diff = diff - 12 if diff > 6 else diff
+    return letter + _ACCIDENTALS[diff] if diff in _ACCIDENTALS else None
+
+
 def note_names(chord: Chord, pcs: tuple[int, ...]) -> tuple[str, ...]:
     """Spell pitch classes the way a jazz player reads them over this chord.
 
-    Each note gets the letter of its degree above the written root (b9 of D is
-    Eb, #9 of G is A#, b5 of E is Bb), chosen from the chord's own intervals.
+    A seven-note scale takes one letter a degree from the written root (Db dorian:
+    Db Eb Fb Gb Ab Bb Cb; Fm7b5: F G Ab Bb Cb Db Eb) and the chord tones are named as
+    in it; where that would need a double flat or sharp (Dbm7b5), and in the altered
+    scale (C7alt: C Db D# E F# G# Bb), each note takes the letter of its degree above
+    the root (b9 of D is Eb, #9 of G is A#). The half-whole scale of a dominant names each
+    note by its degree (G7b9: G Ab A# B C# D E F); the whole-half scale of a diminished
+    chord and the whole-tone scale keep to one kind of accidental: flats on a flat root
+    or C and F, sharps on a sharp root and G D A E B (B whole-half: B C# D E F G G# A#).
+    The chord tones are spelled as chord tones even where that scale spells one of them
+    otherwise (Bo7: B D F Ab).
     """
     if chord.root is None:
         return tuple(note_name(pc) for pc in pcs)
-    letter = _LETTERS.index(chord.symbol.strip().translate(_FOLD)[0])
-    context = {(pc - chord.root) % 12 for pc in (*chord.tones, *pcs)}
+    folded = chord.symbol.strip().translate(_FOLD)
+    root_name = folded[:2] if folded[1:2] in ("b", "#") else folded[:1]
+    tones, scale = _spellings(root_name, chord.tones, chord.scale)
+    table = tones if tuple(pcs) == chord.tones else {**tones, **scale} \
+        if len(chord.scale) == 7 else {**scale}
+    return tuple(table.get(pc) or tones.get(pc) or note_name(pc) for pc in pcs)
+
+
+@functools.lru_cache(maxsize=4096)
+def _spellings(root_name: str, tones: tuple[int, ...],
+               scale: tuple[int, ...]) -> tuple[dict[int, str], dict[int, str]]:
+    """(chord tone names, scale names) for a chord written on `root_name`."""
+    root = (NOTE_NAMES[root_name[0]] + (root_name.count("#") - root_name.count("b"))) % 12
+    letter = _LETTERS.index(root_name[0])
+    tone_names = {pc: _degree_name(letter, root, pc, tones) for pc in tones}
+    tone_names[root] = root_name
+    intervals = tuple(sorted((pc - root) % 12 for pc in scale))
+    if len(scale) == 7 and intervals != SCALES["altered"]:
+        # one letter a degree, the chord tones named as in the scale (Fm7b5: Cb, not B)
+        ordered = sorted(scale, key=lambda p: (p - root) % 12)
+        strict = [_spelled(_LETTERS[(letter + k) % 7], pc) for k, pc in enumerate(ordered)]
+        if all(name is not None and len(name) <= 2 for name in strict):
+            names = dict(zip(ordered, strict, strict=True))
+            return {pc: names.get(pc, tone_names[pc]) for pc in tones}, names
+    if len(scale) == 7:
+        names = dict(tone_names)
+        used = {name[0] for pc, name in names.items() if pc in scale}
+        free = [_LETTERS[(letter + k) % 7] for k in range(7)
+                if _LETTERS[(letter + k) % 7] not in used]
+        rest = [pc for pc in sorted(scale, key=lambda p: (p - root) % 12) if pc not in names]
+        if len(free) == len(rest):
+            for pc, step in zip(rest, free, strict=True):
+                name = _spelled(step, pc)
+                names[pc] = name if name and len(name) <= 2 else _degree_name(
+                    letter, root, pc, tones)
+        for pc in rest:
+            names.setdefault(pc, _degree_name(letter, root, pc, tones))
+        return tone_names, names
+    if 4 in {(pc - root) % 12 for pc in tones} and len(scale) == 8:
+        # half-whole over a dominant: each note by its degree (G Ab A# B C# D E F)
+        return tone_names, {pc: tone_names.get(pc) or _degree_name(letter, root, pc, tones)
+                            for pc in scale}
+    return tone_names, _one_kind(root_name, root, letter, scale, tone_names)
+
+
+def _degree_name(letter: int, root: int, pc: int, context_pcs: tuple[int, ...]) -> str:
+    """One note by its degree above the root, read from the chord's intervals."""
+    context = {(p - root) % 12 for p in (*context_pcs, pc)}
     major_third, fifth = 4 in context, 7 in context
     diminished = 3 in context and 6 in context and not fifth and 10 not in context
-    names = []
-    for pc in pcs:
-        interval = (pc - chord.root) % 12
-        degrees = {3: (1, 2) if major_third else (2, 1),          # #9 over a major 3rd, else b3
-                   6: (3, 4) if major_third else (4, 3),          # #11, or b5 in minor / dim
-                   8: (4, 5) if major_third and not fifth else (5, 4),   # #5, else b13 / b6
-                   9: (6, 5) if diminished else (5, 6),           # bb7 of a dim7, else 6 / 13
-                   11: (6, 0),                                    # major 7th (C#o7: C, not B#)
-                   }.get(interval, ((0, 1, 1, 2, 2, 3, 3, 4, 5, 5, 6, 6)[interval],))
-        candidates = []
-        for degree in degrees:
-            step = _LETTERS[(letter + degree) % 7]
-            diff = (pc - NOTE_NAMES[step]) % 12
-            diff = diff - 12 if diff > 6 else diff
-            if diff in _ACCIDENTALS:
-                candidates.append(step + _ACCIDENTALS[diff])
-        # an E#, B#, Cb, Fb or double accidental only when no other degree reads better
-        plain = [c for c in candidates if len(c) == 1 or c[1:] in ("b", "#")
-                 and c not in ("E#", "B#", "Cb", "Fb")]
-        names.append((plain or candidates or [note_name(pc)])[0])
-    return tuple(names)
+    interval = (pc - root) % 12
+    degrees = {3: (1, 2) if major_third else (2,),            # #9 over a major 3rd, else b3
+               6: (3, 4) if major_third else (4, 3),          # #11, or b5 in minor / dim
+               8: (4, 5) if major_third and not fifth else (5, 4),   # #5, else b13 / b6
+               9: (6, 5) if diminished else (5, 6),           # bb7 of a dim7, else 6 / 13
+               11: (6, 0),                                    # major 7th (C#o7: C, not B#)
+               }.get(interval, ((0, 1, 1, 2, 2, 3, 3, 4, 5, 5, 6, 6)[interval],))
+    # a degree that needs a double accidental (the b9 of Ab) is read on the next letter
+    for group in (degrees, tuple(d + e for d in degrees for e in (-1, 1))):
+        single = [name for degree in group
+                  if (name := _spelled(_LETTERS[(letter + degree) % 7], pc)) is not None
+                  and len(name) <= 2]
+        # where the degree is a choice (#9 or b3, #11 or b5 ...), not E# B# Cb Fb
+        plain = [n for n in single if n not in ("E#", "B#", "Cb", "Fb")]
+        if len(group) > 1 and plain:
+            return plain[0]
+        if single:
+            return single[0]
+    return note_name(pc)
+
+
+def _one_kind(root_name: str, root: int, letter: int, scale: tuple[int, ...],
+              tone_names: dict[int, str]) -> dict[int, str]:
+    """Names for a scale that is not seven notes: letters in order from the root, one kind
+    of accidental (the root's side), as few repeated letters, E#/B#/Cb/Fb and chord tones
+    spelled otherwise than in the chord as can be."""
+    sharp_side = "#" in root_name or root_name in ("G", "D", "A", "E", "B")
+    ordered = sorted(scale, key=lambda p: (p - root) % 12)
+    options: list[list[tuple[int, str]]] = []
+    for pc in ordered:
+        found = []
+        for k in range(8):
+            name = _spelled(_LETTERS[(letter + k) % 7], pc)
+            if name is not None and len(name) <= 2:
+                found.append((k, name))
+        options.append(found if pc != root else [(0, root_name)])
+    best: tuple[float, list[str]] | None = None
+    pc_of = ordered
+
+    def search(i: int, last: int, chosen: list[str], cost: float) -> None:
+        nonlocal best
+        if best is not None and cost >= best[0]:
+            return
+        if i == len(ordered):
+            best = (cost, list(chosen))
+            return
+        for k, name in options[i]:
+            if k < last:
+                continue
+            step = cost + (3 if (k == last and i) or k == 7 else 0) + (
+                1 if name in ("E#", "B#", "Cb", "Fb") else 0)
+            if pc_of[i] in tone_names and tone_names[pc_of[i]] != name:
+                step += 1.5
+            if len(name) == 2 and (name[1] == "#") != sharp_side:
+                step += 2
+            chosen.append(name)
+            search(i + 1, k, chosen, step)
+            chosen.pop()
+
+    search(0, 0, [], 0.0)
+    names = best[1] if best is not None else [note_name(pc) for pc in ordered]
+    return dict(zip(ordered, names, strict=True))
 
 
 def midi_note(text: str) -> int:

@@ -81,6 +81,7 @@ class GenerationSettings:
 @dataclass(frozen=True, slots=True)
 class Settings:
     chart: str | None = None
+    tune: str | None = None                 # which tune of a playlist chart
     phrases: str | None = None              # play a saved bank instead of generating
     log_level: str = "info"
     stats_interval: float = 60.0            # seconds between stats lines; 0 = off
@@ -380,8 +381,8 @@ def _number(value: float) -> str:
 
 
 def _resolve_path(dotted: str, value: object, config_dir: Path) -> object:
-    if not isinstance(value, str) or not value.strip():
-        return value
+    if not isinstance(value, str) or not value.strip() or "://" in value:
+        return value                  # an iReal Pro link (irealb://...) is not a path
     expanded = os.path.expanduser(value)
     if os.path.isabs(expanded):
         return expanded

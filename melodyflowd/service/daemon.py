@@ -37,6 +37,7 @@ from types import FrameType
 from typing import Any
 
 from melodyflowd.errors import UserError
+from melodyflowd.generate.messages import BankReady, ChildDied, Event, Failed, Progress
 from melodyflowd.service import sdnotify
 
 log = logging.getLogger("melodyflowd")
@@ -178,8 +179,9 @@ class Daemon:
 
         self.generator = GeneratorClient(self.settings)
         self.generator.start()
-        log.info("generating phrases for %s (%d bars, %d variations)...", self.settings.chart,
-                 len(chart.bars), self.settings.generation.variations)
+        log.info("generating phrases for %s (%d bars, %d variations)...",
+                 _chart_name(self.settings.chart, chart), len(chart.bars),
+                 self.settings.generation.variations)
         self._request(chart, "start-up", fresh=False)
         while self.flags.stop is None:
             for event in self.generator.poll():
@@ -190,45 +192,43 @@ class Daemon:
             time.sleep(LOOP_SECONDS)
         return None
 
-    def _on_generator_event(self, event: Any, first: bool = False) -> Any | None:
-        kind = type(event).__name__
-        if kind == "ChildDied":                       # about the process, not a request
-            log.warning("%s; %s", event.message, "the current bank keeps playing"
-                        if self.engine is not None else "still waiting for the first bank")
-            return None
-        pending = self.pending
-        current = pending is not None and event.request_id == pending.request_id
-        if kind == "Progress":
-            if current or event.request_id == 0:
-                self._progress(event)
-            return None
-        if kind == "Failed":
-            if not current:
+    def _on_generator_event(self, event: Event, first: bool = False) -> Any | None:
+        """React to one event of the generator; returns the bank when `first` and it came."""
+        match event:
+            case ChildDied():                         # about the process, not a request
+                log.warning("%s; %s", event.message, "the current bank keeps playing"
+                            if self.engine is not None else "still waiting for the first bank")
+            case Progress():
+                if self._is_current(event.request_id) or event.request_id == 0:
+                    self._progress(event)
+            case Failed() if not self._is_current(event.request_id):
                 log.warning("generator: an old request failed: %s", event.message)
-                return None
-            self.pending = None
-            if first:
-                raise UserError(f"phrase generation failed: {event.message}")
-            log.error("generation failed (%s): %s; the current bank keeps playing",
-                      pending.reason, event.message)
-            sdnotify.status("playing; the last generation failed")
-            return None
-        if kind == "BankReady":
-            if not current:
+            case Failed():
+                reason = self.pending.reason
+                self.pending = None
+                if first:
+                    raise UserError(f"phrase generation failed: {event.message}")
+                log.error("generation failed (%s): %s; the current bank keeps playing",
+                          reason, event.message)
+                sdnotify.status("playing; the last generation failed")
+            case BankReady() if not self._is_current(event.request_id):
                 log.info("generator: dropping the bank of superseded request %d",
                          event.request_id)
-                return None
-            self.pending = None
-            took = time.monotonic() - pending.started
-            log.info("phrase bank ready in %.1f s%s (%s)", took,
-                     " from the cache" if event.from_cache else "", pending.reason)
-            if first:
-                self.bank_source = "generated"
-                return event.bank
-            self._offer(event.bank, pending.chart, "generated")
-            return None
-        log.warning("generator: unknown event %r", event)
+            case BankReady():
+                pending, self.pending = self.pending, None
+                took = time.monotonic() - pending.started
+                log.info("phrase bank ready in %.1f s%s (%s)", took,
+                         " from the cache" if event.from_cache else "", pending.reason)
+                if first:
+                    self.bank_source = "generated"
+                    return event.bank
+                self._offer(event.bank, pending.chart, "generated")
+            case _:
+                log.warning("generator: unknown event %r", event)
         return None
+
+    def _is_current(self, request_id: int) -> bool:
+        return self.pending is not None and request_id == self.pending.request_id
 
     def _progress(self, event: Any) -> None:
         """Progress lines on stderr (every tenth of the way) and as the systemd STATUS."""
@@ -289,7 +289,7 @@ class Daemon:
             sdnotify.ready(self._status())
 
     def _reload(self) -> None:
-        from melodyflowd.music.chart import load_chart
+        from melodyflowd.music.sources import load_chart
         from melodyflowd.service.config import reload_settings
 
         try:
@@ -298,7 +298,7 @@ class Daemon:
             log.error("config reload failed: %s; keeping the running config", exc)
             settings = self.settings
         try:
-            chart = load_chart(settings.chart)
+            chart = load_chart(settings.chart, settings.tune)
         except UserError as exc:
             log.error("chart reload failed: %s; the old chart keeps playing", exc)
             return
@@ -349,7 +349,7 @@ class Daemon:
         from melodyflowd.live.engine import Engine
         from melodyflowd.live.ports import choose_backend, open_ports
         from melodyflowd.live.transport import Transport
-        from melodyflowd.music.chart import load_chart
+        from melodyflowd.music.sources import load_chart
 
         settings = self.settings
         setup_logging(settings.log_level)
@@ -359,7 +359,7 @@ class Daemon:
         self._watchdog_every = timeout / 3 if timeout else None
         self._watchdog_next = 0.0
 
-        self.chart = load_chart(settings.chart)
+        self.chart = load_chart(settings.chart, settings.tune)
         # The MIDI system is chosen (and its absence reported) before any generation.
         backend = choose_backend(settings.ports.backend)
         if backend != settings.ports.backend:
@@ -528,3 +528,10 @@ def run(settings: Any) -> int:
     """Serve until SIGTERM/SIGINT; the exit code (0 on a clean stop). UserError from the
     start-up (chart, bank, ports, model) propagates to the CLI, which exits 2."""
     return Daemon(settings).run()
+
+
+def _chart_name(source: str | None, chart: Any) -> str:
+    """The chart file for the log, or for a link (which can be a whole playlist) its tune."""
+    if source is None or "://" in source:
+        return repr(chart.title)
+    return source

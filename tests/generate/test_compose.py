@@ -143,8 +143,9 @@ def test_long_chart_on_a_short_context_is_written_in_parts_side_by_side(tmp_path
     assert parts[0].start == 0 and parts[-1].end == 8
     assert all(a.end == b.start for a, b in zip(parts, parts[1:], strict=False))
     assert 4 in [p.start for p in parts]             # the B section starts a part
-    bank = compose_bank(chart, tiny, replace(SETTINGS, variations=2))
-    assert compose.LAST_STATS.segments == len(parts)
+    composed = compose.compose(chart, tiny, replace(SETTINGS, variations=2))
+    bank = composed.bank
+    assert composed.stats.segments == len(parts)
     for variation in bank.variations:
         for phrase in variation:
             assert len(phrase.notes) >= compose.MIN_NOTES_PER_BAR
@@ -201,10 +202,11 @@ def test_transformers_forward_gives_the_same_bank(loaded, monkeypatch):
     chart = hand_chart(3)
     loaded.fast_forward.use_matmul("fp32")      # float32 products, as transformers' forward
     try:
-        fast = compose_bank(chart, loaded, SETTINGS)
+        composed = compose.compose(chart, loaded, SETTINGS)
     finally:
         loaded.fast_forward.use_matmul("auto")
-    assert compose.LAST_STATS.dropped > 0          # rows that finished first were dropped
+    fast = composed.bank
+    assert composed.stats.dropped > 0          # rows that finished first were dropped
     monkeypatch.setattr(compose, "USE_FAST_FORWARD", False)
     slow = compose_bank(chart, loaded, SETTINGS)
     assert slow == fast

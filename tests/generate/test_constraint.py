@@ -106,7 +106,7 @@ def test_classification_and_implicit_space(nt):
 def test_processor_follows_the_text_like_parse_text(nt):
     """Fed one token at a time, the row parser sees exactly the notes parse_text reads."""
     proc = MelodyControlLogitsProcessor(nt, hand_chart(), tempo=180)
-    proc._start(1, 0)
+    proc.start(1, 0)
     ids = nt.encode(DOC)
     for token_id in ids:
         proc.feed(0, token_id)
@@ -196,7 +196,7 @@ def test_chord_change_follows_generated_waits(nt):
     """One bar of waits later, the allowed pitches are G7's (bar 0, beat 2), then Cmaj7's."""
     proc = MelodyControlLogitsProcessor(nt, hand_chart(tempo=120), scale="chord-tones",
                                         hard=True, low=48, high=84, trend_notes=0)
-    proc._start(1, 0)
+    proc.start(1, 0)
     for token_id in nt.encode("62 100 1000 80 0\n"):   # 1000 ms at 120 bpm = 2 beats
         proc.feed(0, token_id)
     assert proc.rows[0].time == pytest.approx(2.0)
@@ -307,7 +307,7 @@ def test_batched_masks_equal_row_by_row(nt):
 
 def test_range_continuations_equal_the_tensor_rule(nt):
     """The Python scan for a prefix in a small range finds exactly _prefix_ok's tokens."""
-    from melodyflowd.generate.constraint import Range, _prefix_ok, _range_continuations
+    from melodyflowd.generate.constraint.numbers import Range, _prefix_ok, _range_continuations
 
     rng = random.Random(4)
     for _ in range(60):

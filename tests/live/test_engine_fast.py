@@ -1,8 +1,8 @@
-"""The engine's short way for note-ons and note-offs (Engine.handle's inline path, the span
+"""The engine's fast path for note-ons and note-offs (Engine.handle's inline path, the span
 cache, the Program's span tables, Transport.line) against the plain reference path
-(Engine._handle / _note_on, the formulas the engine had before the short way existed).
+(Engine._handle / _note_on, the formulas the engine had before the fast path existed).
 
-The main property: two engines, one that takes the short way whenever it can and one that
+The main property: two engines, one that takes the fast path whenever it can and one that
 never does, fed the same random messages, bank offers and settings changes at the same
 times, send exactly the same messages and end in the same state."""
 

@@ -442,8 +442,9 @@ def test_random_bars_raise_only_chart_error(body):
     except ChartError as exc:
         assert "\n" not in str(exc) and str(exc).startswith("fuzz.yaml:")
         return
-    for bar in chart.bars:
-        assert sum(s.beats for s in bar.chords) == pytest.approx(chart.beats_per_bar)
+    for bar in chart.bars:              # a meter mark ("2/4 C") gives a bar its own length
+        num, den = bar.time or chart.time
+        assert sum(s.beats for s in bar.chords) == pytest.approx(num * 4 / den)
 
 
 @st.composite
@@ -488,3 +489,91 @@ def test_written_bars_round_trip(case):
         # chord_at agrees with the spans
         for span in bar.chords:
             assert bar.chord_at(span.start_beat + span.beats / 2) is span.chord
+
+
+# --------------------------------------------------------------------------- what imports need
+
+def test_repeats_and_endings_unroll_inside_a_section():
+    chart = parse('''\
+        sections:
+          A: "|: C | F | 1. G7 | G7 :| 2. G7 | C |"
+          B: "|: Dm7 | G7 :|x3"
+        ''')
+    assert symbols(chart) == [["C"], ["F"], ["G7"], ["G7"], ["C"], ["F"], ["G7"], ["C"],
+                              ["Dm7"], ["G7"], ["Dm7"], ["G7"], ["Dm7"], ["G7"]]
+    assert [b.index for b in chart.bars] == list(range(14))
+
+
+def test_a_repeat_without_start_goes_to_the_top_of_its_section():
+    chart = parse('chords: "| C | F :| G |"\n')
+    assert symbols(chart) == [["C"], ["F"], ["C"], ["F"], ["G"]]
+
+
+def test_meter_mark_holds_for_the_rest_of_its_section():
+    chart = parse('''\
+        time: 4/4
+        sections:
+          A: "| C | 3/4 F G:2 | Bb | 4/4 C |"
+          B: "| D |"
+        ''')
+    assert [b.time for b in chart.bars] == [None, (3, 4), (3, 4), None, None]
+    assert layout(chart, 1) == [("F", 0.0, 1.0), ("G", 1.0, 2.0)]
+    assert layout(chart, 2) == [("Bb", 0.0, 3.0)]
+    meter, = chart.warnings
+    assert meter.startswith("song.yaml:3:13: the meter changes inside the tune")
+
+
+def test_alternate_chord_in_parentheses():
+    chart = parse('chords: "| C7 (Gb7) | F^7 |"\n')
+    span = chart.bars[0].chords[0]
+    assert span.chord.symbol == "C7" and span.alternate.symbol == "Gb7"
+    assert span.alternate.tones == (6, 10, 1, 4)
+    assert chart.bars[1].chords[0].alternate is None
+    assert "(Gb7)" not in [s.chord.symbol for s in chart.bars[0].chords]
+    assert "alternate" in error('chords: "| (Gb7) C7 |"\n')
+
+
+def test_empty_bar_holds_the_chord_before_it_across_sections():
+    chart = parse('''\
+        sections:
+          A: "| C | D7 G7 |"
+          B: "| _ | C |"
+        form: [A, B, B]
+        ''')
+    assert symbols(chart) == [["C"], ["D7", "G7"], ["G7"], ["C"], ["C"], ["C"]]
+    assert [b.empty for b in chart.bars] == [False, False, True, False, True, False]
+    first = parse('chords: "| _ | C |"\n')
+    assert first.bars[0].chords[0].chord.is_no_chord and first.bars[0].empty
+
+
+def test_suspicious_bars_are_warnings_with_file_and_line():
+    chart = parse('''\
+        title: T
+        chords: |
+          | C7, | F |
+          | C D E F G |
+        ''')
+    assert symbols(chart)[0] == ["C7,"]
+    assert chart.bars[0].chords[0].chord.tones == (0, 4, 7, 10)
+    stray, crowded = chart.warnings
+    assert stray.startswith("song.yaml:3:5: ") and "stray punctuation" in stray
+    assert crowded.startswith("song.yaml:4:5: ") and "5 chords in a bar of 4 beats" in crowded
+    assert parse('chords: "| N.C. | C7 |"\n').warnings == ()
+    nothing, = parse('chords: "| NC | _ |"\n').warnings
+    assert nothing.startswith("song.yaml:1:1: no chord in the chart")
+
+
+def test_every_example_chart_has_no_warning():
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        assert load_chart(str(path)).warnings == (), path
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ('chords: "| C | 1. |"\n', "ending 1. has no bar"),
+    ('chords: ":| C |"\n', "no bar before it"),
+    ('chords: "| C :|x99"\n', "bad repeat count"),
+    ('chords: "| 3/5 C |"\n', "bad time signature '3/5'"),
+    ('chords: "| _ C |"\n', "'_' must be alone"),
+])
+def test_new_signs_have_clear_errors(text, needle):
+    assert needle in error(text)

@@ -45,7 +45,7 @@ TABLE = [
     ("Am6", "A", "A", "A C E F#", "melodic minor", "A B C D E F# G#"),
     ("D7b9", "D", "D", "D F# A C Eb", "half-whole diminished", "D Eb F F# G# A B C"),
     ("G7#5", "G", "G", "G B D# F", "whole tone", "G A B C# D# F"),
-    ("E7#9", "E", "E", "E G# D G", "altered", "E F G G# A# C D"),
+    ("E7#9", "E", "E", "E G# B D G", "half-whole diminished", "E F G G# A# B C# D"),
     ("Abmaj9", "Ab", "Ab", "Ab C Eb G Bb", "ionian", "Ab Bb C Db Eb F G"),
     ("Dm9", "D", "D", "D F A C E", "dorian", "D E F G A B C"),
     ("Cm11", "C", "C", "C Eb G Bb D F", "dorian", "C D Eb F G A Bb"),
@@ -66,7 +66,7 @@ TABLE = [
     ("Ch7", "C", "C", "C Eb Gb Bb", "locrian natural 2", "C D Eb F Gb Ab Bb"),
     ("Ch", "C", "C", "C Eb Gb Bb", "locrian natural 2", "C D Eb F Gb Ab Bb"),
     ("Co7", "C", "C", "C Eb Gb A", "whole-half diminished", "C D Eb F Gb Ab A B"),
-    ("C7alt", "C", "C", "C E G# Bb D#", "altered", "C Db Eb E F# G# Bb"),
+    ("C7alt", "C", "C", "C E Bb Db D# F# G#", "altered", "C Db Eb E F# G# Bb"),
     ("C7b9#9", "C", "C", "C E G Bb Db D#", "half-whole diminished", "C Db Eb E F# G A Bb"),
     ("C^9#11", "C", "C", "C E G B D F#", "lydian", "C D E F# G A B"),
     ("C-^7", "C", "C", "C Eb G B", "melodic minor", "C D Eb F G A B"),
@@ -86,7 +86,7 @@ TABLE = [
     # --- WJazzD
     ("Cj7", "C", "C", "C E G B", "ionian", "C D E F G A B"),
     ("C79b", "C", "C", "C E G Bb Db", "half-whole diminished", "C Db Eb E F# G A Bb"),
-    ("C79#", "C", "C", "C E Bb D#", "altered", "C Db Eb E F# G# Bb"),
+    ("C79#", "C", "C", "C E G Bb D#", "half-whole diminished", "C Db Eb E F# G A Bb"),
     ("C7911#", "C", "C", "C E G Bb D F#", "lydian dominant", "C D E F# G A Bb"),
     ("Fsus7913", "F", "F", "F Bb C Eb G D", "mixolydian sus4", "F G A Bb C D Eb"),
     ("C-j7", "C", "C", "C Eb G B", "melodic minor", "C D Eb F G A B"),
@@ -105,7 +105,7 @@ TABLE = [
     ("Ebj7911#", "Eb", "Eb", "Eb G Bb D F A", "lydian", "Eb F G A Bb C D"),
     ("C#o7", "C#", "C#", "C# E G Bb", "whole-half diminished", "C# D# E F# G A Bb C"),
     ("Asus", "A", "A", "A D E", "mixolydian sus4", "A B C# D E F# G"),
-    ("Ab7alt", "Ab", "Ab", "Ab C E Gb B", "altered", "Ab A B C D E Gb"),
+    ("Ab7alt", "Ab", "Ab", "Ab C Gb A B D E", "altered", "Ab A B C D E Gb"),
     ("Dbsus7", "Db", "Db", "Db Gb Ab B", "mixolydian sus4", "Db Eb F Gb Ab Bb B"),
     ("Eb-6", "Eb", "Eb", "Eb Gb Bb C", "melodic minor", "Eb F Gb Ab Bb C D"),
     ("B/G", "B", "G", "B D# F# G", "ionian", "B C# D# E F# G A#"),
@@ -315,3 +315,59 @@ def test_slash_bass_round_trip(root, suffix, bass):
 def _pc_of(name: str) -> int:
     base = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}[name[0]]
     return (base + name.count("#") - name.count("b")) % 12
+
+
+# --------------------------------------------------------------------------- issue 15
+
+def names(symbol: str, which: str = "tones") -> str:
+    chord = parse_chord(symbol)
+    return " ".join(note_names(chord, getattr(chord, which)))
+
+
+def test_seven_sharp_nine_keeps_its_fifth():
+    chord = parse_chord("C7#9")
+    assert chord.tones == pcs("C E G Bb D#")
+    assert names("C7#9") == "C E G Bb D#"
+    assert names("D7#9") == "D F# A C F"          # the #9 read as F, not E#
+
+
+def test_seven_alt_is_the_altered_dominant():
+    chord = parse_chord("C7alt")
+    assert chord.tones == pcs("C E Bb Db D# F# G#")
+    assert 7 not in chord.tones                     # no natural fifth
+    assert chord.scale_name == "altered"
+    assert names("C7alt") == "C E Bb Db D# F# G#"
+    assert names("C7alt", "scale") == "C Db D# E F# G# Bb"
+
+
+@pytest.mark.parametrize(("symbol", "tones", "scale"), [
+    ("Dbm7", "Db Fb Ab Cb", "Db Eb Fb Gb Ab Bb Cb"),      # flats on a flat root
+    ("Gb7", "Gb Bb Db Fb", "Gb Ab Bb Cb Db Eb Fb"),
+    ("Ebm7", "Eb Gb Bb Db", "Eb F Gb Ab Bb C Db"),
+    ("F#7", "F# A# C# E", "F# G# A# B C# D# E"),
+    ("Dm7", "D F A C", "D E F G A B C"),
+    ("Bo7", "B D F Ab", "B C# D E F G G# A#"),            # one kind of accidental
+    ("Cdim7", "C Eb Gb A", "C D Eb F Gb Ab A B"),
+    ("G7b9", "G B D F Ab", "G Ab A# B C# D E F"),          # half-whole by degree
+    ("C+7", "C E G# Bb", "C D E Gb Ab Bb"),
+])
+def test_spelling_as_a_jazz_musician_reads_it(symbol, tones, scale):
+    assert names(symbol) == tones
+    assert names(symbol, "scale") == scale
+
+
+def test_seven_note_scales_use_each_letter_once():
+    for root in ("C", "Db", "D", "Eb", "E", "F", "F#", "Gb", "G", "Ab", "A", "Bb", "B"):
+        for quality in ("maj7", "m7", "7", "m7b5", "7#11", "m(maj7)", "7b13", "13", "m6"):
+            chord = parse_chord(root + quality)
+            if len(chord.scale) != 7:
+                continue
+            spelled = note_names(chord, chord.scale)
+            # Dbm7b5 would need Abb: a theoretical key, spelled by degree instead
+            strict = [(pc - PC["CDEFGAB"[("CDEFGAB".index(root[0]) + k) % 7]]) % 12
+                      for k, pc in enumerate(chord.scale)]
+            if any(d in (2, 10) for d in strict):
+                continue
+            assert len({n[0] for n in spelled}) == 7, (root + quality, spelled)
+            assert all(len(n) <= 2 for n in spelled), (root + quality, spelled)
+            assert set(note_names(chord, chord.tones)) <= set(spelled), root + quality

@@ -1,0 +1,122 @@
+"""The messages on the pipes between the daemon (GeneratorClient) and the generator child.
+
+Requests go parent -> child, reports go child -> parent; both sides `match` on the class.
+The events at the end are what `GeneratorClient.poll()` hands its callers (the daemon,
+`melodyflow render`), made from the reports; they `match` on them too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from melodyflowd.music.chart import Chart
+    from melodyflowd.music.phrases import PhraseBank
+    from melodyflowd.service.config import GenerationSettings
+
+
+# -- requests: parent -> child ------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Generate:
+    request_id: int
+    chart: Chart
+    generation: GenerationSettings    # seed always set
+    keys: tuple[str, ...]             # cache keys to store the bank under
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    pass
+
+
+Request = Generate | Cancel | Stop
+
+
+# -- reports: child -> parent -------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    level: int
+    logger: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLoading:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLoaded:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Working:
+    request_id: int
+    done: int
+    total: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Made:
+    request_id: int
+    bank: PhraseBank
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    request_id: int
+    text: str
+
+
+Report = LogLine | ModelLoading | ModelLoaded | Started | Working | Made | Refused
+
+
+# -- events: what poll() returns ---------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Work under way. request_id 0: not about a request (the model loading at start-up)."""
+
+    request_id: int
+    done: int
+    total: int                # 0 when unknown (loading)
+    message: str              # "loading model ...", "generating", "restarting generator"
+
+
+@dataclass(frozen=True, slots=True)
+class BankReady:
+    request_id: int
+    bank: PhraseBank
+    from_cache: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    request_id: int
+    message: str              # one line, a UserError's text where the user can fix it
+
+
+@dataclass(frozen=True, slots=True)
+class ChildDied:
+    """The generator process ended unasked; a new one is started (requests are re-sent)."""
+
+    exitcode: int | None      # negative: killed by that signal
+    message: str              # one line for the log
+
+
+Event = Progress | BankReady | Failed | ChildDied
