@@ -24,6 +24,16 @@ MODEL_MODULES = frozenset({
 })
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With -m "... not model": not even imported (they import torch and transformers,
+    which alone takes most of a fast run's time)."""
+    if "not model" in (config.option.markexpr or "") and \
+            collection_path.is_relative_to(ROOT) and \
+            collection_path.relative_to(ROOT).as_posix() in MODEL_MODULES:
+        return True
+    return None
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.relative_to(ROOT).as_posix() in MODEL_MODULES:
