@@ -4,8 +4,8 @@ A `PhraseBank` holds, for every bar of the form unrolled once, N variations of t
 phrase the model wrote over that bar. It is plain data: the engine precomputes its
 lookup tables from it, the generator writes it, `melodyflow render` exports it.
 
-File format (DESIGN §3, "Phrase bank JSON"): `bank_to_json` / `bank_from_json`, with
-`load_bank` / `save_bank` for files. Every problem in a file is a `BankError` naming the
+File format: BANK_FORMAT, the fields as `bank_to_json` writes them; `bank_from_json` reads
+them, `load_bank` / `save_bank` for files. Every problem in a file is a `BankError` naming the
 file, the JSON path of the bad field (`variations[1][3].notes[0].pitch`), the bad value
 and what is accepted.
 
@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from melodyflowd.errors import UserError
+from melodyflowd.files import atomic_file
+from melodyflowd.music.meter import bar_beats
+from melodyflowd.numbers import plain
 
 if TYPE_CHECKING:
     import mido
@@ -86,8 +89,7 @@ class PhraseBank:
     @property
     def beats_per_bar(self) -> float:
         """Length of a bar in quarter-note beats (6/8 -> 3.0)."""
-        num, den = self.time
-        return num * 4 / den
+        return bar_beats(self.time)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,7 +132,8 @@ def _num(value: float) -> float | int:
 
 
 def bank_to_json(bank: PhraseBank) -> dict[str, Any]:
-    """The bank as the plain JSON data of DESIGN §3 (json.dumps-able)."""
+    """The bank as plain JSON data (json.dumps-able): format, chart, model, settings, bars
+    with their chord spans, and variations[v][bar] as lists of notes."""
     return {
         "format": BANK_FORMAT,
         "chart": {"title": bank.title, "tempo": _num(bank.tempo), "time": list(bank.time)},
@@ -220,9 +223,9 @@ class _Reader:
             ok = math.isfinite(value) and not too_low and not too_high
         if not ok:
             if low_exclusive and low is not None:
-                accepted = f"a number greater than {_fmt(low)}"
+                accepted = f"a number greater than {plain(low)}"
                 if high is not None:
-                    accepted += f" and at most {_fmt(high)}"
+                    accepted += f" and at most {plain(high)}"
             else:
                 accepted = "a number" + _range(low, high)
             raise self.fail(path, value, accepted)
@@ -234,17 +237,13 @@ class _Reader:
         return value
 
 
-def _fmt(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
 def _range(low: float | None, high: float | None) -> str:
     if low is not None and high is not None:
-        return f" from {_fmt(low)} to {_fmt(high)}"
+        return f" from {plain(low)} to {plain(high)}"
     if low is not None:
-        return f" of at least {_fmt(low)}"
+        return f" of at least {plain(low)}"
     if high is not None:
-        return f" of at most {_fmt(high)}"
+        return f" of at most {plain(high)}"
     return ""
 
 
@@ -259,7 +258,7 @@ _NOTE_KEYS = {"pitch": "a whole number from 0 to 127",
 
 
 def bank_from_json(data: object, source: str = "<bank>") -> PhraseBank:
-    """Validate JSON data (DESIGN §3) and build a PhraseBank. Raises BankError."""
+    """Validate JSON data (the bank_to_json shape) and build a PhraseBank. Raises BankError."""
     r = _Reader(source)
     top = r.mapping(data, "", _TOP_KEYS, _TOP_OPTIONAL)
     if top["format"] != BANK_FORMAT:
@@ -276,7 +275,7 @@ def bank_from_json(data: object, source: str = "<bank>") -> PhraseBank:
             or not 1 <= time[0] <= 64 or time[1] not in DENOMINATORS):
         raise r.fail("chart.time", time, "[beats, unit] with beats 1-64 and unit one of "
                      + ", ".join(map(str, DENOMINATORS)) + ", e.g. [4, 4]")
-    beats_per_bar = time[0] * 4 / time[1]
+    beats_per_bar = bar_beats(time)
 
     model = r.text(top.get("model", "default"), "model")
     adapter = top.get("adapter")
@@ -309,7 +308,7 @@ def bank_from_json(data: object, source: str = "<bank>") -> PhraseBank:
                              high=beats_per_bar + 1e-9)
             if chords and start < chords[-1].start_beat + 1e-9:
                 raise r.fail(f"{cpath}.start_beat", chord["start_beat"],
-                             f"a beat after {_fmt(chords[-1].start_beat)} (chords in order)")
+                             f"a beat after {plain(chords[-1].start_beat)} (chords in order)")
             chords.append(BankChord(symbol, start, beats))
         bars.append(BankBar(i, tuple(chords)))
 
@@ -369,12 +368,8 @@ def load_bank(path: str | os.PathLike[str]) -> PhraseBank:
 
 
 def save_bank(bank: PhraseBank, path: str | os.PathLike[str]) -> Path:
-    """Write the bank as JSON atomically: a temp file in the same folder, then os.replace.
-
-    A reader never sees a half-written file; a crash leaves the old file (or none).
-    """
-    from melodyflowd.files import atomic_file
-
+    """Write the bank as JSON atomically (files.atomic_file): a reader never sees a
+    half-written file; a crash leaves the old file (or none)."""
     target = Path(path)
     text = json.dumps(bank_to_json(bank), indent=1, ensure_ascii=False) + "\n"
     with atomic_file(target) as handle:

@@ -120,8 +120,7 @@ class _StderrProgress:
 
 @contextlib.contextmanager
 def _atomic(target: Path) -> Iterator[IO[bytes]]:
-    """A binary file that appears at `target` only once complete (files.atomic_file), with
-    a failure to write worded as a UserError."""
+    """files.atomic_file, an OSError reported as the user's one line."""
     try:
         with atomic_file(target) as handle:
             yield handle
@@ -170,8 +169,7 @@ def piano_roll(bank: PhraseBank, handle: IO[bytes]) -> None:
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
-    num, den = bank.time
-    bar_beats = num * 4 / den
+    bar_beats = bank.beats_per_bar
     n_bars = max(1, len(bank.bars))
     most = max(1, int(BEATS_PER_LINE // bar_beats))
     lines = -(-n_bars // most)
