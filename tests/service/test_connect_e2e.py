@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.live.test_connect import Keyboard, Synth
+from tests.live.test_connect import Keyboard, Synth, arrives
 from tests.support.jack import DaemonProcess, write_bank
 
 CHART = 'title: connect test\ntempo: 120\ntime: 4/4\nchords: "| Cmaj7 |"\n'
@@ -34,8 +34,9 @@ def test_daemon_joins_a_synth_at_start_and_a_keyboard_plugged_in_later(jack_serv
         keys = Keyboard(f"usb keys{tag}")
         assert daemon.wait_log(f"connected usb keys{tag}:usb keys{tag} -> {daemon.in_name}",
                                timeout=10), daemon.log()
-        keys.out.send_message([0x90, 40, 99])         # any key: the phrase's first note
-        assert synth.wait_for([0x90, 76, 99]), daemon.log()
+        # Any key: the phrase's first note (a key lost while the connection was being made
+        # in JACK's current cycle never reached melodyflowd, and is sent again).
+        assert arrives(keys, [0x90, 40, 99], synth, [0x90, 76, 99]), daemon.log()
         keys.out.send_message([0x80, 40, 0])
     finally:
         status = daemon.stop()
@@ -69,8 +70,13 @@ def test_new_patterns_in_the_config_apply_at_sighup(jack_server, tmp_path):
             daemon.log()
         peer = daemon.peer()
         try:
-            peer.send([0x90, 40, 99])
-            assert synth.wait_for([0x90, 76, 99]), daemon.log()
+            for _ in range(10):              # the phrase has one note: every key plays it
+                peer.send([0x90, 40, 99])
+                if synth.wait_for([0x90, 76, 99], timeout=0.5):
+                    break
+                peer.send([0x80, 40, 0])
+            else:
+                raise AssertionError("nothing reached the synth:\n" + daemon.log())
         finally:
             peer.close()
     finally:
