@@ -1,5 +1,5 @@
-"""The daemon's flags for settings (--mode, --split, --channels, --scale, --temperature), and
-the log's timestamps outside the journal."""
+"""The daemon's flags for settings (--mode, --split, --channels, --scale, --temperature,
+--instrument), and the log's timestamps outside the journal."""
 
 from __future__ import annotations
 
@@ -31,12 +31,14 @@ def test_flags_set_their_settings(monkeypatch) -> None:
     result, settings = settings_from(
         monkeypatch, "--mode", "poly", "--split", "Bb3", "--channels", "1,3-4",
         "--scale", "pentatonic", "--temperature", "0.7", "--variations", "6",
+        "--instrument", "trumpet",
         "--connect-in", "keys", "--connect-in", "pads", "--connect-out", "fluid*")
     assert result.exit_code == 0, result.output
     assert settings.engine.mode == "poly" and settings.engine.split == 58
     assert settings.engine.channels == (0, 2, 3)
     assert settings.generation.scale == "pentatonic"
     assert settings.generation.temperature == 0.7 and settings.generation.variations == 6
+    assert settings.generation.instrument == "trumpet"
     assert settings.ports.connect_in == ("keys", "pads")
     assert settings.ports.connect_out == ("fluid*",)
     assert settings.ports.backend == "auto"
