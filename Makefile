@@ -11,7 +11,7 @@ ARGS ?=
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # What the tests need from Debian (add new ones here). Running needs only JACK, and that
 # only where there is no ALSA sequencer.
-APT_PACKAGES := jackd2 fluidsynth fluid-soundfont-gm systemd
+APT_PACKAGES := jackd2 fluidsynth fluid-soundfont-gm systemd chromium chromium-driver
 RUN_APT_PACKAGES := $(if $(wildcard /dev/snd/seq),,jackd2)
 # torch first and pinned: the CPU build; a bare `torch` would pull CUDA wheels. Where a
 # local wheel of the CPU build is found it is taken, else PyTorch's own CPU index.

@@ -143,6 +143,11 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--phrases", type=click.Path(dir_okay=False),
               help="Play a saved phrase bank (.json) instead of generating.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--view", "view_port", type=click.IntRange(0, 65535), is_flag=False,
+              flag_value=8765, default=None, metavar="[PORT]",
+              help="Serve the live view in the browser on PORT (default 8765; 0: any free "
+                   "port) of 127.0.0.1; the address with its token is printed.")
+@click.option("--view-address", help="Address the view listens on (default 127.0.0.1).")
 @click.option("--follow", is_flag=True, default=None,
               help="Follow the chords you play (keys below the split, or --chord-channel); "
                    "with --chart too, the chart is what is expected and your chord wins.")
@@ -157,7 +162,8 @@ def daemon_main(chart: str | None, tune: str | None, config_file: str | None,
                 backend: str | None, in_name: str | None, out_name: str | None,
                 connect_in: tuple[str, ...], connect_out: tuple[str, ...], model: str | None,
                 adapter: str | None, variations: int | None, seed: int | None,
-                phrases: str | None, log_level: str | None, follow: bool | None,
+                phrases: str | None, log_level: str | None, view_port: int | None,
+                view_address: str | None, follow: bool | None,
                 chord_channel: int | None, bass_channel: int | None,
                 flag_settings: dict[str, object]) -> None:
     """Virtual MIDI ports that answer your rhythm with jazz phrases over a chord chart,
@@ -170,6 +176,7 @@ def daemon_main(chart: str | None, tune: str | None, config_file: str | None,
         "ports.connect_in": connect_in or None, "ports.connect_out": connect_out or None,
         "generation.model": model, "generation.adapter": adapter,
         "generation.variations": variations, "generation.seed": seed, **flag_settings,
+        "view.port": view_port, "view.address": view_address,
         "engine.follow": follow,
         "engine.chord_channel": None if chord_channel is None else chord_channel - 1,
         "engine.bass_channel": None if bass_channel is None else bass_channel - 1,
