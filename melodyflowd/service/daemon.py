@@ -378,13 +378,6 @@ class Daemon:
 
         follow = settings.engine.follow
         chart = load_chart(settings.chart, settings.tune) if settings.chart else None
-        # The MIDI system is chosen (and its absence reported) before any generation.
-        backend = choose_backend(settings.ports.backend)
-        if backend != settings.ports.backend:
-            log.info("MIDI backend: %s (%s)", backend, settings.ports.backend)
-            settings = self.settings = replace(
-                settings, ports=replace(settings.ports, backend=backend))
-        check_connect_backend(settings.ports)
         if follow:
             from melodyflowd.music.follow import follow_chart
 
@@ -396,6 +389,13 @@ class Daemon:
 
                 self.view = DaemonView(settings.view)
                 self.view.start()
+            # The MIDI system is chosen (and its absence reported) before any generation.
+            backend = choose_backend(settings.ports.backend)
+            if backend != settings.ports.backend:
+                log.info("MIDI backend: %s (%s)", backend, settings.ports.backend)
+                settings = self.settings = replace(
+                    settings, ports=replace(settings.ports, backend=backend))
+            check_connect_backend(settings.ports)
             if settings.phrases:
                 bank = self._load_bank_file(self.chart)
                 self.bank_source = f"file {settings.phrases}"
