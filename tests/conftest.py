@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
 import os
-import re
 from pathlib import Path
 
 import pytest
@@ -15,42 +13,32 @@ ROOT = Path(__file__).resolve().parent.parent
 WJAZZD = ROOT.parent / "shared" / "data" / "wjazzd" / "wjazzd-train.db"
 
 
-# What builds or loads a model, or starts the generator child: a test that calls one of these,
-# in its body, in a helper of its module or in a fixture it uses, is marked `model` (make
-# test-fast leaves those out).
-MODEL_CALLS = re.compile(r"\b(build_tiny_model|load_model|from_pretrained|compose_bank|"
-                         r"render_file|GeneratorClient|DaemonProcess)\(|\"bench\.generate\"")
+# Test modules that load a language model or tokenizer (the embedded one, or a tiny one
+# built for the test) or run the generator child: marked `model`, so that `make test-fast`
+# (-m "not jack and not slow and not model") runs in well under a minute.
+MODEL_MODULES = frozenset({
+    "tests/generate/test_compose.py", "tests/generate/test_constraint.py",
+    "tests/generate/test_fastllama.py", "tests/generate/test_model.py",
+    "tests/generate/test_scale_modes.py", "tests/generate/test_worker.py",
+    "tests/offline/test_render.py",
+    "tests/training/test_training.py",
+})
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    seen: dict[object, bool] = {}
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With -m "... not model": not even imported (they import torch and transformers,
+    which alone takes most of a fast run's time)."""
+    if "not model" in (config.option.markexpr or "") and \
+            collection_path.is_relative_to(ROOT) and \
+            collection_path.relative_to(ROOT).as_posix() in MODEL_MODULES:
+        return True
+    return None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if isinstance(item, pytest.Function) and _uses_a_model(item, seen):
+        if item.path.relative_to(ROOT).as_posix() in MODEL_MODULES:
             item.add_marker(pytest.mark.model)
-
-
-def _uses_a_model(item: pytest.Function, seen: dict[object, bool]) -> bool:
-    functions = [item.function]
-    for defs in item._fixtureinfo.name2fixturedefs.values():
-        functions.extend(d.func for d in defs)
-    return any(_calls_a_model(f, item.module, seen) for f in functions)
-
-
-def _calls_a_model(function: object, module: object, seen: dict[object, bool]) -> bool:
-    """Whether `function` or a function of `module` it names builds or loads a model."""
-    if function in seen:
-        return seen[function]
-    seen[function] = False                     # a recursive helper ends here
-    try:
-        source = inspect.getsource(function)
-    except (OSError, TypeError):
-        return False
-    found = MODEL_CALLS.search(source) is not None
-    if not found:
-        helpers = (getattr(module, name, None) for name in re.findall(r"\b(_\w+)\(", source))
-        found = any(inspect.isfunction(h) and _calls_a_model(h, module, seen) for h in helpers)
-    seen[function] = found
-    return found
 
 
 @pytest.fixture(scope="session")
@@ -66,12 +54,13 @@ def wjazzd_path() -> Path:
 def jack_server():
     """A private JACK server (dummy driver) for the session; skips when jackd is absent."""
     from tests.support.jack import JackServer, jack_available
-    from tests.support.jack_registry import reclaim_stale_servers
+    from tests.support.jack_registry import reclaim_stale_servers, remove_files_of_dead_test_runs
 
     reason = jack_available()
     if reason is not None:
         pytest.skip(reason)
     reclaim_stale_servers()          # killed servers' slots: jack2 keeps only 8
+    remove_files_of_dead_test_runs()  # what an interrupted run left in /dev/shm
     server = JackServer().start()
     try:
         yield server
