@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from melodyflowd.errors import UserError
 from melodyflowd.files import atomic_file
 from melodyflowd.music.meter import bar_beats
-from melodyflowd.numbers import plain
+from melodyflowd.numbers import JSON_DECIMALS, json_number, plain
 
 if TYPE_CHECKING:
     import mido
@@ -124,31 +124,24 @@ def check_bank_for_chart(bank: PhraseBank, chart: Chart, source: str = "<bank>")
 # JSON
 # ---------------------------------------------------------------------------------------------
 
-def _num(value: float) -> float | int:
-    """Whole numbers as ints (as people write them), others rounded to 6 decimals."""
-    if float(value).is_integer():
-        return int(value)
-    return round(float(value), 6)
-
-
 def bank_to_json(bank: PhraseBank) -> dict[str, Any]:
     """The bank as plain JSON data (json.dumps-able): format, chart, model, settings, bars
     with their chord spans, and variations[v][bar] as lists of notes."""
     return {
         "format": BANK_FORMAT,
-        "chart": {"title": bank.title, "tempo": _num(bank.tempo), "time": list(bank.time)},
+        "chart": {"title": bank.title, "tempo": json_number(bank.tempo), "time": list(bank.time)},
         "model": bank.model,
         "adapter": bank.adapter,
         "seed": bank.seed,
         "settings": dict(bank.settings),
         "bars": [{"index": bar.index,
-                  "chords": [{"symbol": c.symbol, "start_beat": _num(c.start_beat),
-                              "beats": _num(c.beats)} for c in bar.chords]}
+                  "chords": [{"symbol": c.symbol, "start_beat": json_number(c.start_beat),
+                              "beats": json_number(c.beats)} for c in bar.chords]}
                  for bar in bank.bars],
         "variations": [
             [{"bar": phrase.bar,
               "notes": [{"pitch": n.pitch, "duration_ms": n.duration_ms, "wait_ms": n.wait_ms,
-                         "velocity": n.velocity, "beat": round(float(n.beat), 6),
+                         "velocity": n.velocity, "beat": round(float(n.beat), JSON_DECIMALS),
                          "chord": n.chord} for n in phrase.notes]}
              for phrase in variation]
             for variation in bank.variations],

@@ -23,6 +23,7 @@ import yaml
 
 from melodyflowd.errors import UserError
 from melodyflowd.music.instruments import INSTRUMENTS
+from melodyflowd.music.scale_modes import SCALE_MODES
 from melodyflowd.numbers import plain
 from melodyflowd.yamlnodes import node_kind, yaml_problem
 
@@ -118,7 +119,7 @@ class Settings:
 
 BACKENDS = ("auto", "alsa", "jack", "coremidi", "windows")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-SCALES = ("chord-scale", "pentatonic", "chord-tones", "chromatic", "metrical")
+SCALES = SCALE_MODES
 
 # Settings that are not read from any config file (they record where the others came from).
 _INTERNAL = frozenset({"config_file", "overrides"})
