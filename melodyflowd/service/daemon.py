@@ -136,6 +136,7 @@ class Daemon:
         self.bank_since = time.monotonic()
         self.bank_source = ""
         self.regenerate_seen = 0
+        self.variation_seen = 0
         self._last_progress: tuple | None = None
         self.progress = ""                  # the last progress line of the generator
         self.view: Any = None               # the live view (service/view.py), when asked for
@@ -493,6 +494,7 @@ class Daemon:
         if requests != self.regenerate_seen:
             self.regenerate_seen = requests
             self.regenerate("control CC")
+        self._log_variation()
         if self.generator is not None:
             for event in self.generator.poll():
                 self._on_generator_event(event)
@@ -504,6 +506,14 @@ class Daemon:
             log.info("%s", self.stats_line())
             self._next_stats = time.monotonic() + interval
         return None
+
+    def _log_variation(self) -> None:
+        """A variation chosen by a control CC (or the view) is logged here, not in the
+        callback that made the change."""
+        variation = self.engine.variation
+        if variation != self.variation_seen:
+            self.variation_seen = variation
+            log.info("variation %d/%d", variation + 1, self.engine.bank.n_variations)
 
     def _view_turn(self) -> None:
         """The live view's turn: publish this turn's state, do what its buttons asked."""
