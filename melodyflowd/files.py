@@ -1,5 +1,7 @@
 """Files: reading the ones a user names (regular files of a bounded size, read without
-blocking), and writing so that readers see the old file or the new one, never half of one.
+blocking), and writing a file whole: a temporary file beside the target, renamed over it
+once complete, so a reader (or a crash, or Ctrl-C) never meets half a file; it gets the
+mode any new file of the user's gets (0666 less the umask), not mkstemp's 0600.
 
 Every file melodyflowd reads (chart, config, phrase bank, cache entry, a model's files) is
 opened with O_NONBLOCK (a FIFO does not hang the open) and checked with fstat on that very
@@ -135,14 +137,21 @@ def check_folder_files(folder: str | os.PathLike[str], what: str,
             raise error(problem, file=entry.path)
 
 
+def current_umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_file(target: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
-    """A binary file that appears at `target` only once complete: a temp file in the same
-    folder, flushed to disk, then os.replace. A crash or an exception leaves the old file
-    (or none) and no temp file behind; OSErrors pass through to the caller."""
+    """A binary file that appears at `target` only once the block ends without an error.
+    OSError propagates (the caller words it); the temporary file never stays behind."""
     target = Path(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()

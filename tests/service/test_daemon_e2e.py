@@ -288,6 +288,29 @@ def test_control_cc_watchdog_stats_and_a_bad_config_on_sighup(jack_server, tmp_p
 
 
 @pytest.mark.jack
+def test_a_variation_chosen_by_control_cc_is_logged(jack_server, tmp_path):
+    chart, _ = write_files(tmp_path)
+    bank = write_bank(tmp_path / "two.json", BARS, [NOTES, NOTES], title="two variations",
+                      tempo=120)
+    daemon = DaemonProcess(jack_server, tmp_path, ["--chart", str(chart), "--phrases", str(bank)])
+    peer = None
+    try:
+        daemon.wait_ready()
+        peer = daemon.peer()
+        mark = len(daemon.lines)
+        peer.send([0xB0, 21, 127])                                  # next variation
+        assert daemon.wait_log("variation 2/2", timeout=3, after=mark), daemon.log()
+        mark = len(daemon.lines)
+        peer.send([0xB0, 22, 127])                                  # previous variation
+        assert daemon.wait_log("variation 1/2", timeout=3, after=mark), daemon.log()
+    finally:
+        if peer is not None:
+            peer.close()
+        status = daemon.stop()
+    assert status == 0, daemon.log()
+
+
+@pytest.mark.jack
 def test_port_name_taken_is_exit_1_retry_with_one_line(jack_server, tmp_path):
     """Another melodyflowd holds the name (under systemd, often the one that is stopping):
     one line, and exit status 1, so that the service manager tries again."""

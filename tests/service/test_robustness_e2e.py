@@ -55,7 +55,8 @@ def _bad_input_once(jack_server, tmp_path: Path):
     config = tmp_path / "sysex.yaml"
     config.write_text("ports:\n  sysex: true\n")
     daemon = DaemonProcess(jack_server, tmp_path, ["--chart", str(chart), "--phrases", str(bank),
-                                                   "--config", str(config)])
+                                                   "--config", str(config),
+                                                   "--channels", "all"])     # 10 too
     peer = None
     alive = False
     try:
