@@ -15,7 +15,9 @@ what the generator writes:
 - the seed; the kind of matrix products asked for (MELODYFLOW_MATMUL, see fastllama.py:
   bfloat16 and float32 products sample slightly different phrases from the same seed) and
   of attention (compiled or torch's, see kernels.py: they round differently too);
-  and the package version and cache format (new code, new banks).
+  and the package version and cache format (new code, new banks), and the version of
+  the generation rules (``RULES`` below: the metrical constraint's rules and the way parts
+  are joined), which change the bank without a new package version.
 
 Seeds: a request with ``seed=None`` keys on "unseeded": that entry holds the *latest*
 bank made for those inputs without a seed (the bank records the seed it was made with),
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from melodyflowd import __version__
+from melodyflowd.generate import metrical
 from melodyflowd.generate.model import (  # model.py imports torch lazily
     DEFAULT_MODEL_DIR,
     adapter_for,
@@ -122,10 +125,16 @@ def settings_identity(generation: GenerationSettings) -> dict[str, Any]:
             if f.name not in _NOT_SETTINGS}
 
 
+def rules_identity() -> dict[str, int]:
+    """The versions of the generation rules: a build with other rules makes other banks."""
+    return {"metrical": metrical.RULES}
+
+
 def key_material(chart: Chart, generation: GenerationSettings) -> dict[str, Any]:
     return {
         "format": CACHE_FORMAT,
         "version": __version__,
+        "rules": rules_identity(),
         "chart": chart_identity(chart),
         "model": model_identity(generation.model),
         "adapter": adapter_identity(generation.model, adapter_for(
