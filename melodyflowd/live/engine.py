@@ -107,7 +107,7 @@ RELEASE_VELOCITY = 64
 # register: keys -- the weight of a new key in the moving mean of the keys played, and how
 # far (semitones) the line may sound from that mean before it moves by octaves.
 KEYS_WEIGHT = 0.25
-KEYS_REACH = 7
+KEYS_REACH = 11
 
 # Length of every system message by status (SysEx checked apart); missing = undefined.
 _SYSTEM_LENGTH = {0xF1: 2, 0xF2: 3, 0xF3: 2, 0xF6: 1, 0xF8: 1, 0xFA: 1, 0xFB: 1, 0xFC: 1,
