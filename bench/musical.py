@@ -50,7 +50,7 @@ import mido
 
 from melodyflowd.generate.metrical import RULES
 from melodyflowd.music.chart import Bar, Chart, ChordSpan
-from melodyflowd.music.instruments import pitch_range
+from melodyflowd.music.instruments import CENTRE_SLACK, SEAM_BEATS, SEAM_RANGE, pitch_range
 from melodyflowd.music.theory import Chord, parse_chord
 from melodyflowd.offline.apply import apply_performance
 from melodyflowd.service.config import EngineSettings, GenerationSettings
@@ -256,6 +256,8 @@ def play_config(name: str, change: dict, cases: Sequence[Case], loaded, engine: 
                "version": 1}
         if case_settings.scale == "metrical":
             key["rules"] = RULES          # metrical.py's rules changed: not the same bank
+        if case_settings.instrument is not None:   # the register pull and the seams
+            key["register"] = [CENTRE_SLACK, SEAM_RANGE, SEAM_BEATS]
         bank = cached_bank(key, make)
         played = note_on_pitches(apply_performance(case.take, case.chart, bank, engine))
         if len(played) != len(case.pitches):

@@ -101,6 +101,15 @@ def test_key_follows_the_metrical_rules_version(model_dir, monkeypatch):
     assert cache.cache_key(chart, gen(model_dir, scale="metrical")) == base
 
 
+def test_key_follows_the_register_and_seam_rules(model_dir, monkeypatch):
+    from melodyflowd.music import instruments
+
+    chart = make_chart()
+    base = cache.cache_key(chart, gen(model_dir))
+    monkeypatch.setattr(instruments, "SEAM_RANGE", instruments.SEAM_RANGE + 1)
+    assert cache.cache_key(chart, gen(model_dir)) != base
+
+
 def test_key_follows_the_kind_of_matrix_products(model_dir, monkeypatch):
     chart = make_chart()
     monkeypatch.delenv("MELODYFLOW_MATMUL", raising=False)
