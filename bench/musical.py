@@ -72,6 +72,7 @@ PREVIOUS = "previous default (chord-scale, penalty 2, 55-84)"
 CONFIGS: dict[str, dict | None] = {
     DEFAULT: {},
     "default, instrument of the solo": {"instrument": "solo"},
+    "register: keys (octave follows the keys)": {"engine": {"register": "keys"}},
     PREVIOUS: {"scale": "chord-scale", "penalty": 2.0, "instrument": None, "low": 55,
                "high": 84},
     "scale: chord-scale": {"scale": "chord-scale"},
