@@ -50,7 +50,7 @@ import mido
 
 from melodyflowd.generate.metrical import RULES
 from melodyflowd.music.chart import Bar, Chart, ChordSpan
-from melodyflowd.music.instruments import pitch_range
+from melodyflowd.music.instruments import CENTRE_SLACK, SEAM_BEATS, SEAM_RANGE, pitch_range
 from melodyflowd.music.theory import Chord, parse_chord
 from melodyflowd.offline.apply import apply_performance
 from melodyflowd.service.config import EngineSettings, GenerationSettings
@@ -72,6 +72,7 @@ PREVIOUS = "previous default (chord-scale, penalty 2, 55-84)"
 CONFIGS: dict[str, dict | None] = {
     DEFAULT: {},
     "default, instrument of the solo": {"instrument": "solo"},
+    "register: keys (octave follows the keys)": {"engine": {"register": "keys"}},
     PREVIOUS: {"scale": "chord-scale", "penalty": 2.0, "instrument": None, "low": 55,
                "high": 84},
     "scale: chord-scale": {"scale": "chord-scale"},
@@ -233,6 +234,8 @@ def play_config(name: str, change: dict, cases: Sequence[Case], loaded, engine: 
     """Each case's output pitches (a note each of the human's) under one configuration."""
     from melodyflowd.generate.compose import compose_bank
 
+    change = dict(change)
+    engine = replace(engine, **change.pop("engine", {}))   # engine settings, not generation
     settings = replace(base, **change)
     fingerprint = {k: v for k, v in asdict(settings).items() if k != "cache_dir"}
     out = []
@@ -254,6 +257,8 @@ def play_config(name: str, change: dict, cases: Sequence[Case], loaded, engine: 
                "version": 1}
         if case_settings.scale == "metrical":
             key["rules"] = RULES          # metrical.py's rules changed: not the same bank
+        if case_settings.instrument is not None:   # the register pull and the seams
+            key["register"] = [CENTRE_SLACK, SEAM_RANGE, SEAM_BEATS]
         bank = cached_bank(key, make)
         played = note_on_pitches(apply_performance(case.take, case.chart, bank, engine))
         if len(played) != len(case.pitches):
@@ -297,12 +302,19 @@ class Context:
     strong: list[list[bool]] = field(default_factory=list)
     change: list[list[bool]] = field(default_factory=list)     # first note after a change
     barline: list[list[bool]] = field(default_factory=list)    # first note of a new bar
+    seam: list[list[bool]] = field(default_factory=list)       # ... where a part begins
     instrument: list[str] = field(default_factory=list)
 
     @classmethod
-    def of(cls, cases: Sequence[Case]) -> Context:
+    def of(cls, cases: Sequence[Case], loaded=None) -> Context:
+        """loaded: the model, whose context decides where a long chart's parts meet
+        (compose.plan_segments); without it there are no seams."""
+        from melodyflowd.generate.compose import plan_segments
+
         ctx = cls()
         for case in cases:
+            seams = set() if loaded is None else \
+                {seg.start for seg in plan_segments(case.chart, loaded)} - {0}
             chords = [chord_at(case.chart, t) for t in case.onsets]
             change = [i > 0 and chords[i].symbol != chords[i - 1].symbol
                       for i in range(len(chords))]
@@ -313,6 +325,8 @@ class Context:
             ctx.strong.append([a or b for a, b in zip(on_beat, change, strict=True)])
             ctx.change.append(change)
             ctx.barline.append(barline)
+            ctx.seam.append([b and int(t // 4) in seams
+                             for b, t in zip(barline, case.onsets, strict=True)])
             ctx.instrument.append(case.instrument)
         return ctx
 
@@ -344,6 +358,7 @@ def metrics(lines: Sequence[Sequence[int]], ctx: Context) -> dict:
     in_scale = with_chord = strong_ct = strong_n = cycles = total = 0
     leaps_change: list[int] = []
     leaps_bar: list[int] = []
+    leaps_seam: list[int] = []
     by_instrument: dict[str, list[int]] = defaultdict(list)
     for n, line in enumerate(lines):
         chords = ctx.chords[n]
@@ -366,6 +381,8 @@ def metrics(lines: Sequence[Sequence[int]], ctx: Context) -> dict:
                     leaps_change.append(abs(d))
                 if ctx.barline[n][i]:
                     leaps_bar.append(abs(d))
+                if ctx.seam and ctx.seam[n][i]:
+                    leaps_seam.append(abs(d))
     registers = {}
     for name, pitches in sorted(by_instrument.items()):
         qs = statistics.quantiles(pitches, n=10)
@@ -378,7 +395,8 @@ def metrics(lines: Sequence[Sequence[int]], ctx: Context) -> dict:
             "cycles": cycles / max(1, total),
             "leap_change": statistics.fmean(leaps_change) if leaps_change else 0.0,
             "leap_bar": statistics.fmean(leaps_bar) if leaps_bar else 0.0,
-            "register": registers}
+            "leap_seam": statistics.fmean(leaps_seam) if leaps_seam else 0.0,
+            "seams": len(leaps_seam), "register": registers}
 
 
 def js_distance(p: Sequence[float], q: Sequence[float]) -> float:
@@ -405,6 +423,7 @@ def compare(results: dict[str, dict]) -> dict[str, dict]:
             "median_offset": round(sum(offsets) / max(1, m["notes"]), 2),
             "leap_change": round(m["leap_change"], 2),
             "leap_bar": round(m["leap_bar"], 2),
+            "leap_seam": round(m.get("leap_seam", 0.0), 2),
         }
     return table
 
@@ -415,7 +434,8 @@ COLUMNS = [("js_pc", "JS pitch class"), ("js_interval", "JS intervals"),
            ("in_scale", "in chord-scale"), ("strong_chord_tones", "chord tones on strong notes"),
            ("repeats", "repeated pitches"), ("cycles", "in short cycles"),
            ("median_offset", "median pitch off the human's (semitones)"),
-           ("leap_change", "leap at chord changes"), ("leap_bar", "leap at bar lines")]
+           ("leap_change", "leap at chord changes"), ("leap_bar", "leap at bar lines"),
+           ("leap_seam", "leap where parts meet")]
 PERCENT = {"in_scale", "strong_chord_tones", "repeats", "cycles"}
 
 
@@ -539,8 +559,8 @@ def run(*, db: str = str(DEFAULT_DB), n_solos: int = 36, max_bars: int = 32,
     engine = engine or EngineSettings()
     cases = load_cases(db, n_solos, max_bars)
     log(f"musical: {len(cases)} solos, {sum(len(c.pitches) for c in cases)} notes")
-    ctx = Context.of(cases)
     loaded = load_model(model)
+    ctx = Context.of(cases, loaded)
     lines: dict[str, list[list[int]]] = {HUMANS: [c.pitches for c in cases]}
     for name, change in configs.items():
         if change is None:
@@ -587,7 +607,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "docs"))
     parser.add_argument("--only", nargs="*", help="configurations to run (default: all)")
     parser.add_argument("--try", dest="tries", nargs="*", default=[],
-                        help='more configurations: NAME=JSON, e.g. \'wide={"low": 50}\'')
+                        help='more configurations: NAME=JSON, e.g. \'wide={"low": 50}\'; '
+                        'the key "engine" holds engine settings: {"engine": {"register": '
+                        '"keys"}}')
     parser.add_argument("--name", default="musical", help="report name: OUT/NAME.md")
     parser.add_argument("--card", help="also put the report into this model dir's card")
     args = parser.parse_args(argv)

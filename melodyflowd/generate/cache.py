@@ -15,7 +15,9 @@ what the generator writes:
 - the seed; the kind of matrix products asked for (MELODYFLOW_MATMUL, see fastllama.py:
   bfloat16 and float32 products sample slightly different phrases from the same seed) and
   of attention (compiled or torch's, see kernels.py: they round differently too);
-  and the package version and cache format (new code, new banks).
+  the package version and cache format (new code, new banks); and the generation rules
+  (the metrical constraint's ``RULES``, the register pull's and the seams' constants in
+  music/instruments.py), which change the bank without a new package version.
 
 Seeds: a request with ``seed=None`` keys on "unseeded": that entry holds the *latest*
 bank made for those inputs without a seed (the bank records the seed it was made with),
@@ -38,10 +40,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from melodyflowd import __version__
+from melodyflowd.generate import metrical
 from melodyflowd.generate.model import (  # model.py imports torch lazily
     DEFAULT_MODEL_DIR,
     adapter_for,
 )
+from melodyflowd.music import instruments
 from melodyflowd.service.config import attention_kind, environment
 
 if TYPE_CHECKING:
@@ -122,10 +126,18 @@ def settings_identity(generation: GenerationSettings) -> dict[str, Any]:
             if f.name not in _NOT_SETTINGS}
 
 
+def rules_identity() -> dict[str, Any]:
+    """The versions of the generation rules: a build with other rules makes other banks."""
+    return {"metrical": metrical.RULES,
+            "register": [instruments.CENTRE_SLACK, instruments.SEAM_RANGE,
+                         instruments.SEAM_BEATS]}
+
+
 def key_material(chart: Chart, generation: GenerationSettings) -> dict[str, Any]:
     return {
         "format": CACHE_FORMAT,
         "version": __version__,
+        "rules": rules_identity(),
         "chart": chart_identity(chart),
         "model": model_identity(generation.model),
         "adapter": adapter_identity(generation.model, adapter_for(

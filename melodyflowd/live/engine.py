@@ -105,6 +105,10 @@ DEFAULT_CENTRE = 67
 _INF = float("inf")
 _EPS = 1e-6          # beats: the span cache holds this far inside a span's edges
 RELEASE_VELOCITY = 64
+# register: keys -- the weight of a new key in the moving mean of the keys played, and how
+# far (semitones) the line may sound from that mean before it moves by octaves.
+KEYS_WEIGHT = 0.25
+KEYS_REACH = 11
 
 # Length of every system message by status (SysEx checked apart); missing = undefined.
 _SYSTEM_LENGTH = {0xF1: 2, 0xF2: 3, 0xF3: 2, 0xF6: 1, 0xF8: 1, 0xFA: 1, 0xFB: 1, 0xFC: 1,
@@ -313,6 +317,7 @@ class _Config:
     out_channel: int | None
     anticipation: float                  # seconds
     contour: bool
+    keys_register: bool                  # register: keys
     rotate: bool
     remap: tuple[bool, ...]              # [channel * 128 + note] -> True when remapped
     follow: bool                         # follow mode: the played chord can decide
@@ -349,7 +354,9 @@ class _Config:
         return cls(settings=settings, mono=settings.mode != "poly",
                    out_channel=settings.out_channel,
                    anticipation=max(0.0, float(settings.anticipation_ms)) / 1000.0,
-                   contour=bool(settings.contour), rotate=bool(settings.rotate_variations),
+                   contour=bool(settings.contour),
+                   keys_register=settings.register == "keys",
+                   rotate=bool(settings.rotate_variations),
                    remap=remap, follow=follow, role=role, cc_action=tuple(actions),
                    cc_channel=-1 if controls.channel is None else controls.channel,
                    key_base=tuple((status & 15) << 7 for status in range(256)),
@@ -384,7 +391,7 @@ class Engine:
     __slots__ = (
         "_config", "transport", "_offer", "_installed", "_down", "_held", "_lo", "_hi",
         "_span_config", "_pos", "_index", "_phrase", "_length", "_ref", "_last_out",
-        "_last_key", "notes_remapped",
+        "_last_key", "_keys_centre", "_octaves", "notes_remapped",
         "_g", "_recs", "_base", "_bar0", "_bar", "_span", "_v", "_fbar", "_window",
         "_program", "_variation", "_offer_bar", "_offer_bar_seq",
         "_offer_seq", "_retired", "dropped", "errors", "regenerate_requests", "swaps",
@@ -429,6 +436,8 @@ class Engine:
         self._pos = 0
         self._last_out = -1                # last pitch sent
         self._last_key = -1                # last remapped key's note number
+        self._keys_centre = -1.0           # register: keys: moving mean of the keys played
+        self._octaves = 0                  # ... and the octaves the line is moved by
         # The span cache of the note-on path: while _span_config is the config and
         # _lo <= beat < _hi, the phrase is still _phrase (same bar, span and variation).
         # _g: that span's place in the form (-1: no cache).
@@ -658,6 +667,8 @@ class Engine:
                                                        self._span, pos, pitch,
                                                        1 if note > self._last_key else -1)
                         self._pos = pos + 1
+                        if config.keys_register:
+                            pitch = self._to_keys(pitch, note)
                         slot = config.slot_base[status] + pitch
                         ref = self._ref
                         count = ref[slot]
@@ -849,6 +860,8 @@ class Engine:
                 pitch = self._contour_pick(program, v, bar, span, pos, pitch,
                                            1 if note > self._last_key else -1)
             self._pos = pos + 1
+            if config.keys_register:
+                pitch = self._to_keys(pitch, note)
         out_channel = channel if config.out_channel is None else config.out_channel
         slot = (out_channel << 7) | pitch
         if self._ref[slot] > 0:               # poly: another key holds it: strike it again
@@ -859,6 +872,24 @@ class Engine:
         self._last_out = pitch
         self._last_key = note
         self.notes_remapped += 1
+
+    def _to_keys(self, pitch: int, note: int) -> int:
+        """register: keys: the line moved by whole octaves toward the keys the player
+        presses (a moving mean of the last few). The octave changes only when the line
+        would sound more than KEYS_REACH semitones from that register, so the line's own
+        intervals stay, bar after bar; the player's hand decides where it sounds."""
+        centre = self._keys_centre
+        centre = float(note) if centre < 0 else centre + KEYS_WEIGHT * (note - centre)
+        self._keys_centre = centre
+        shifted = pitch + 12 * self._octaves
+        if abs(shifted - centre) > KEYS_REACH:
+            self._octaves = round((centre - pitch) / 12)
+            shifted = pitch + 12 * self._octaves
+        while shifted > 127:
+            shifted -= 12
+        while shifted < 0:
+            shifted += 12
+        return shifted
 
     def _fast_chord_key(self, msg: Sequence[int], now: float, key: int, note: int,
                         status: int, velocity: int, role: int) -> list[list[int]]:

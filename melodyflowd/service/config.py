@@ -62,6 +62,8 @@ class EngineSettings:
     split: int | None = None                # keys >= split are remapped, below pass through
     anticipation_ms: float = 0.0            # play the next chord's phrase this early
     contour: bool = False                   # keys up/down prefer phrase notes up/down
+    register: str = "line"                  # line | keys: keys = the line's octave follows
+                                            # the register of the keys played
     rotate_variations: bool = False         # next variation each time the form repeats
     follow: bool = False                    # play over the chord the chord keys hold
     chord_channel: int | None = None        # 0-15: follow the chords on this channel
@@ -130,6 +132,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "log_level": LOG_LEVELS,
     "ports.backend": BACKENDS,
     "engine.mode": ("mono", "poly"),
+    "engine.register": ("line", "keys"),
     "generation.scale": SCALES,
     "generation.instrument": INSTRUMENTS,
     "generation.constraint": ("soft", "hard"),

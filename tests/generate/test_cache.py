@@ -89,6 +89,27 @@ def test_key_depends_on_settings_that_change_output(model_dir):
     assert cache.cache_key(chart, gen(model_dir, cache_dir="/elsewhere")) == base
 
 
+def test_key_follows_the_metrical_rules_version(model_dir, monkeypatch):
+    # a cache written by a build with older metrical rules must not serve its banks
+    from melodyflowd.generate import metrical
+
+    chart = make_chart()
+    base = cache.cache_key(chart, gen(model_dir, scale="metrical"))
+    monkeypatch.setattr(metrical, "RULES", metrical.RULES + 1)
+    assert cache.cache_key(chart, gen(model_dir, scale="metrical")) != base
+    monkeypatch.setattr(metrical, "RULES", metrical.RULES - 1)
+    assert cache.cache_key(chart, gen(model_dir, scale="metrical")) == base
+
+
+def test_key_follows_the_register_and_seam_rules(model_dir, monkeypatch):
+    from melodyflowd.music import instruments
+
+    chart = make_chart()
+    base = cache.cache_key(chart, gen(model_dir))
+    monkeypatch.setattr(instruments, "SEAM_RANGE", instruments.SEAM_RANGE + 1)
+    assert cache.cache_key(chart, gen(model_dir)) != base
+
+
 def test_key_follows_the_kind_of_matrix_products(model_dir, monkeypatch):
     chart = make_chart()
     monkeypatch.delenv("MELODYFLOW_MATMUL", raising=False)

@@ -320,3 +320,31 @@ def test_range_continuations_equal_the_tensor_rule(nt):
         assert sorted(fast.tolist()) == sorted(slow.tolist()), (field_, prefix)
     assert _range_continuations(nt, Range(0, 10 ** 6 - 1), "1") is None
     assert _range_continuations(nt, Range(0, 99), "") is None
+
+
+def test_parts_meet_near_the_register_median(nt):
+    """Two parts written side by side: the first ends and the second begins within
+    SEAM_RANGE of the median, so the seam between them leaps little."""
+    from melodyflowd.music.instruments import SEAM_BEATS, SEAM_RANGE
+
+    chart = hand_chart()
+    seam = 2 * chart.beats_per_bar
+    total = len(chart.bars) * chart.beats_per_bar
+    assert seam < total
+    proc = MelodyControlLogitsProcessor(nt, chart, scale="chord-scale", hard=True, low=50,
+                                        high=84, centre=66, trend_range=8,
+                                        start_beat=[0.0, seam], end_beat=[seam, total],
+                                        enforce_format=True, min_notes_per_bar=2,
+                                        max_notes_per_bar=8, min_wait_beats=0.125)
+    _run_synthetic(nt, proc, batch=2, steps=500)
+    first, second = proc.rows[0].notes, proc.rows[1].notes
+    ending = [(t, v[0]) for t, v in first if t >= seam - SEAM_BEATS]
+    assert second                 # (the first part may have no note in its last beats)
+    for onset, pitch in ending + [(second[0][0], second[0][1][0])]:
+        near = [p for p in range(50, 85) if abs(p - 66) <= SEAM_RANGE
+                and _in_scale(proc, onset, p)]
+        if near:
+            assert abs(pitch - 66) <= SEAM_RANGE, (onset, pitch)
+    # elsewhere the trend's own reach holds: a part's inside is not pinned to the median
+    inside = [v[0] for t, v in first if t < seam - SEAM_BEATS]
+    assert max(abs(p - 66) for p in inside) > SEAM_RANGE

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from melodyflowd.live.engine import Engine, build_program
+from melodyflowd.live.engine import KEYS_REACH, Engine, build_program
 from melodyflowd.live.transport import Transport
 from melodyflowd.music.chart import Bar, Chart, ChordSpan
 from melodyflowd.music.phrases import BarPhrase, PhraseBank, PhraseNote, bank_bars
@@ -587,3 +587,29 @@ def test_update_settings_mono_to_poly_and_controls() -> None:
     assert len(e.sounding()) == 2
     assert e.handle([0xB0, 21, 127], 0.2) == [[0xB0, 21, 127]]   # no longer a control
     assert e.handle([0xB0, 30, 127], 0.2) == [] and e.variation == 1
+
+
+def test_register_keys_moves_the_line_by_octaves_toward_the_keys_played():
+    line, keys = make_engine(), make_engine(register="keys")
+    low_keys = [36, 38, 40, 38, 36, 38, 40, 38]       # two octaves under the phrases
+    t = 0.0
+    played_line, played_keys = [], []
+    for k in low_keys:
+        played_line.append(tap(line, k, t))
+        played_keys.append(tap(keys, k, t))
+        t += 0.5
+    moves = [a - b for a, b in zip(played_line, played_keys, strict=True)]
+    assert all(m % 12 == 0 and m > 0 for m in moves)   # whole octaves down, notes kept
+    # the octave changes only when the line strays past the reach: its intervals mostly stay
+    assert sum(a != b for a, b in zip(moves, moves[1:], strict=False)) <= 2
+    mean = sum(low_keys) / len(low_keys)
+    assert all(abs(p - mean) <= KEYS_REACH + 2 for p in played_keys)
+
+
+def test_register_line_plays_the_phrase_where_it_was_written():
+    line, keys = make_engine(), make_engine(register="keys")
+    near = [64, 65, 67, 64]                            # keys where the phrases sit
+    t = 0.0
+    for k in near:
+        assert tap(line, k, t) == tap(keys, k, t)
+        t += 0.5

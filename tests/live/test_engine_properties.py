@@ -52,6 +52,7 @@ engine_settings = st.builds(
     split=st.sampled_from([None, 48, 60]),
     anticipation_ms=st.sampled_from([0.0, 120.0, 500.0]),
     contour=st.booleans(),
+    register=st.sampled_from(["line", "keys"]),
     rotate_variations=st.booleans(),
 )
 step = st.one_of(
@@ -150,6 +151,9 @@ def run(s: EngineSettings, steps: list, first: int = 0
     engine = Engine(s, chart, banks[first], Transport(chart.tempo, chart.beats_per_bar))
     allowed = {p for bank in banks for var in build_program(bank, chart).phrases
                for bar in var for phrase in bar for p in phrase}
+    if "keys" in {s.register} | {v.register for kind, v, _ in steps if kind == "settings"}:
+        # register: keys plays the bank's notes moved by whole octaves
+        allowed = {q for p in allowed for q in range(p % 12, 128, 12)}
     checker = Checker(s, allowed)
     inputs: list[list[int]] = []
     pressed: set[tuple[int, int]] = set()

@@ -24,7 +24,7 @@ from melodyflowd.generate.constraint.state import RowState
 from melodyflowd.generate.constraint.tokens import NoteTokenizer
 from melodyflowd.generate.metrical import metrical_choice, resolving
 from melodyflowd.music.chart import Chart
-from melodyflowd.music.instruments import CENTRE_SLACK
+from melodyflowd.music.instruments import CENTRE_SLACK, SEAM_BEATS, SEAM_RANGE
 from melodyflowd.music.scale_modes import SCALE_MODES
 from melodyflowd.music.theory import Chord, pitch_classes
 from melodyflowd.music.timeline import Timeline
@@ -110,7 +110,10 @@ class MelodyControl:
         ends = self.end_beat if isinstance(self.end_beat, Sequence) else [self.end_beat] * batch
         if len(starts) != batch or len(ends) != batch:
             raise ValueError(f"{len(starts)} start and {len(ends)} end beats for {batch} rows")
-        self.rows = [RowState(time=float(s), end=e) for s, e in zip(starts, ends, strict=True)]
+        total = self.timeline.total_beats
+        self.rows = [RowState(time=float(s), end=e, seam_start=s > 0,
+                              seam_end=e - SEAM_BEATS if e is not None and e < total else None)
+                     for s, e in zip(starts, ends, strict=True)]
         self._seen = length
 
     def feed(self, row: int, token_id: int) -> None:
@@ -180,10 +183,14 @@ class MelodyControl:
             pcs = frozenset(allowed_pitch_classes(chord, self.scale))
         recent = list(state.recent)[-self.trend_notes:] if self.trend_notes > 0 else []
         center = round(sum(recent) / len(recent)) if recent else None
+        reach = self.trend_range
         if self.centre is not None:
             center = self.centre if center is None else \
                 min(max(center, self.centre - CENTRE_SLACK), self.centre + CENTRE_SLACK)
-        key = (pcs, center, resolve_from, back)
+            if (state.seam_start and not state.notes) or \
+                    (state.seam_end is not None and state.time >= state.seam_end):
+                center, reach = self.centre, SEAM_RANGE    # where parts meet: near the median
+        key = (pcs, center, resolve_from, back, reach)
         cached = self._pitch_cache.get(key)
         if cached is None:
             candidates = [p for p in range(self.low, self.high + 1) if p % 12 in pcs] or \
@@ -191,7 +198,7 @@ class MelodyControl:
             if resolve_from is not None:
                 candidates = resolving(candidates, resolve_from, back)
             elif center is not None:
-                near = [p for p in candidates if abs(p - center) <= self.trend_range]
+                near = [p for p in candidates if abs(p - center) <= reach]
                 if not near:
                     near = sorted(candidates, key=lambda p: (abs(p - center), p))[:3]
                 candidates = near

@@ -31,5 +31,7 @@ class RowState:
     recent: deque = field(default_factory=lambda: deque(maxlen=16))
     done: bool = False           # reached the end time: no more constraint
     end: float | None = None     # the row is done when its time reaches this beat
+    seam_start: bool = False     # the row starts where a part before it ends
+    seam_end: float | None = None  # from this beat on, the row ends where a part goes on
     pitch_field: PitchSet | None = None   # allowed pitches for the note being written
     wait_field: Range | None = None       # allowed waits for it (both change only per note)
