@@ -98,8 +98,8 @@ class DecodeEverythingProcessor(LogitsProcessor):
                 if isinstance(item, TextNote):
                     beat += profile.to_beats(item.wait, self.chart.tempo)
                     recent.append(item.pitch)
-            bpb = self.chart.beats_per_bar
-            chord = self.chart.chord_at(self.bar + int(beat // bpb), beat % bpb)
+            bar, within = self.chart.locate(self.chart.bar_start(self.bar) + beat)
+            chord = self.chart.chord_at(bar, within)
             pcs = set(allowed_pitch_classes(chord, self.settings.scale))
             center = sum(recent[-4:]) / len(recent[-4:]) if recent else None
             bad = [tid for pitch, tid in self.pitch_ids.items()
@@ -128,7 +128,7 @@ def original(loaded, chart, settings: GenerationSettings, tokens_per_bar: int) -
         for bar in range(len(chart.bars)):
             prompt = base
             if loaded.profile.chord_markers:
-                prompt += format_marker(marker_for(timeline.chord_at(bar * chart.beats_per_bar)))
+                prompt += format_marker(marker_for(timeline.chord_at(timeline.bar_start(bar))))
             enc = tok(prompt, return_tensors="pt")
             plen = enc["input_ids"].shape[1]
             proc = DecodeEverythingProcessor(loaded, chart, bar, settings, plen, pitch_ids)

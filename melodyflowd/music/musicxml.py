@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from melodyflowd.music.form import playing_order
 from melodyflowd.music.leadsheet import LeadSheet, SheetBar, SheetChord, SourceError
+from melodyflowd.music.meter import meter_beats
 from melodyflowd.music.theory import ChordError, parse_chord
 
 # MusicXML <kind> values -> the chord suffix in chart notation.
@@ -212,7 +213,7 @@ def _measures(part: ET.Element, source: str) -> tuple[list[_Measure], str | None
             elif tag == "sound":
                 tempo = _sound(item, measure) or tempo
             furthest = max(furthest, position)
-        nominal = divisions * time[0] * 4 / time[1]
+        nominal = divisions * meter_beats(time)
         measure.length = nominal if furthest <= 0 or element.get("implicit") != "yes" \
             else furthest
         out.append(measure)

@@ -9,7 +9,8 @@ File format (DESIGN §3, "Phrase bank JSON"): `bank_to_json` / `bank_from_json`,
 file, the JSON path of the bad field (`variations[1][3].notes[0].pitch`), the bad value
 and what is accepted.
 
-Beats are quarter-note beats, as `Chart.beats_per_bar` counts them.
+Beats are quarter-note beats, as `Chart.bar_beats` counts them; a bar with a meter of its
+own (`BankBar.time`) has its own length.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from melodyflowd.errors import UserError
+from melodyflowd.music.meter import bar_starts, meter_beats
 
 if TYPE_CHECKING:
     import mido
@@ -67,6 +69,7 @@ class BankChord:
 class BankBar:
     index: int
     chords: tuple[BankChord, ...]
+    time: tuple[int, int] | None = None   # its own meter where it differs from the bank's
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +90,17 @@ class PhraseBank:
 
     @property
     def beats_per_bar(self) -> float:
-        """Length of a bar in quarter-note beats (6/8 -> 3.0)."""
-        num, den = self.time
-        return num * 4 / den
+        """Length of a bar of the bank's own meter in quarter-note beats (6/8 -> 3.0)."""
+        return meter_beats(self.time)
+
+    def bar_beats(self, i: int) -> float:
+        """Length of bar `i` in quarter-note beats, in its own meter."""
+        return meter_beats(self.bars[i].time or self.time)
+
+    @property
+    def bar_starts(self) -> tuple[float, ...]:
+        """The start beat of every bar and, last, the form's length (meter.bar_starts)."""
+        return bar_starts(self.bar_beats(i) for i in range(len(self.bars)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,7 +111,8 @@ def bank_bars(chart: Chart) -> tuple[BankBar, ...]:
     """The bank's `bars` for a chart: its form unrolled once, each bar's chord spans."""
     return tuple(
         BankBar(index=i, chords=tuple(BankChord(span.chord.symbol, float(span.start_beat),
-                                                float(span.beats)) for span in bar.chords))
+                                                float(span.beats)) for span in bar.chords),
+                time=bar.time)
         for i, bar in enumerate(chart.bars))
 
 
@@ -118,6 +130,11 @@ def check_bank_for_chart(bank: PhraseBank, chart: Chart, source: str = "<bank>")
             raise BankError(f"bars[{got.index}]: chords {' '.join(got_symbols)} but the chart "
                             f"{chart.source} has {' '.join(want_symbols)} in bar "
                             f"{got.index + 1}; write the bank for this chart", file=source)
+        have, need = bank.bar_beats(got.index), chart.bar_beats(got.index)
+        if have != need:
+            raise BankError(f"bars[{got.index}]: {_fmt(have)} beats long but bar "
+                            f"{got.index + 1} of the chart {chart.source} has {_fmt(need)} "
+                            f"(another meter); write the bank for this chart", file=source)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,10 +157,7 @@ def bank_to_json(bank: PhraseBank) -> dict[str, Any]:
         "adapter": bank.adapter,
         "seed": bank.seed,
         "settings": dict(bank.settings),
-        "bars": [{"index": bar.index,
-                  "chords": [{"symbol": c.symbol, "start_beat": _num(c.start_beat),
-                              "beats": _num(c.beats)} for c in bar.chords]}
-                 for bar in bank.bars],
+        "bars": [_bar_json(bar) for bar in bank.bars],
         "variations": [
             [{"bar": phrase.bar,
               "notes": [{"pitch": n.pitch, "duration_ms": n.duration_ms, "wait_ms": n.wait_ms,
@@ -152,6 +166,16 @@ def bank_to_json(bank: PhraseBank) -> dict[str, Any]:
              for phrase in variation]
             for variation in bank.variations],
     }
+
+
+def _bar_json(bar: BankBar) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "index": bar.index,
+        "chords": [{"symbol": c.symbol, "start_beat": _num(c.start_beat),
+                    "beats": _num(c.beats)} for c in bar.chords]}
+    if bar.time is not None:
+        out["time"] = list(bar.time)
+    return out
 
 
 def _show(value: object) -> str:
@@ -230,6 +254,14 @@ class _Reader:
             raise self.fail(path, value, accepted)
         return float(value)  # type: ignore[arg-type]
 
+    def meter(self, value: object, path: str) -> tuple[int, int]:
+        if (not isinstance(value, list) or len(value) != 2
+                or not all(isinstance(t, int) and not isinstance(t, bool) for t in value)
+                or not 1 <= value[0] <= 64 or value[1] not in DENOMINATORS):
+            raise self.fail(path, value, "[beats, unit] with beats 1-64 and unit one of "
+                            + ", ".join(map(str, DENOMINATORS)) + ", e.g. [4, 4]")
+        return (value[0], value[1])
+
     def text(self, value: object, path: str, allow_empty: bool = False) -> str:
         if not isinstance(value, str) or (not allow_empty and not value.strip()):
             raise self.fail(path, value, "text" if allow_empty else "non-empty text")
@@ -272,13 +304,7 @@ def bank_from_json(data: object, source: str = "<bank>") -> PhraseBank:
                       ("title",))
     title = r.text(chart.get("title", ""), "chart.title", allow_empty=True)
     tempo = r.number(chart["tempo"], "chart.tempo", low=0, high=1000, low_exclusive=True)
-    time = chart["time"]
-    if (not isinstance(time, list) or len(time) != 2
-            or not all(isinstance(t, int) and not isinstance(t, bool) for t in time)
-            or not 1 <= time[0] <= 64 or time[1] not in DENOMINATORS):
-        raise r.fail("chart.time", time, "[beats, unit] with beats 1-64 and unit one of "
-                     + ", ".join(map(str, DENOMINATORS)) + ", e.g. [4, 4]")
-    beats_per_bar = time[0] * 4 / time[1]
+    time = r.meter(chart["time"], "chart.time")
 
     model = r.text(top.get("model", "default"), "model")
     adapter = top.get("adapter")
@@ -295,9 +321,13 @@ def bank_from_json(data: object, source: str = "<bank>") -> PhraseBank:
     for i, bar_data in enumerate(r.list(top["bars"], "bars", "bars")):
         path = f"bars[{i}]"
         bar = r.mapping(bar_data, path, {"index": f"{i} (bars are in playing order)",
-                                          "chords": "a list of chords"})
+                                          "chords": "a list of chords"}, ("time",))
         if r.integer(bar["index"], f"{path}.index") != i:
             raise r.fail(f"{path}.index", bar["index"], f"{i} (bars are in playing order)")
+        bar_time = r.meter(bar["time"], f"{path}.time") if "time" in bar else None
+        if bar_time == time:
+            bar_time = None
+        bar_len = meter_beats(bar_time or time)
         chords: list[BankChord] = []
         for j, chord_data in enumerate(r.list(bar["chords"], f"{path}.chords", "chords")):
             cpath = f"{path}.chords[{j}]"
@@ -306,14 +336,14 @@ def bank_from_json(data: object, source: str = "<bank>") -> PhraseBank:
                                                    "beats": "a number greater than 0"})
             symbol = r.text(chord["symbol"], f"{cpath}.symbol")
             start = r.number(chord["start_beat"], f"{cpath}.start_beat", low=0,
-                             high=beats_per_bar - 1e-9 if beats_per_bar > 0 else 0)
+                             high=bar_len - 1e-9)
             beats = r.number(chord["beats"], f"{cpath}.beats", low=0, low_exclusive=True,
-                             high=beats_per_bar + 1e-9)
+                             high=bar_len + 1e-9)
             if chords and start < chords[-1].start_beat + 1e-9:
                 raise r.fail(f"{cpath}.start_beat", chord["start_beat"],
                              f"a beat after {_fmt(chords[-1].start_beat)} (chords in order)")
             chords.append(BankChord(symbol, start, beats))
-        bars.append(BankBar(i, tuple(chords)))
+        bars.append(BankBar(i, tuple(chords), bar_time))
 
     variations: list[tuple[BarPhrase, ...]] = []
     for v, var_data in enumerate(r.list(top["variations"], "variations", "variations")):
@@ -325,6 +355,7 @@ def bank_from_json(data: object, source: str = "<bank>") -> PhraseBank:
         row: list[BarPhrase] = []
         for b, phrase_data in enumerate(phrases):
             ppath = f"{vpath}[{b}]"
+            bar_len = meter_beats(bars[b].time or time)
             phrase = r.mapping(phrase_data, ppath, {"bar": f"{b}", "notes": "a list of notes"})
             if r.integer(phrase["bar"], f"{ppath}.bar") != b:
                 raise r.fail(f"{ppath}.bar", phrase["bar"], f"{b} (phrases in bar order)")
@@ -338,12 +369,12 @@ def bank_from_json(data: object, source: str = "<bank>") -> PhraseBank:
                     duration_ms=r.integer(note["duration_ms"], f"{npath}.duration_ms", 1),
                     wait_ms=r.integer(note["wait_ms"], f"{npath}.wait_ms", 0),
                     velocity=r.integer(note["velocity"], f"{npath}.velocity", 1, 127),
-                    beat=r.number(note["beat"], f"{npath}.beat", 0, beats_per_bar),
+                    beat=r.number(note["beat"], f"{npath}.beat", 0, bar_len),
                     chord=r.text(note["chord"], f"{npath}.chord")))
             row.append(BarPhrase(b, tuple(notes)))
         variations.append(tuple(row))
 
-    return PhraseBank(title=title, tempo=tempo, time=(time[0], time[1]), bars=tuple(bars),
+    return PhraseBank(title=title, tempo=tempo, time=time, bars=tuple(bars),
                       variations=tuple(variations), model=model, adapter=adapter, seed=seed,
                       settings=dict(settings))
 
@@ -397,15 +428,16 @@ def save_bank(bank: PhraseBank, path: str | os.PathLike[str]) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 def bank_to_midi(bank: PhraseBank, ticks_per_beat: int = TICKS_PER_BEAT) -> mido.MidiFile:
-    """A type-1 MIDI file: track 0 is the conductor (title, tempo, time signature and a
-    marker with the chord symbol at every chord of every bar); then one track a variation
+    """A type-1 MIDI file: track 0 is the conductor (title, tempo, the time signature at
+    the start and wherever the meter changes, and a marker with the chord symbol at every
+    chord of every bar; every bar lasts its own meter's length); then one track a variation
     (`tracks[1 + v]`, named "variation v+1"), each covering the whole form from the start,
     so a DAW shows the variations as parallel takes. Notes keep the model's velocity and
     duration (at the bank's tempo); a note cut by the next onset of the same pitch ends there.
     """
     import mido
 
-    bar_len = bank.beats_per_bar
+    starts = bank.bar_starts
     midi = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
 
     def tick(beats: float) -> int:
@@ -414,12 +446,16 @@ def bank_to_midi(bank: PhraseBank, ticks_per_beat: int = TICKS_PER_BEAT) -> mido
     conductor: list[tuple[int, int, mido.MetaMessage]] = [
         (0, 0, mido.MetaMessage("track_name", name=bank.title or "melodyflow", time=0)),
         (0, 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bank.tempo), time=0)),
-        (0, 0, mido.MetaMessage("time_signature", numerator=bank.time[0],
-                                denominator=bank.time[1], time=0)),
     ]
+    meter = None
     for bar in bank.bars:
+        start = starts[bar.index]
+        if (bar.time or bank.time) != meter:
+            meter = bar.time or bank.time
+            conductor.append((tick(start), 0, mido.MetaMessage(
+                "time_signature", numerator=meter[0], denominator=meter[1])))
         for chord in bar.chords:
-            conductor.append((tick(bar.index * bar_len + chord.start_beat), 1,
+            conductor.append((tick(start + chord.start_beat), 1,
                               mido.MetaMessage("marker", text=chord.symbol)))
     midi.tracks.append(_to_track(conductor))
 
@@ -430,7 +466,7 @@ def bank_to_midi(bank: PhraseBank, ticks_per_beat: int = TICKS_PER_BEAT) -> mido
             (0, 0, mido.MetaMessage("track_name", name=f"variation {v + 1}"))]
         notes: list[tuple[int, int, int, int]] = []   # start, end, pitch, velocity
         for phrase in variation:
-            bar_start = phrase.bar * bar_len
+            bar_start = starts[phrase.bar]
             for n in phrase.notes:
                 start = tick(bar_start + n.beat)
                 end = start + max(1, round(n.duration_ms * beats_per_ms * ticks_per_beat))

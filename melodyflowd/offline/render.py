@@ -161,9 +161,8 @@ def piano_roll(bank: PhraseBank, handle: IO[bytes]) -> None:
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
-    num, den = bank.time
-    bar_beats = num * 4 / den
-    total = max(1, len(bank.bars)) * bar_beats
+    starts = bank.bar_starts                     # every bar at its own meter's length
+    total = max(1.0, starts[-1])
     beat_ms = 60000.0 / bank.tempo
     pitches = [n.pitch for var in bank.variations for bar in var for n in bar.notes]
     low = min(pitches, default=60) - 2
@@ -185,7 +184,7 @@ def piano_roll(bank: PhraseBank, handle: IO[bytes]) -> None:
                    + (f", seed {bank.seed}" if bank.seed is not None else ""), fontsize=10,
                    loc="left")
     for bar in bank.bars:
-        start = bar.index * bar_beats
+        start = starts[bar.index]
         lane.axvline(start, color="black", linewidth=0.8)
         for chord in bar.chords:
             x = start + chord.start_beat
@@ -201,9 +200,9 @@ def piano_roll(bank: PhraseBank, handle: IO[bytes]) -> None:
         ax.set_ylabel(f"var {row + 1}", fontsize=8)
         ax.tick_params(labelsize=7)
         for bar in bank.bars:
-            ax.axvline(bar.index * bar_beats, color="#bbbbbb", linewidth=0.5)
+            ax.axvline(starts[bar.index], color="#bbbbbb", linewidth=0.5)
         for phrase in variation:
-            start = phrase.bar * bar_beats
+            start = starts[phrase.bar]
             for note in phrase.notes:
                 length = max(0.05, note.duration_ms / beat_ms)
                 shade = 0.35 + 0.65 * min(127, max(1, note.velocity)) / 127
@@ -214,7 +213,7 @@ def piano_roll(bank: PhraseBank, handle: IO[bytes]) -> None:
         else:
             ax.set_xlabel("bar", fontsize=8)
     step = max(1, -(-len(bank.bars) // 32))          # at most ~32 bar numbers
-    lane.set_xticks([i * bar_beats for i in range(0, len(bank.bars), step)],
+    lane.set_xticks([starts[i] for i in range(0, len(bank.bars), step)],
                     [str(i + 1) for i in range(0, len(bank.bars), step)])
     fig.subplots_adjust(left=max(0.01, 0.6 / width), right=0.99, top=1 - 0.45 / fig.get_figheight(),
                         bottom=0.45 / fig.get_figheight())

@@ -194,11 +194,11 @@ class MelodyControl:
         bar = tl.bar_of(now)
         count = state.bar_counts.get(bar, 0) + 1         # including the note being written
         mw = self.min_wait_beats
-        end = (bar + 1) * tl.beats_per_bar
+        end = tl.bar_start(bar + 1)                  # each bar at its own meter's length
         if self.min_notes and count < self.min_notes:
             limit = end - (self.min_notes - count - 1) * mw
         elif self.min_notes:
-            limit = end + tl.beats_per_bar - (self.min_notes - 1) * mw
+            limit = tl.bar_start(bar + 2) - (self.min_notes - 1) * mw
         else:
             limit = now + self.profile.max_time / upb + 1
         hi = math.ceil((limit - now) * upb - 1e-6) - 1
