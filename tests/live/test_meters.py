@@ -1,0 +1,135 @@
+"""A chart that changes meter, live: a 2/4 and a 3/4 bar inside 4/4 last two and three
+beats in the engine (fast and reference path), the transport's bar count, Song Position
+Pointer and MIDI clock, and a bank swap waits for the right bar line."""
+
+from __future__ import annotations
+
+import pytest
+
+from melodyflowd.live.engine import Engine, build_program, locate
+from melodyflowd.live.transport import CLOCK, CONTINUE, SONG_POSITION, START, Transport
+from melodyflowd.music.chart import Chart, parse_chart
+from melodyflowd.music.phrases import BarPhrase, PhraseBank, PhraseNote, bank_bars
+from melodyflowd.service.config import EngineSettings
+from tests.live.test_engine_fast import SlowEngine
+
+CHART = """\
+title: Meters
+tempo: 120
+time: 4/4
+chords: "| C7 | 2/4 F7 | 3/4 G7 Ab7:1 | 4/4 A7 |"
+"""
+# One pitch a chord, so the note played names the chord sounding.
+PITCH = {"C7": 60, "F7": 65, "G7": 67, "Ab7": 68, "A7": 69}
+BEAT = 0.5                      # seconds a beat at 120 bpm
+# Written out by hand: (first beat, last beat + 1, chord) through the form once.
+SPANS = [(0, 4, "C7"), (4, 6, "F7"), (6, 8, "G7"), (8, 9, "Ab7"), (9, 13, "A7")]
+FORM = 13
+
+
+def chart() -> Chart:
+    return parse_chart(CHART, "meters.yaml")
+
+
+def bank(c: Chart, shift: int = 0) -> PhraseBank:
+    phrases = tuple(
+        BarPhrase(bar.index, tuple(PhraseNote(PITCH[span.chord.symbol] + shift, 100, 100, 90,
+                                              span.start_beat, span.chord.symbol)
+                                   for span in bar.chords))
+        for bar in c.bars)
+    return PhraseBank(c.title, c.tempo, c.time, bank_bars(c), (phrases,))
+
+
+def expected(beat: float) -> int:
+    local = beat % FORM
+    return next(PITCH[name] for lo, hi, name in SPANS if lo <= local < hi)
+
+
+def engines(c: Chart) -> list[Engine]:
+    return [cls(EngineSettings(), c, bank(c), Transport(c.tempo, c.beats_per_bar))
+            for cls in (Engine, SlowEngine)]
+
+
+def test_the_program_puts_the_bar_lines_at_each_bars_own_length() -> None:
+    program = build_program(bank(chart()), chart())
+    assert program.bar_starts == (0.0, 4.0, 6.0, 9.0, 13.0)
+    assert program.form_len == 13.0
+    assert locate(program, 5.0) == (1, 1, 0)            # the 2/4 bar, F7
+    assert locate(program, 8.5) == (2, 2, 1)            # the 3/4 bar, Ab7 on its 3rd beat
+    assert locate(program, 9.0) == (3, 3, 0)            # A7: the 3/4 bar is over
+    assert locate(program, 13.0 + 6.0) == (6, 2, 0)     # second time through
+
+
+def test_the_chord_at_every_beat_fast_and_reference_path() -> None:
+    """A note on every half beat through two forms (and a hair before and after each
+    bar line): both paths play the chord the chart has there."""
+    c = chart()
+    fast, slow = engines(c)
+    start = 10.0
+    beats = sorted({k / 2 for k in range(2 * 2 * FORM)}
+                   | {edge + d for rep in (0, FORM) for edge in (4, 6, 9, 13)
+                      for d in (-1e-3, 1e-3)})
+    for beat in beats:
+        now = start + beat * BEAT
+        want = expected(beat)
+        for e in (fast, slow):
+            assert e.handle([0x90, 60, 100], now) == [[0x90, want, 100]], (beat, e)
+            e.handle([0x80, 60, 0], now + 1e-4)
+    assert fast.errors == slow.errors == 0
+
+
+def test_the_transport_counts_bars_at_their_own_length() -> None:
+    c = chart()
+    fast, _ = engines(c)
+    t = fast.transport
+    t.feed([START], 0.0)
+    t.tick(0.0)                                          # the downbeat
+    positions = []
+    for tick in range(1, 24 * 2 * FORM + 1):
+        t.tick(tick * BEAT / 24)
+        if tick % 24 == 0:
+            positions.append(t.position(tick * BEAT / 24))
+    bars = [bar for bar, _ in positions]
+    # beats 1..26: bar lines at 4, 6, 9, 13 (= 0), 17, 19, 22
+    assert bars[:13] == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 3, 3, 4]
+    assert bars[13:] == [4, 4, 4, 5, 5, 6, 6, 6, 7, 7, 7, 7, 8]
+    assert positions[6] == (2, pytest.approx(1.0))       # beat 7: 2nd beat of the 3/4 bar
+
+
+@pytest.mark.parametrize("sixteenths,beat", [(4 * 4, 4.0), (4 * 6, 6.0), (4 * 8, 8.0),
+                                             (4 * 9 + 2, 9.5), (4 * 19, 19.0),
+                                             (4 * 21, 21.0)])
+def test_song_position_pointer_into_the_changed_meters(sixteenths: int, beat: float) -> None:
+    """SPP counts sixteenths from the start whatever the meters: the engine finds the bar
+    and chord there, stopped and once the clock runs on from it."""
+    c = chart()
+    for e in engines(c):
+        e.handle([SONG_POSITION, sixteenths & 127, sixteenths >> 7], 0.0)
+        assert e.handle([0x90, 60, 100], 0.1) == [[0x90, expected(beat), 100]]
+        e.handle([0x80, 60, 0], 0.2)
+        e.handle([CONTINUE], 1.0)
+        e.handle([CLOCK], 1.0)                          # the downbeat: beat `beat`
+        now = 1.0
+        for _ in range(36):                             # a beat and a half on
+            now += BEAT / 24
+            e.handle([CLOCK], now)
+        assert e.handle([0x90, 60, 100], now) == [[0x90, expected(beat + 1.5), 100]]
+        e.handle([0x80, 60, 0], now)
+        assert e.transport.position(now)[0] == c.locate(beat + 1.5)[0]
+
+
+def test_a_new_bank_waits_for_the_end_of_the_short_bar() -> None:
+    """Offered inside the 2/4 bar, a bank comes in at beat 6 (not 8, where a 4/4 bar would
+    end)."""
+    c = chart()
+    for e in engines(c):
+        e.handle([0x90, 60, 100], 0.0)                  # the internal clock from beat 0
+        e.handle([0x80, 60, 0], 0.1)
+        assert e.handle([0x90, 60, 100], 4.5 * BEAT) == [[0x90, 65, 100]]
+        e.offer(bank(c, shift=12), now=4.6 * BEAT)
+        e.handle([0x80, 60, 0], 4.7 * BEAT)
+        assert e.handle([0x90, 60, 100], 5.9 * BEAT) == [[0x90, 65, 100]]   # still waits
+        e.handle([0x80, 60, 0], 5.95 * BEAT)
+        assert e.pending
+        assert e.handle([0x90, 60, 100], 6.1 * BEAT) == [[0x90, 67 + 12, 100]]
+        assert not e.pending and e.swaps == 1
