@@ -7,10 +7,10 @@ lookup tables from it, the generator writes it, `melodyflow render` exports it.
 File format (DESIGN §3, "Phrase bank JSON"): `bank_to_json` / `bank_from_json`, with
 `load_bank` / `save_bank` for files. Every problem in a file is a `BankError` naming the
 file, the JSON path of the bad field (`variations[1][3].notes[0].pitch`), the bad value
-and what is accepted.
+and what is accepted. A bar with a meter of its own carries it (`"time": [2, 4]` in its
+entry of `bars`); its chords and notes lie within that meter's length.
 
-Beats are quarter-note beats, as `Chart.bar_beats` counts them; a bar with a meter of its
-own (`BankBar.time`) has its own length.
+Beats are quarter-note beats, as `Chart.bar_beats` counts them.
 """
 
 from __future__ import annotations
