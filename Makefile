@@ -1,12 +1,13 @@
 # Two entry points do all the set-up on a fresh Debian/Ubuntu machine:
 #   make run CHART=examples/blues.yaml   -> melodyflowd on the embedded model
 #   make test                            -> the whole test suite (what CI runs)
+#   make test-fast                       -> the edit loop: no JACK, nothing marked slow
 PYTHON ?= python3
 CHART ?= examples/blues.yaml
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_PACKAGES := jackd2 fluidsynth fluid-soundfont-gm systemd
 
-.PHONY: setup system-packages python-packages run test lint
+.PHONY: setup system-packages python-packages run test test-fast lint
 
 setup: system-packages python-packages
 
@@ -34,3 +35,7 @@ lint:
 
 test: setup lint
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q
+
+# No JACK server, nothing marked slow; no setup step (run `make setup` once).
+test-fast: lint
+	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q -m "not jack and not slow"

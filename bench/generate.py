@@ -63,7 +63,7 @@ from melodyflowd.generate.textformat import (  # noqa: E402
     parse_text,
     render_prompt,
 )
-from melodyflowd.service.config import GenerationSettings, matmul_kind_requested  # noqa: E402
+from melodyflowd.service.config import GenerationSettings, environment  # noqa: E402
 
 
 class DecodeEverythingProcessor(LogitsProcessor):
@@ -100,7 +100,10 @@ class DecodeEverythingProcessor(LogitsProcessor):
                     recent.append(item.pitch)
             bar, within = self.chart.locate(self.chart.bar_start(self.bar) + beat)
             chord = self.chart.chord_at(bar, within)
-            pcs = set(allowed_pitch_classes(chord, self.settings.scale))
+            # the metrical mode needs the note history the original never followed: the
+            # baseline masks to the chord-scale there
+            scale = self.settings.scale if self.settings.scale != "metrical" else "chord-scale"
+            pcs = set(allowed_pitch_classes(chord, scale))
             center = sum(recent[-4:]) / len(recent[-4:]) if recent else None
             bad = [tid for pitch, tid in self.pitch_ids.items()
                    if pitch % 12 not in pcs or not self.settings.low <= pitch
@@ -385,7 +388,7 @@ def main() -> int:
     if precision:
         RESULTS.update(matmul=precision["kind"], bf16_kl_mean=precision["kl_mean"],
                        bf16_kl_max=precision["kl_max"], bf16_same_top=precision["same_top"])
-        say(f"products:     {precision['kind']} (MELODYFLOW_MATMUL={matmul_kind_requested()}); "
+        say(f"products:     {precision['kind']} (MELODYFLOW_MATMUL={environment().matmul}); "
             f"bfloat16 against float32 over {precision['tokens']} generated tokens: KL "
             f"{precision['kl_mean']:.1e} nats mean, {precision['kl_max']:.1e} max, the same "
             f"likeliest token {100 * precision['same_top']:.1f} % of the time")

@@ -12,7 +12,13 @@ Two handlers take turns in one run, one message each in alternation:
   engine     Engine.handle on the latency bench's chart and bank
 and the engine's p50/p99 are printed as ratios against the identity's.
 
+--follow: the engine in follow mode (no chart; the follow tables of a bank over every
+chord-scale), and the play has a left hand: a four-note chord of a ii-V-I goes down below
+the split (each key recognized in the callback), the right hand plays four notes over it,
+the chord comes up; "chord" rows are the left hand's messages.
+
     python3 -m bench.handling [--notes 2000] [--evict 16] [--gap 0] [--gc default|freeze]
+                              [--follow]
 """
 
 from __future__ import annotations
@@ -41,6 +47,36 @@ from melodyflowd.service.config import EngineSettings  # noqa: E402
 from tests.support.jack import bench_chart  # noqa: E402
 
 
+def make_follow_engine() -> Engine:
+    from melodyflowd.live.follow import build_follow
+    from tests.support.follow_bank import make_follow_bank
+
+    bank, chart = make_follow_bank()
+    engine = Engine(EngineSettings(follow=True), chart, bank,
+                    Transport(chart.tempo, chart.beats_per_bar))
+    engine.offer_follow(build_follow(bank, chart))
+    return engine
+
+
+# Left-hand voicings of ii-V-I in C, F and Bb (3-7-9 / 7-3-13 rootless and rooted).
+VOICINGS = [[38, 53, 57, 48], [53, 57, 59, 52], [52, 55, 59, 50],       # Dm7 G13 Cmaj9
+            [43, 46, 50, 53], [46, 50, 52, 57], [45, 48, 52, 55],       # Gm7 C13 Fmaj9
+            [36, 51, 55, 46], [51, 55, 57, 50], [50, 53, 57, 48]]       # Cm7 F13 Bbmaj9
+
+
+def follow_messages(rng: random.Random, chords: int) -> list[tuple[str, list[int]]]:
+    """(kind, message): a chord down, four right-hand notes, the chord up; `chords` times."""
+    out: list[tuple[str, list[int]]] = []
+    for i in range(chords):
+        voicing = VOICINGS[i % len(VOICINGS)]
+        out += [("chord", [0x90, n, 70]) for n in voicing]
+        for _ in range(4):
+            key, velocity = 60 + rng.randrange(24), 40 + rng.randrange(80)
+            out += [("on", [0x90, key, velocity]), ("off", [0x80, key, 0])]
+        out += [("chord", [0x80, n, 0]) for n in voicing]
+    return out
+
+
 def make_engine(settings: EngineSettings | None = None) -> Engine:
     chart = parse_chart(bench_chart("handling bench"), "<bench>")
     with tempfile.TemporaryDirectory(prefix="mfd-handling-") as tmp:
@@ -60,7 +96,8 @@ def summary(ns: list[int]) -> dict[str, float]:
 
 
 def run(notes: int, evict_mib: float, gap: float, seed: int,
-        subjects: dict[str, Callable[[list[int], float], Any]]) -> dict[str, dict]:
+        subjects: dict[str, Callable[[list[int], float], Any]],
+        follow: bool = False) -> dict[str, dict]:
     """The handlers through ports.py's callback, in turns; handling times (us) of each:
     "all" messages, "on" (note-ons) and "off" (note-offs)."""
     sink: deque = deque(maxlen=64)               # a C-level send, like rtmidi's
@@ -70,7 +107,7 @@ def run(notes: int, evict_mib: float, gap: float, seed: int,
     size = int(evict_mib * (1 << 20))
     src = bytearray(size)
     dst = bytearray(size)
-    samples: dict[str, dict[str, list[int]]] = {name: {"on": [], "off": []}
+    samples: dict[str, dict[str, list[int]]] = {name: {"on": [], "off": [], "chord": []}
                                                  for name in subjects}
     rng = random.Random(seed)
     names = list(subjects)
@@ -81,18 +118,25 @@ def run(notes: int, evict_mib: float, gap: float, seed: int,
         if gap:
             time.sleep(gap * (0.5 + rng.random()))
 
-    for i in range(notes):
-        key, velocity = 48 + rng.randrange(36), 40 + rng.randrange(80)
-        order = names if i % 2 == 0 else names[::-1]
-        for kind, message in (("on", [0x90, key, velocity]), ("off", [0x80, key, 0])):
-            for name in order:
-                cold()
-                timing = timings[name]
-                before = timing.count[0]
-                callbacks[name](([*message], 0.0), None)
-                samples[name][kind].append(timing.ring[before & (len(timing.ring) - 1)])
-    return {name: {"all": summary(s["on"] + s["off"]), "on": summary(s["on"]),
-                   "off": summary(s["off"])} for name, s in samples.items()}
+    def plain() -> list[tuple[str, list[int]]]:
+        out = []
+        for _ in range(notes):
+            key, velocity = 48 + rng.randrange(36), 40 + rng.randrange(80)
+            out += [("on", [0x90, key, velocity]), ("off", [0x80, key, 0])]
+        return out
+
+    stream = follow_messages(rng, notes // 4) if follow else plain()
+    for i, (kind, message) in enumerate(stream):
+        order = names if (i // 2) % 2 == 0 else names[::-1]     # turns: a note-on + off
+        for name in order:
+            cold()
+            timing = timings[name]
+            before = timing.count[0]
+            callbacks[name](([*message], 0.0), None)
+            samples[name][kind].append(timing.ring[before & (len(timing.ring) - 1)])
+    return {name: {"all": summary(s["on"] + s["off"] + s["chord"]),
+                   **{kind: summary(ns) for kind, ns in s.items() if ns}}
+            for name, s in samples.items()}
 
 
 def main() -> int:
@@ -106,17 +150,22 @@ def main() -> int:
                         help="freeze: gc.freeze() after start-up, as the daemon does")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", help="also write the numbers to this file")
+    parser.add_argument("--follow", action="store_true",
+                        help="follow mode, with a left hand playing chords")
     args = parser.parse_args()
-    engine = make_engine()
+    engine = make_follow_engine() if args.follow else make_engine()
     if args.gc == "freeze":
         gc.collect()
         gc.freeze()
     elif args.gc == "off":
         gc.disable()
     subjects = {"identity": lambda message, now: (message,), "engine": engine.handle}
-    result = run(args.notes, args.evict, args.gap, args.seed, subjects)
+    result = run(args.notes, args.evict, args.gap, args.seed, subjects, args.follow)
     if engine.errors:
         raise RuntimeError(f"the engine swallowed {engine.errors} errors")
+    if args.follow:
+        print(f"follow mode: {engine._follower.changes} chord changes recognized, "
+              f"last chord {engine.follow_chord.symbol}")
     print(f"handling bench: {args.notes} notes (note-on + note-off) per handler, "
           f"{args.evict:g} MiB evicted and {args.gap * 1000:g} ms slept between messages, "
           f"gc {args.gc}")

@@ -12,7 +12,8 @@ Phase "idle": the daemon plays a bank. Phase "regenerating": the same while the
 generator child is kept busy writing new banks (SIGUSR1 again as soon as one is done).
 The daemon's own handling time (perf_counter_ns around engine.handle inside its
 callback) comes from its final stats line. Prints p50/p99/max and the ratios against
-the echo client in the same phase, with the targets of issue 3.
+the echo client in the same phase, with the targets (the melodyflowd/echo p99 ratio,
+handling p99 <= 50 us).
 
     python3 -m bench.latency [--notes 2000] [--model DIR] [--skip-regen] [--realtime]
                              [--runs N] [--json FILE]

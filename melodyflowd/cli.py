@@ -16,6 +16,7 @@ import click
 
 from melodyflowd import __version__
 from melodyflowd.errors import UserError
+from melodyflowd.music.instruments import INSTRUMENTS
 
 BACKENDS = ["alsa", "jack", "coremidi", "windows"]
 
@@ -49,13 +50,22 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--phrases", type=click.Path(dir_okay=False),
               help="Play a saved phrase bank (.json) instead of generating.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--follow", is_flag=True, default=None,
+              help="Follow the chords you play (keys below the split, or --chord-channel); "
+                   "with --chart too, the chart is what is expected and your chord wins.")
+@click.option("--chord-channel", type=click.IntRange(1, 16),
+              help="In follow mode, the chords come from this channel (1-16).")
+@click.option("--bass-channel", type=click.IntRange(1, 16),
+              help="In follow mode, this channel's note is the chord's bass (1-16).")
 @click.version_option(__version__, prog_name="melodyflowd")
 @user_errors
 def daemon_main(chart: str | None, tune: str | None, config_file: str | None, backend: str | None,
                 in_name: str | None, out_name: str | None, model: str | None,
                 adapter: str | None, variations: int | None, seed: int | None,
-                phrases: str | None, log_level: str | None) -> None:
-    """Virtual MIDI ports that answer your rhythm with jazz phrases over a chord chart."""
+                phrases: str | None, log_level: str | None, follow: bool | None,
+                chord_channel: int | None, bass_channel: int | None) -> None:
+    """Virtual MIDI ports that answer your rhythm with jazz phrases over a chord chart,
+    or over the chords you play (--follow)."""
     from melodyflowd.service.config import load_settings
 
     settings = load_settings(config_file, {
@@ -63,9 +73,13 @@ def daemon_main(chart: str | None, tune: str | None, config_file: str | None, ba
         "ports.backend": backend, "ports.in_name": in_name, "ports.out_name": out_name,
         "generation.model": model, "generation.adapter": adapter,
         "generation.variations": variations, "generation.seed": seed,
+        "engine.follow": follow,
+        "engine.chord_channel": None if chord_channel is None else chord_channel - 1,
+        "engine.bass_channel": None if bass_channel is None else bass_channel - 1,
     })
-    if settings.chart is None:
-        raise UserError("no chart given: pass --chart song.yaml (or set chart: in the config)")
+    if settings.chart is None and not settings.engine.follow:
+        raise UserError("no chart given: pass --chart song.yaml (or set chart: in the "
+                        "config), or --follow to play over the chords you hold")
     from melodyflowd.service.daemon import run
 
     sys.exit(run(settings))
@@ -74,7 +88,8 @@ def daemon_main(chart: str | None, tune: str | None, config_file: str | None, ba
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="melodyflow")
 def tools_main() -> None:
-    """Tools for melodyflowd: check charts, render phrases, list ports."""
+    """Tools for melodyflowd: check charts, render phrases, apply them to a recording, list
+    ports."""
 
 
 @tools_main.command()
@@ -132,12 +147,14 @@ def _check_playlist(source: str, as_json: bool) -> None:
 @click.option("--variations", type=click.IntRange(1, 64))
 @click.option("--seed", type=int)
 @click.option("--scale", type=click.Choice(["chord-scale", "pentatonic", "chord-tones",
-                                            "chromatic"]))
-@click.option("--temperature", type=click.FloatRange(0.05, 5.0))
+                                            "chromatic", "metrical"]))
+@click.option("--temperature", type=float, help="Sampling temperature, 0.05 to 5.")
+@click.option("--instrument", type=click.Choice(INSTRUMENTS),
+              help="Register: where this instrument's solos sit.")
 @user_errors
 def render(chart_file: str, tune: str | None, out_file: str, config_file: str | None,
            model: str | None, adapter: str | None, variations: int | None, seed: int | None,
-           scale: str | None, temperature: float | None) -> None:
+           scale: str | None, temperature: float | None, instrument: str | None) -> None:
     """Generate phrases without ports and write them to a file."""
     from melodyflowd.offline.render import render_file
     from melodyflowd.service.config import load_settings
@@ -146,8 +163,51 @@ def render(chart_file: str, tune: str | None, out_file: str, config_file: str | 
         "chart": chart_file, "tune": tune, "generation.model": model, "generation.adapter": adapter,
         "generation.variations": variations, "generation.seed": seed,
         "generation.scale": scale, "generation.temperature": temperature,
+        "generation.instrument": instrument,
     })
     written = render_file(settings, out_file)
+    click.echo(f"wrote {written}")
+
+
+@tools_main.command()
+@click.argument("in_file", type=click.Path(dir_okay=False))
+@click.option("--chart", "chart_file", required=True,
+              help="YAML chart, iReal Pro link or playlist, or MusicXML lead sheet.")
+@click.option("--tune", help="Which tune of a playlist chart (its title).")
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False),
+              help="The performance with the phrase notes (.mid).")
+@click.option("--phrases", type=click.Path(dir_okay=False),
+              help="Play this phrase bank (.json) instead of generating one.")
+@click.option("--start-bar", type=click.IntRange(1, None), default=1, show_default=True,
+              help="Bar of the chart that tick 0 of the file is beat 1 of.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False))
+@click.option("--model", help="Model directory or hub id (default: the embedded model).")
+@click.option("--adapter", help="LoRA adapter directory or style name.")
+@click.option("--variations", type=click.IntRange(1, 64))
+@click.option("--seed", type=int)
+@click.option("--scale", type=click.Choice(["chord-scale", "pentatonic", "chord-tones",
+                                            "chromatic", "metrical"]))
+@click.option("--temperature", type=click.FloatRange(0.05, 5.0))
+@click.option("--instrument", type=click.Choice(INSTRUMENTS),
+              help="Register: where this instrument's solos sit.")
+@user_errors
+def apply(in_file: str, chart_file: str, tune: str | None, out_file: str, phrases: str | None,
+          start_bar: int,
+          config_file: str | None, model: str | None, adapter: str | None,
+          variations: int | None, seed: int | None, scale: str | None,
+          temperature: float | None, instrument: str | None) -> None:
+    """Play a recorded performance (IN_FILE, MIDI) through the engine, as melodyflowd would
+    live, and write what it plays."""
+    from melodyflowd.offline.apply import apply_file
+    from melodyflowd.service.config import load_settings
+
+    settings = load_settings(config_file, {
+        "chart": chart_file, "tune": tune, "phrases": phrases, "generation.model": model,
+        "generation.adapter": adapter, "generation.variations": variations,
+        "generation.seed": seed, "generation.scale": scale,
+        "generation.temperature": temperature, "generation.instrument": instrument,
+    })
+    written = apply_file(settings, in_file, out_file, start_bar=start_bar)
     click.echo(f"wrote {written}")
 
 

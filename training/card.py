@@ -205,6 +205,11 @@ def write_model_card(model_dir: str | Path) -> Path:
     if evaluation.is_file():
         lines += ["## Evaluation", "", evaluation.read_text(encoding="utf-8").split("\n", 1)[1]
                   .strip(), ""]
+    musical = model_dir / "musical.md"
+    if musical.is_file():
+        body = musical.read_text(encoding="utf-8").split("\n", 1)[1].strip()
+        lines += ["## Under a human rhythm (melodyflow apply)", "",
+                  body.replace("\n## ", "\n### "), ""]
     lines += ["## Commands", "", "```",
               "python -m training.prepare --db ../shared/data/wjazzd/wjazzd-train.db "
               "--out runs/data",
@@ -214,6 +219,7 @@ def write_model_card(model_dir: str | Path) -> Path:
               "--out melodyflowd/models/default/adapters" + _finetune_budget(adapters),
               "python -m training.evaluate --model melodyflowd/models/default --data runs/data "
               "--out training/report --card melodyflowd/models/default",
+              "python3 -m bench.musical --card melodyflowd/models/default",
               "```", "", "See training/README.md for what each step does.", ""]
     path = model_dir / "MODEL_CARD.md"
     path.write_text("\n".join(lines), encoding="utf-8")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +17,9 @@ DEFAULT_THREADS = 2
 
 
 def set_threads(threads: int | None = None) -> None:
-    torch.set_num_threads(threads or int(os.environ.get("MELODYFLOW_THREADS", DEFAULT_THREADS)))
+    from melodyflowd.service.config import environment
+
+    torch.set_num_threads(threads or environment().threads or DEFAULT_THREADS)
 
 
 class TokenDataset(torch.utils.data.Dataset):

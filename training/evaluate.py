@@ -603,11 +603,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nll-docs", type=int, help="only the first N validation documents")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--musical-solos", type=int, default=0,
+                        help="also measure the instrument under the solos' own rhythms "
+                        "(bench/musical.py) on the first N validation solos; 0 = skip")
+    parser.add_argument("--db", help="WJazzD SQLite file, for --musical-solos")
     args = parser.parse_args(argv)
-    return run_reporting_user_errors(
+    status = run_reporting_user_errors(
         "evaluate", evaluate, args.model, args.data, args.out, adapter=args.adapter,
         max_bars=args.bars, variations=args.variations, max_solos=args.solos,
         nll_docs=args.nll_docs, seed=args.seed, threads=args.threads, card=args.card)
+    if status or not args.musical_solos:
+        return status
+    return run_reporting_user_errors("evaluate", musical, args.model, args.out,
+                                     n_solos=args.musical_solos, db=args.db, card=args.card)
+
+
+def musical(model: str, out: str, *, n_solos: int, db: str | None = None,
+            card: str | None = None) -> Path:
+    """bench/musical.py's measurement for this model: OUT/musical.md (+ plots); with a
+    card, the model card's section "Under a human rhythm" too."""
+    from bench.musical import DEFAULT_DB, run, write_card_section, write_report
+
+    result = run(db=db or str(DEFAULT_DB), n_solos=n_solos,
+                 model=None if model == "default" else model)
+    report = write_report(result, Path(out))
+    if card:
+        write_card_section(report, Path(card))
+    return report
 
 
 if __name__ == "__main__":

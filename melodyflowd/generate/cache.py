@@ -40,9 +40,9 @@ from typing import TYPE_CHECKING, Any
 from melodyflowd import __version__
 from melodyflowd.generate.model import (  # model.py imports torch lazily
     DEFAULT_MODEL_DIR,
-    style_adapter,
+    adapter_for,
 )
-from melodyflowd.service.config import attention_kind, matmul_kind_requested
+from melodyflowd.service.config import attention_kind, environment
 
 if TYPE_CHECKING:
     from melodyflowd.music.chart import Chart
@@ -106,14 +106,6 @@ def model_identity(spec: str | None) -> dict[str, Any]:
     return _dir_identity(directory, skip=frozenset({"adapters"}))
 
 
-def effective_adapter(generation: GenerationSettings, chart: Chart) -> str | None:
-    """The adapter a request loads: the one asked for, else the chart's style when the model
-    has an adapter of that name (generate.model.style_adapter)."""
-    if generation.adapter:
-        return generation.adapter
-    return style_adapter(generation.model, chart.style)
-
-
 def adapter_identity(model_spec: str | None, adapter: str | None) -> dict[str, Any] | None:
     """An adapter directory or a style name in the model's adapters/; None for no adapter."""
     if not adapter:
@@ -139,10 +131,11 @@ def key_material(chart: Chart, generation: GenerationSettings) -> dict[str, Any]
         "version": __version__,
         "chart": chart_identity(chart),
         "model": model_identity(generation.model),
-        "adapter": adapter_identity(generation.model, effective_adapter(generation, chart)),
+        "adapter": adapter_identity(generation.model, adapter_for(
+            generation.model, generation.adapter, chart.style)),
         "settings": settings_identity(generation),
         "seed": "unseeded" if generation.seed is None else int(generation.seed),
-        "matmul": matmul_kind_requested(),
+        "matmul": environment().matmul,
         "attention": attention_kind(),
     }
 

@@ -22,7 +22,6 @@ Same chart, model, settings and seed -> the same bank.
 from __future__ import annotations
 
 import math
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -41,9 +40,10 @@ from melodyflowd.generate.textformat import (
     render_prompt,
 )
 from melodyflowd.music.chart import Chart
+from melodyflowd.music.instruments import pitch_range
 from melodyflowd.music.phrases import BarPhrase, PhraseBank, PhraseNote, bank_bars
 from melodyflowd.music.timeline import Timeline
-from melodyflowd.service.config import GenerationSettings
+from melodyflowd.service.config import GenerationSettings, environment
 
 MIN_NOTES_PER_BAR = 3       # "a few": a bar never ends with fewer
 MAX_NOTES_PER_BAR = 16      # keeps the run bounded whatever the model does
@@ -52,9 +52,9 @@ MAX_ATTEMPTS = 3
 EXPECTED_NOTES_PER_BAR = 8  # for sizing parts of a long chart to the model's context
 # Decoding runs small matrix products, one token a step: one intra-op thread is fastest
 # (with two, the threads spin-wait on each other and, on a busy machine, on everything else).
-DECODE_THREADS = int(os.environ.get("MELODYFLOW_THREADS", "1"))
+DECODE_THREADS = environment().threads or 1
 # The lean Llama forward (fastllama.py); MELODYFLOW_HF_FORWARD=1 uses transformers' own.
-USE_FAST_FORWARD = os.environ.get("MELODYFLOW_HF_FORWARD", "") in ("", "0")
+USE_FAST_FORWARD = not environment().hf_forward
 MAX_CACHE = 4096            # tokens of KV cache a row; longer rows slide a window
 TOP_K = 64                  # top-p looks at the 64 likeliest tokens first (all when needed)
 
@@ -209,9 +209,10 @@ def generate_rows(chart: Chart, loaded: LoadedModel, settings: GenerationSetting
     if settings.constraint not in ("soft", "hard"):
         raise UserError(f"unknown constraint {settings.constraint!r}; accepted: soft, hard")
     try:
+        low, high, centre = pitch_range(settings.instrument, settings.low, settings.high)
         proc = MelodyControl(
             nt, chart, scale=settings.scale, hard=settings.constraint == "hard",
-            penalty=settings.penalty, low=settings.low, high=settings.high,
+            penalty=settings.penalty, low=low, high=high, centre=centre,
             trend_notes=settings.trend_notes, trend_range=settings.trend_range,
             tempo=chart.tempo, start_beat=[timeline.bar_start(r.segment.start) for r in rows],
             end_beat=[timeline.bar_start(r.segment.end) for r in rows], enforce_format=True,
@@ -219,11 +220,6 @@ def generate_rows(chart: Chart, loaded: LoadedModel, settings: GenerationSetting
             min_wait_beats=MIN_WAIT_BEATS)
     except ValueError as exc:
         raise UserError(f"generation settings: {exc}") from None
-    if not settings.temperature > 0.0:
-        raise UserError(f"generation settings: temperature must be > 0, not "
-                        f"{settings.temperature}")
-    if not 0.0 < settings.top_p <= 1.0:
-        raise UserError(f"generation settings: top_p must be in (0, 1], not {settings.top_p}")
 
     prompt_ids = list(loaded.encode(_prompt_text(chart, loaded)))
     queues: list[list[int]] = [[] for _ in range(batch)]   # forced tokens a row

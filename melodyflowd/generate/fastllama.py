@@ -33,12 +33,20 @@ import torch
 import torch.nn.functional as F
 
 from melodyflowd.generate import kernels
-from melodyflowd.service.config import MATMUL_KINDS, matmul_kind_requested
+from melodyflowd.service.config import MATMUL_KINDS, environment
 
-_LAYER_KEYS = ("input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+LAYER_KEYS = ("input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
                "self_attn.v_proj.weight", "self_attn.o_proj.weight",
                "post_attention_layernorm.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight",
                "mlp.down_proj.weight")
+
+
+def weight_names(cfg: dict) -> set[str]:
+    """The safetensors names of the weights this forward reads for a config.json."""
+    names = {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"}
+    for i in range(int(cfg["num_hidden_layers"])):
+        names |= {f"model.layers.{i}.{key}" for key in LAYER_KEYS}
+    return names
 
 
 def config_supported(cfg: dict) -> bool:
@@ -72,7 +80,7 @@ def native_bf16() -> bool:
 
 def resolve_matmul(kind: str | None = None) -> str:
     """"bf16" or "fp32" for a requested kind (None: MELODYFLOW_MATMUL, default "auto")."""
-    kind = matmul_kind_requested() if kind is None else kind
+    kind = environment().matmul if kind is None else kind
     if kind not in MATMUL_KINDS:
         raise ValueError(f"matmul kind {kind!r}; accepted: {', '.join(MATMUL_KINDS)}")
     if kind == "auto":
@@ -108,7 +116,7 @@ class FastLlama:
         self.layers = []
         for i in range(int(config["num_hidden_layers"])):
             (ln1, q, k, v, o, ln2, gate, up, down) = (weights[f"model.layers.{i}.{key}"]
-                                                      for key in _LAYER_KEYS)
+                                                      for key in LAYER_KEYS)
             self.layers.append((ln1, torch.cat([q, k, v]), o, ln2, torch.cat([gate, up]),
                                 down))
         self.n_params = sum(t.numel() for t in (self.embed, self.norm)) + \
@@ -119,7 +127,8 @@ class FastLlama:
         self._linears: list | None = None
         self._head: _Linear | None = None
         self.matmul = resolve_matmul()
-        self.compiled_attention = True      # kernels.py's loops for one-token steps
+        # kernels.py's loops for one-token steps, unless MELODYFLOW_ATTENTION=torch
+        self.compiled_attention = environment().compiled_attention
         self.kv_dtype = self.embed.dtype
         self._k: list[torch.Tensor] = []
         self._v: list[torch.Tensor] = []
@@ -329,8 +338,17 @@ class FastLlama:
         return att.transpose(1, 2).reshape(batch, length, h * hd)
 
 
-def _packing() -> str:
-    """How weights get packed: oneDNN (fastest here for a few rows at a time), MKL, or not."""
+# torch releases whose private packed-product ops (torch.ops.mkldnn._reorder_linear_weight,
+# _linear_pointwise; torch.ops.mkl._mkl_linear) this module was tested with; under any
+# other, the products run as F.linear (public, slower for a few rows, the same sums).
+TESTED_TORCH = ("2.13",)
+
+
+def _packing(torch_version: str = torch.__version__) -> str:
+    """How weights get packed: oneDNN (fastest here for a few rows at a time), MKL, or not
+    (F.linear): not under a torch release other than TESTED_TORCH."""
+    if ".".join(torch_version.split("+")[0].split(".")[:2]) not in TESTED_TORCH:
+        return "none"
     try:
         if torch.backends.mkldnn.is_available() and \
                 hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and \

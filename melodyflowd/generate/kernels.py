@@ -17,8 +17,8 @@ round-to-nearest-even, as torch rounds. numba compiles a version for each mix of
 in use, once a machine (about 3 s; numba caches it on disk, and later processes import
 numba and load it in about 0.6 s).
 
-``load()`` gives the kernels, or None when numba is missing, MELODYFLOW_ATTENTION=torch,
-or they fail to compile (logged once); FastLlama then keeps torch's operations, which
+``load()`` gives the kernels, or None when numba is missing or they fail to compile
+(logged once); FastLlama then keeps torch's operations, which
 compute the same values up to rounding (tests compare the two).
 """
 
@@ -29,8 +29,6 @@ from types import ModuleType
 
 import numpy as np
 import torch
-
-from melodyflowd.service.config import attention_kind_requested
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +46,11 @@ def bits(tensor: torch.Tensor) -> np.ndarray:
 
 def load(bf16: bool = False) -> ModuleType | None:
     """The compiled kernels (rms_norm, add_rms_norm, attend) ready for float32 arrays, or
-    for bfloat16 products and cache with bf16=True; None when numba is missing,
-    MELODYFLOW_ATTENTION=torch, or they did not compile (logged once)."""
+    for bfloat16 products and cache with bf16=True; None when numba is missing or they did
+    not compile (logged once). Whether to use them at all is the caller's choice
+    (FastLlama.use_attention)."""
     global _KERNELS, _FAILED
-    if attention_kind_requested() == "torch" or _FAILED:
+    if _FAILED:
         return None
     kind = np.uint16 if bf16 else np.float32
     if _KERNELS is not None and kind in _WARM:

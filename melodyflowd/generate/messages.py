@@ -15,10 +15,12 @@ if TYPE_CHECKING:
     from melodyflowd.music.phrases import PhraseBank
     from melodyflowd.service.config import GenerationSettings
 
+# every message is plain immutable data
+message = dataclass(frozen=True, slots=True)
 
 # -- requests: parent -> child ------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@message
 class Generate:
     request_id: int
     chart: Chart
@@ -26,12 +28,12 @@ class Generate:
     keys: tuple[str, ...]             # cache keys to store the bank under
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Cancel:
     request_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Stop:
     pass
 
@@ -41,29 +43,29 @@ Request = Generate | Cancel | Stop
 
 # -- reports: child -> parent -------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@message
 class LogLine:
     level: int
     logger: str
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class ModelLoading:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class ModelLoaded:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Started:
     request_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Working:
     request_id: int
     done: int
@@ -71,13 +73,13 @@ class Working:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Made:
     request_id: int
     bank: PhraseBank
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Refused:
     request_id: int
     text: str
@@ -88,7 +90,7 @@ Report = LogLine | ModelLoading | ModelLoaded | Started | Working | Made | Refus
 
 # -- events: what poll() returns ---------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@message
 class Progress:
     """Work under way. request_id 0: not about a request (the model loading at start-up)."""
 
@@ -98,20 +100,20 @@ class Progress:
     message: str              # "loading model ...", "generating", "restarting generator"
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class BankReady:
     request_id: int
     bank: PhraseBank
     from_cache: bool
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class Failed:
     request_id: int
     message: str              # one line, a UserError's text where the user can fix it
 
 
-@dataclass(frozen=True, slots=True)
+@message
 class ChildDied:
     """The generator process ended unasked; a new one is started (requests are re-sent)."""
 

@@ -19,6 +19,7 @@ transformers and peft as before.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -33,6 +34,8 @@ from melodyflowd.generate.textformat import PROFILE_FILE, ModelProfile
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 ADAPTERS_DIR = "adapters"
+
+log = logging.getLogger(__name__)
 
 
 class ModelError(UserError):
@@ -109,7 +112,11 @@ class LeanTokenizer:
 
     Used for a tokenizer.json whose tokenizer_config.json asks for nothing beyond it
     (tokenizer_class PreTrainedTokenizerFast, TokenizersBackend or none, no add_bos/eos
-    overrides).
+    overrides). ``tokenizers.Tokenizer`` alone does not serve: the names of the special
+    tokens (bos, eos, unk, pad) live in tokenizer_config.json, not in tokenizer.json, and
+    the constraint code and compose ask for them, for their ids, for ``len()`` with added
+    tokens and for ``tokenizer(text)["input_ids"]`` as transformers gives them; this class
+    is that much and no more, so that banks are the same whichever of the two loaded.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -146,41 +153,18 @@ class LeanTokenizer:
         token = self._named.get(name)
         return None if token is None else self.backend_tokenizer.token_to_id(token)
 
-    @property
-    def pad_token_id(self) -> int | None:
-        return self._id("pad_token")
-
-    @property
-    def eos_token_id(self) -> int | None:
-        return self._id("eos_token")
-
-    @property
-    def bos_token_id(self) -> int | None:
-        return self._id("bos_token")
-
-    @property
-    def unk_token_id(self) -> int | None:
-        return self._id("unk_token")
-
-    @property
-    def bos_token(self) -> str | None:
-        return self._named["bos_token"]
-
-    @property
-    def unk_token(self) -> str | None:
-        return self._named["unk_token"]
-
-    @property
-    def pad_token(self) -> str | None:
-        return self._named["pad_token"]
+    bos_token = property(lambda self: self._named["bos_token"])
+    eos_token = property(lambda self: self._named["eos_token"])
+    unk_token = property(lambda self: self._named["unk_token"])
+    pad_token = property(lambda self: self._named["pad_token"])
+    bos_token_id = property(lambda self: self._id("bos_token"))
+    eos_token_id = property(lambda self: self._id("eos_token"))
+    unk_token_id = property(lambda self: self._id("unk_token"))
+    pad_token_id = property(lambda self: self._id("pad_token"))
 
     @pad_token.setter
     def pad_token(self, value: str | None) -> None:
         self._named["pad_token"] = value
-
-    @property
-    def eos_token(self) -> str | None:
-        return self._named["eos_token"]
 
     def convert_ids_to_tokens(self, ids):
         if isinstance(ids, int):
@@ -391,26 +375,54 @@ def lean_config(directory: Path) -> dict | None:
     return config
 
 
-def lean_lora(directory: Path) -> dict | None:
-    """adapter_config.json when it is a plain LoRA this module merges itself, else None
-    (then peft loads it)."""
-    config = _read_json(directory / "adapter_config.json")
-    if config is None or config.get("peft_type") != "LORA":
-        return None
+# adapter_config.json keys the lean merge reads, or that do not change merged weights
+LORA_ANY_VALUE = frozenset({
+    "peft_type", "task_type", "r", "lora_alpha", "target_modules", "use_rslora",
+    "lora_dropout", "inference_mode", "init_lora_weights", "base_model_name_or_path",
+    "revision", "peft_version", "auto_mapping", "megatron_core", "qalora_group_size",
+    "ensure_weight_tying"})
+# keys the lean merge understands only switched off (null, false, "none", empty)
+LORA_OFF_ONLY = frozenset({
+    "use_dora", "bias", "fan_in_fan_out", "modules_to_save", "layers_to_transform",
+    "layers_pattern", "rank_pattern", "alpha_pattern", "lora_bias", "use_qalora",
+    "target_parameters", "trainable_token_indices", "layer_replication", "exclude_modules",
+    "megatron_config", "loftq_config", "eva_config", "corda_config", "arrow_config",
+    "alora_invocation_tokens", "kasa_config", "lora_ga_config", "monteclora_config",
+    "use_bdlora", "velora_config"})
+
+
+def lora_refusals(config: dict) -> list[str]:
+    """The adapter_config.json keys the lean merge does not understand, by name: any key not
+    in its allow-list, and allow-listed keys set to something it does not compute. Empty
+    when W + B A * scale is the whole of the adapter."""
+    refused = [key for key in config if key not in LORA_ANY_VALUE | LORA_OFF_ONLY]
+    refused += [key for key in sorted(LORA_OFF_ONLY & config.keys())
+                if config[key] not in (None, False, "none", {}, [])]
+    if config.get("peft_type") != "LORA":
+        refused.append("peft_type")
+    if config.get("task_type", "CAUSAL_LM") not in (None, "CAUSAL_LM"):
+        refused.append("task_type")
     targets = config.get("target_modules")
     if isinstance(targets, str) or not targets or not set(targets) <= set(LORA_TARGETS):
-        return None
-    plain = (not config.get("use_dora") and config.get("bias", "none") == "none"
-             and not config.get("fan_in_fan_out") and not config.get("modules_to_save")
-             and not config.get("layers_to_transform") and not config.get("layers_pattern")
-             and not config.get("rank_pattern") and not config.get("alpha_pattern")
-             and not config.get("lora_bias") and not config.get("use_qalora")
-             and not config.get("target_parameters")
-             and not config.get("trainable_token_indices")
-             and not config.get("layer_replication"))
+        refused.append("target_modules")
     r = config.get("r")
-    if not plain or not isinstance(r, int) or r <= 0 or \
-            not isinstance(config.get("lora_alpha"), (int, float)):
+    if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
+        refused.append("r")
+    if not isinstance(config.get("lora_alpha"), (int, float)):
+        refused.append("lora_alpha")
+    return refused
+
+
+def lean_lora(directory: Path) -> dict | None:
+    """adapter_config.json when it is a plain LoRA this module merges itself, else None
+    (then peft loads it, and the log names the keys the merge refused)."""
+    config = _read_json(directory / "adapter_config.json")
+    if config is None:
+        return None
+    refused = lora_refusals(config)
+    if refused:
+        log.info("adapter %s: loading through peft; the lean merge does not understand %s",
+                 directory, ", ".join(refused))
         return None
     return config
 
@@ -448,19 +460,12 @@ def merge_lora(weights: dict, adapter_dir: Path, config: dict) -> bool:
     return True
 
 
-def _llama_keys(config: dict) -> set[str]:
-    from melodyflowd.generate.fastllama import _LAYER_KEYS
-
-    names = {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"}
-    for i in range(int(config["num_hidden_layers"])):
-        names |= {f"model.layers.{i}.{key}" for key in _LAYER_KEYS}
-    return names
-
-
 def _load_lean(directory: Path, config: dict, adapter_dir: Path | None):
     """(weights, tokenizer) straight from the files, or None when the adapter needs peft."""
     import torch
     from safetensors.torch import load_file
+
+    from melodyflowd.generate.fastllama import weight_names
 
     adapter_config = None
     if adapter_dir is not None:
@@ -477,7 +482,7 @@ def _load_lean(directory: Path, config: dict, adapter_dir: Path | None):
         return None
     if config.get("tie_word_embeddings", False):      # LlamaConfig's default is untied
         weights["lm_head.weight"] = weights.get("model.embed_tokens.weight")
-    if not _llama_keys(config) <= weights.keys() or weights["lm_head.weight"] is None:
+    if not weight_names(config) <= weights.keys() or weights["lm_head.weight"] is None:
         return None                                   # unexpected names: transformers decides
     try:
         tokenizer = LeanTokenizer(directory)
@@ -550,6 +555,12 @@ def _load_local(directory: Path):
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load the model: {_first_line(exc)}",
                          file=str(directory)) from None
+
+
+def adapter_for(spec: str | None, adapter: str | None, style: str | None) -> str | None:
+    """The adapter a request loads: the one asked for, else the chart's style when the model
+    has an adapter of that name."""
+    return adapter or style_adapter(spec, style)
 
 
 def style_adapter(spec: str | None, style: str | None) -> str | None:

@@ -67,6 +67,7 @@ from melodyflowd.generate.messages import (  # noqa: F401 - the events are worke
     Stop,
     Working,
 )
+from melodyflowd.generate.model import adapter_for  # model.py imports torch lazily
 from melodyflowd.service.config import GenerationSettings, Settings
 
 if TYPE_CHECKING:
@@ -514,7 +515,7 @@ class _Child:
     def generate(self, request_id: int, chart: Chart, generation: GenerationSettings,
                  keys: tuple[str, ...]) -> None:
         self.events.send(Started(request_id))
-        adapter = cache.effective_adapter(generation, chart)
+        adapter = adapter_for(generation.model, generation.adapter, chart.style)
         self.ensure_model(generation.model, adapter)
         if self.loaded is None:
             self.events.send(Refused(request_id, self.load_error or "model not loaded"))

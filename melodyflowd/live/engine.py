@@ -17,8 +17,10 @@ Behaviour
   send it with the player's velocity on the key's channel (or `out_channel`). The key is
   remembered; its note-off (or velocity-0 note-on) ends the note it made. If nothing has
   started the transport, the first remapped note starts its internal clock.
-- Phrase position: restarts at every new chord span (a chord change, and every bar line) and
-  wraps around when the player plays more notes than the phrase has (as Melody Flow did).
+- Phrase position: restarts at every new chord span (a chord change, and every bar line).
+  Past the end of the phrase the line goes on (build_program extends every span's tuple
+  with live/continuation.py: the other variations' lines over the same span, then a
+  chord-scale walk toward the next span's first note); it wraps only past 32 notes.
 - Spans with no notes (the player must still sound), first that applies:
     1. the same span's notes in the other variations (same chord, so still right);
     2. the chord's own tones as an arpeggio within the octave around the bank's median
@@ -76,6 +78,8 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from melodyflowd.live import follow as follow_mode
+from melodyflowd.live.continuation import continue_lines
 from melodyflowd.live.transport import CLOCK, STOP, beat_on
 from melodyflowd.music.meter import bar_at, bar_start
 
@@ -85,6 +89,7 @@ if TYPE_CHECKING:
     from melodyflowd.live.transport import Transport
     from melodyflowd.music.chart import Chart
     from melodyflowd.music.phrases import PhraseBank
+    from melodyflowd.music.theory import Chord
     from melodyflowd.service.config import EngineSettings
 
 NOTE_OFF = 0x80
@@ -109,6 +114,8 @@ _CHANNEL_LENGTH = {0x80: 3, 0x90: 3, 0xA0: 3, 0xB0: 3, 0xC0: 2, 0xD0: 2, 0xE0: 3
 
 # [output slot: channel * 128 + pitch] -> (note-off status, pitch)
 _SLOT = tuple((NOTE_OFF | (slot >> 7), slot & 127) for slot in range(2048))
+
+_CHORD = follow_mode.CHORD
 
 # Control actions
 _NONE, _REGENERATE, _NEXT, _PREVIOUS, _SELECT, _PANIC = range(6)
@@ -156,72 +163,115 @@ class Program:
 
 
 def build_program(bank: PhraseBank, chart: Chart) -> Program:
-    """Precompute the per-variation, per-bar, per-chord-span pitch tuples (see module doc)."""
+    """Precompute the per-variation, per-bar, per-chord-span pitch tuples (see Program)."""
     if not chart.bars:
         raise ValueError("the chart has no bars")
     if not bank.variations or not all(bank.variations):
         raise ValueError("the phrase bank has no variations")
-    n_bars = len(chart.bars)
-    n_var = len(bank.variations)
     starts = tuple(tuple(float(s.start_beat) for s in bar.chords) or (0.0,)
                    for bar in chart.bars)
-    all_pitches = sorted(n.pitch for var in bank.variations for ph in var for n in ph.notes)
-    centre = all_pitches[len(all_pitches) // 2] if all_pitches else DEFAULT_CENTRE
+    centre = _centre(bank)
+    raw = _notes_by_span(bank, starts)
+    phrases, arpeggio = _pitch_tables(raw, chart, starts, centre)
+    bar_starts = chart.bar_starts
+    span_bar, span_index, span_lo, span_hi, first_span = _form_spans(starts, bar_starts)
+    spans = list(zip(span_bar, span_index, strict=True))
+    n_var = len(bank.variations)
+    near = tuple(tuple(_nearest_table(phrases[v][b][s]) if arpeggio[v][b][s] else None
+                       for b, s in spans)
+                 for v in range(n_var))
+    recs = tuple(tuple((span_lo[g] + _EPS, span_hi[g] - _EPS, phrases[v][b][s], b, s,
+                        near[v][g])
+                       for g, (b, s) in enumerate(spans))
+                 for v in range(n_var))
+    n_bars = len(chart.bars)
+    return Program(bank=bank, chart=chart, n_bars=n_bars, bar_starts=bar_starts,
+                   n_var=n_var, starts=starts, phrases=phrases,
+                   arpeggio=arpeggio, centre=centre, form_len=bar_starts[-1],
+                   n_spans=len(span_bar), span_bar=span_bar,
+                   span_index=span_index, span_lo=span_lo,
+                   span_hi=span_hi, first_span=first_span, near=near,
+                   recs=recs)
 
-    # raw[v][bar][span]: the bank's own notes, by onset beat, in onset order.
-    raw: list[list[list[tuple[int, ...]]]] = []
+
+def _centre(bank: PhraseBank) -> int:
+    """The median pitch of the bank: where chord-tone fallbacks are played."""
+    pitches = sorted(n.pitch for var in bank.variations for ph in var for n in ph.notes)
+    return pitches[len(pitches) // 2] if pitches else DEFAULT_CENTRE
+
+
+def _notes_by_span(bank: PhraseBank, starts: tuple[tuple[float, ...], ...]
+                   ) -> list[list[list[tuple[int, ...]]]]:
+    """raw[v][bar][span]: the bank's own pitches in each chord span, in onset order."""
+    raw = []
     for variation in bank.variations:
         rows = []
-        for b in range(n_bars):
-            spans: list[list[int]] = [[] for _ in starts[b]]
+        for b, bar_starts in enumerate(starts):
+            spans: list[list[int]] = [[] for _ in bar_starts]
             phrase = variation[b % len(variation)]
             for note in sorted(phrase.notes, key=lambda n: n.beat):
-                s = max(0, bisect_right(starts[b], note.beat + 1e-6) - 1)
+                s = max(0, bisect_right(bar_starts, note.beat + 1e-6) - 1)
                 spans[s].append(note.pitch)
             rows.append([tuple(p) for p in spans])
         raw.append(rows)
+    return raw
 
-    def nearest_bar_notes(v: int, b: int) -> tuple[int, ...] | None:
-        for order in (v, *[(v + k) % n_var for k in range(1, n_var)]):
-            for d in range(1, n_bars + 1):
-                for bb in ((b - d) % n_bars, (b + d) % n_bars):
-                    notes = tuple(p for span in raw[order][bb] for p in span)
-                    if notes:
-                        return notes
-        return None
 
-    phrases = []
-    arpeggio = []
-    for v in range(n_var):
-        bars_p = []
-        bars_a = []
-        for b in range(n_bars):
-            spans_p = []
-            spans_a = []
-            chords = chart.bars[b].chords
-            for s in range(len(starts[b])):
-                notes = raw[v][b][s]
-                arp = False
-                if not notes:
-                    notes = next((raw[(v + k) % n_var][b][s] for k in range(1, n_var)
-                                  if raw[(v + k) % n_var][b][s]), ())
-                if not notes:
-                    tones = set(chords[s].chord.tones) if s < len(chords) else set()
-                    notes = tuple(p for p in range(centre - 6, centre + 6)
-                                  if 0 <= p <= 127 and p % 12 in tones)
-                    arp = bool(notes)
-                if not notes:
-                    notes = nearest_bar_notes(v, b) or (centre,)
-                spans_p.append(notes)
-                spans_a.append(arp)
-            bars_p.append(tuple(spans_p))
-            bars_a.append(tuple(spans_a))
+def _pitch_tables(raw: list[list[list[tuple[int, ...]]]], chart: Chart,
+                  starts: tuple[tuple[float, ...], ...], centre: int) -> tuple[tuple, tuple]:
+    """(phrases, arpeggio) of Program: every span's pitches, and whether they are the
+    chord-tone fallback."""
+    phrases, arpeggio = [], []
+    for v in range(len(raw)):
+        bars_p, bars_a = [], []
+        for b, bar_starts in enumerate(starts):
+            cells = [_span_pitches(raw, chart, centre, v, b, s) for s in range(len(bar_starts))]
+            bars_p.append(tuple(notes for notes, _ in cells))
+            bars_a.append(tuple(arp for _, arp in cells))
         phrases.append(tuple(bars_p))
         arpeggio.append(tuple(bars_a))
-    bar_starts = chart.bar_starts
+    return continue_lines(tuple(phrases), tuple(arpeggio), chart), tuple(arpeggio)
+
+
+def _span_pitches(raw: list[list[list[tuple[int, ...]]]], chart: Chart, centre: int,
+                  v: int, b: int, s: int) -> tuple[tuple[int, ...], bool]:
+    """The pitches of span s of bar b in variation v, and True when they are the chord-tone
+    fallback. In order: the variation's own notes there, another variation's, the chord's
+    tones around the centre, the nearest bar's notes, the centre alone."""
+    n_var = len(raw)
+    notes = raw[v][b][s] or next((raw[(v + k) % n_var][b][s] for k in range(1, n_var)
+                                  if raw[(v + k) % n_var][b][s]), ())
+    if notes:
+        return notes, False
+    chords = chart.bars[b].chords
+    tones = set(chords[s].chord.tones) if s < len(chords) else set()
+    notes = tuple(p for p in range(centre - 6, centre + 6) if 0 <= p <= 127 and p % 12 in tones)
+    if notes:
+        return notes, True
+    return _nearest_bar_notes(raw, v, b) or (centre,), False
+
+
+def _nearest_bar_notes(raw: list[list[list[tuple[int, ...]]]], v: int, b: int
+                       ) -> tuple[int, ...] | None:
+    """The notes of the nearest bar that has any, variation v first, then the others."""
+    n_var, n_bars = len(raw), len(raw[0])
+    for order in (v, *[(v + k) % n_var for k in range(1, n_var)]):
+        for d in range(1, n_bars + 1):
+            for bb in ((b - d) % n_bars, (b + d) % n_bars):
+                notes = tuple(p for span in raw[order][bb] for p in span)
+                if notes:
+                    return notes
+    return None
+
+
+def _form_spans(starts: tuple[tuple[float, ...], ...],
+                bar_starts: tuple[float, ...]) -> tuple[tuple, ...]:
+    """(span_bar, span_index, span_lo, span_hi, first_span) of Program: the chord spans of
+    the form in playing order, each bar at its own length. Empty when a bar's chords are out
+    of order: then every note takes the reference path."""
     span_bar, span_index, span_lo, span_hi, first_span = [], [], [], [], []
     ordered = all(list(row) == sorted(row) for row in starts)
-    for b in range(n_bars if ordered else 0):      # no tables: every note takes the reference path
+    for b in range(len(starts) if ordered else 0):
         first_span.append(len(span_bar))
         bar_len = bar_starts[b + 1] - bar_starts[b]
         edges = [min(max(start, 0.0), bar_len) for start in starts[b][1:]]
@@ -230,25 +280,14 @@ def build_program(bank: PhraseBank, chart: Chart) -> Program:
             span_index.append(s)
             span_lo.append(bar_starts[b] + lo)
             span_hi.append(bar_starts[b] + max(lo, hi))
+    return (tuple(span_bar), tuple(span_index), tuple(span_lo), tuple(span_hi),
+            tuple(first_span))
 
-    def nearest_table(phrase: tuple[int, ...]) -> tuple[int, ...]:
-        return tuple(min(range(len(phrase)), key=lambda i: abs(phrase[i] - last))
-                     for last in range(128))
 
-    near = tuple(tuple(nearest_table(phrases[v][b][s]) if arpeggio[v][b][s] else None
-                       for b, s in zip(span_bar, span_index, strict=True))
-                 for v in range(n_var))
-    recs = tuple(tuple((span_lo[g] + _EPS, span_hi[g] - _EPS, phrases[v][b][s], b, s,
-                        near[v][g])
-                       for g, (b, s) in enumerate(zip(span_bar, span_index, strict=True)))
-                 for v in range(n_var))
-    return Program(bank=bank, chart=chart, n_bars=n_bars, bar_starts=bar_starts,
-                   n_var=n_var, starts=starts, phrases=tuple(phrases),
-                   arpeggio=tuple(arpeggio), centre=centre, form_len=bar_starts[-1],
-                   n_spans=len(span_bar), span_bar=tuple(span_bar),
-                   span_index=tuple(span_index), span_lo=tuple(span_lo),
-                   span_hi=tuple(span_hi), first_span=tuple(first_span), near=near,
-                   recs=recs)
+def _nearest_table(phrase: tuple[int, ...]) -> tuple[int, ...]:
+    """[last pitch] -> the index of the phrase note nearest to it (arpeggio spans)."""
+    return tuple(min(range(len(phrase)), key=lambda i: abs(phrase[i] - last))
+                 for last in range(128))
 
 
 def locate(program: Program, beat: float) -> tuple[int, int, int]:
@@ -277,6 +316,8 @@ class _Config:
     contour: bool
     rotate: bool
     remap: tuple[bool, ...]              # [channel * 128 + note] -> True when remapped
+    follow: bool                         # follow mode: the played chord can decide
+    role: tuple[int, ...]                # [channel * 128 + note] -> follow.NONE/CHORD/BASS
     cc_action: tuple[int, ...]           # [cc number] -> control action
     cc_channel: int                      # -1 = any channel
     key_base: tuple[int, ...]            # [status] -> channel * 128 (note-on/off statuses)
@@ -286,8 +327,12 @@ class _Config:
     @classmethod
     def build(cls, settings: EngineSettings) -> _Config:
         channels = set(settings.channels) if settings.channels else set(range(16))
-        split = settings.split if settings.split is not None else 0
-        remap = tuple((k >> 7) in channels and (k & 127) >= split for k in range(2048))
+        split = follow_mode.effective_split(settings)
+        split = split if split is not None else 0
+        role = follow_mode.roles(settings)
+        remap = tuple((k >> 7) in channels and (k & 127) >= split and not role[k]
+                      for k in range(2048))
+        follow = bool(settings.follow)
         controls = settings.controls
 
         def out(status: int) -> int:
@@ -305,7 +350,7 @@ class _Config:
                    out_channel=settings.out_channel,
                    anticipation=max(0.0, float(settings.anticipation_ms)) / 1000.0,
                    contour=bool(settings.contour), rotate=bool(settings.rotate_variations),
-                   remap=remap, cc_action=tuple(actions),
+                   remap=remap, follow=follow, role=role, cc_action=tuple(actions),
                    cc_channel=-1 if controls.channel is None else controls.channel,
                    key_base=tuple((status & 15) << 7 for status in range(256)),
                    slot_base=tuple(out(status) << 7 for status in range(256)),
@@ -342,6 +387,7 @@ class Engine:
         "_g", "_recs", "_base", "_bar0", "_bar", "_span", "_v", "_fbar", "_window",
         "_program", "_variation", "_offer_bar", "_offer_bar_seq",
         "_offer_seq", "_retired", "dropped", "errors", "regenerate_requests", "swaps",
+        "_follower",
         "__weakref__")
 
     def __init__(self, settings: EngineSettings, chart: Chart, bank: PhraseBank,
@@ -368,6 +414,7 @@ class Engine:
         self._offer_bar = -1               # bar an offer was made in ...
         self._offer_bar_seq = 0            # ... and which offer that was
         self._config = _Config.build(settings)
+        self._follower = follow_mode.Follower()   # follow mode: the chord keys' state
         # Note memory: key -> output slot (channel * 128 + pitch); slot -> keys holding it.
         self._held: dict[int, int] = {}
         self._down = [0] * 2048            # keys that went down remapped and are still down
@@ -463,6 +510,22 @@ class Engine:
             self._window = (offer.seq, start, bar_start(starts, bar + 1))
         self._offer = offer
 
+    def offer_follow(self, program: follow_mode.FollowProgram) -> None:
+        """Follow mode's tables (live.follow.build_follow: build them in the caller's
+        thread, about a second), handed over by one reference assignment; the callback
+        takes them at the next chord key or note. Safe from another thread."""
+        self._follower.offer(program)
+
+    @property
+    def follow_chord(self) -> Chord | None:
+        """Follow mode: the chord the hands hold (or held last); None before follow lines."""
+        return self._follower.current
+
+    @property
+    def follow_split(self) -> int | None:
+        """The split point in use (follow mode sets one when none is given)."""
+        return follow_mode.effective_split(self._config.settings)
+
     def release_retired(self) -> int:
         """Drop the programs that bank swaps replaced (call it from the main loop, not the
         callback: the last reference to an old bank goes here, so it is freed here).
@@ -520,6 +583,9 @@ class Engine:
                             off, pitch = _SLOT[slot]
                             return [[off, pitch,
                                      velocity if status < NOTE_ON else RELEASE_VELOCITY]]
+                        if config.follow:
+                            return self._fast_follow_note_on(msg, now, config, key, status,
+                                                             note, velocity)
                         beat = beat_on(line, now)
                         if self._offer is not self._installed:
                             # A bank waits for its bar line: go on inside the bar it waits
@@ -575,6 +641,10 @@ class Engine:
                             return [[on, pitch, velocity]]
                         out.append([on, pitch, velocity])
                         return out
+                    role = config.role[key]
+                    if role:
+                        return self._fast_chord_key(msg, now, key, note, status, velocity,
+                                                    role)
             return self._handle(msg, now)
         except Exception:           # a bug must never take the MIDI callback down
             self.errors += 1
@@ -630,6 +700,9 @@ class Engine:
         key = (channel << 7) | msg[1]
         out: list[list[int]] = []
         pressed = kind == NOTE_ON and msg[2] > 0
+        role = config.role[key]
+        if role:
+            self._follow_key(role, msg[1], pressed)
         if config.remap[key]:
             if pressed:
                 self._down[key] = 1
@@ -704,6 +777,7 @@ class Engine:
             return []
         passed = _as_list(msg)
         if number in (ALL_SOUND_OFF, ALL_NOTES_OFF):
+            self._follower.reset()            # the chord keys' note-offs may not come
             out = []
             self._end_all(out)
             out.append(passed)
@@ -730,15 +804,17 @@ class Engine:
         program = self._program
         if config.anticipation:
             beat += config.anticipation * transport.tempo / 60.0
-        abs_bar, bar, span = locate(program, beat)
-        v = self._variation_in(config, program, abs_bar)
-        phrase, pos = self._phrase_position(program, v, abs_bar, bar, span)
-        pitch = phrase[pos % len(phrase)]
-        if config.contour and self._last_key >= 0 and self._last_out >= 0 \
-                and note != self._last_key:
-            pitch = self._contour_pick(program, v, bar, span, pos, pitch,
-                                       1 if note > self._last_key else -1)
-        self._pos = pos + 1
+        pitch = self._follow_pitch(program, beat) if config.follow else -1
+        if pitch < 0:
+            abs_bar, bar, span = locate(program, beat)
+            v = self._variation_in(config, program, abs_bar)
+            phrase, pos = self._phrase_position(program, v, abs_bar, bar, span)
+            pitch = phrase[pos % len(phrase)]
+            if config.contour and self._last_key >= 0 and self._last_out >= 0 \
+                    and note != self._last_key:
+                pitch = self._contour_pick(program, v, bar, span, pos, pitch,
+                                           1 if note > self._last_key else -1)
+            self._pos = pos + 1
         out_channel = channel if config.out_channel is None else config.out_channel
         slot = (out_channel << 7) | pitch
         if self._ref[slot] > 0:               # poly: another key holds it: strike it again
@@ -749,6 +825,86 @@ class Engine:
         self._last_out = pitch
         self._last_key = note
         self.notes_remapped += 1
+
+    def _fast_chord_key(self, msg: Sequence[int], now: float, key: int, note: int,
+                        status: int, velocity: int, role: int) -> list[list[int]]:
+        """The fast path of a follow-mode chord or bass key: it names the chord (a table
+        lookup) and passes through, as _note does."""
+        if self._down[key] or self._offer is not self._installed:
+            return self._handle(msg, now)
+        if status >= NOTE_ON and velocity:
+            if role == _CHORD:
+                self._follower.chord_down(note)
+            else:
+                self._follower.bass_down(note)
+        elif role == _CHORD:
+            self._follower.chord_up(note)
+        else:
+            self._follower.bass_up(note)
+        return [msg] if type(msg) is list else [list(msg)]
+
+    def _fast_follow_note_on(self, msg: Sequence[int], now: float, config: _Config, key: int,
+                             status: int, note: int, velocity: int) -> list[list[int]]:
+        """The fast path of a remapped key's note-on in follow mode with no chart of the
+        player's: the next note over the played chord (as _note_on does)."""
+        follower = self._follower
+        if follower.offered is None or self._offer is not self._installed \
+                or self._program.chart.source != "<follow>":
+            return self._handle(msg, now)
+        self._down[key] = 1
+        held = self._held
+        out: list[list[int]] = []
+        if held:
+            if key in held:
+                self._release(key, RELEASE_VELOCITY, out)
+            if config.mono and held:
+                self._end_all(out)
+        pitch = follower.next_pitch(self._last_out)
+        slot = config.slot_base[status] + pitch
+        ref = self._ref
+        count = ref[slot]
+        ref[slot] = count + 1
+        held[key] = slot
+        self._last_out = pitch
+        self._last_key = note
+        self.notes_remapped += 1
+        on = config.on_status[status]
+        if count:              # poly: another key holds it: strike it again
+            out.append([on - 0x10, pitch, RELEASE_VELOCITY])
+        out.append([on, pitch, velocity])
+        return out
+
+    def _follow_key(self, role: int, note: int, pressed: bool) -> None:
+        """Follow mode: a chord key or the bass goes down or up (it passes through too)."""
+        follower = self._follower
+        if role == follow_mode.CHORD:
+            if pressed:
+                follower.chord_down(note)
+            else:
+                follower.chord_up(note)
+        elif pressed:
+            follower.bass_down(note)
+        else:
+            follower.bass_up(note)
+
+    def _follow_pitch(self, program: Program, beat: float) -> int:
+        """Follow mode: the next note over the played chord, or -1 when the chart decides
+        (with a chart: the played chord wins while it differs from the chart's; see
+        live/follow.py). Without follow lines yet, the chart decides."""
+        follower = self._follower
+        if follower.offered is None:
+            return -1
+        if not follow_mode.is_follow_chart(program.chart):
+            abs_bar, bar, span = locate(program, beat)
+            spans = program.chart.bars[bar].chords
+            chord = spans[span].chord if span < len(spans) else None
+            starts = program.starts[bar]
+            bar_beat = bar_start(program.bar_starts, abs_bar)
+            end = bar_beat + starts[span + 1] if span + 1 < len(starts) \
+                else bar_start(program.bar_starts, abs_bar + 1)
+            if not follower.leads(follow_mode.chart_key(chord), end, beat):
+                return -1
+        return follower.next_pitch(self._last_out)
 
     def _waits(self, line: tuple[float, float, float, float, float], now: float) -> bool:
         """An offer is pending: is the position (from the transport's `line`) still inside

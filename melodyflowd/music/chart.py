@@ -36,9 +36,12 @@ from typing import Any
 import yaml
 
 from melodyflowd.errors import UserError
-from melodyflowd.music.form import playing_order
-from melodyflowd.music.meter import bar_at, bar_start, bar_starts, meter_beats
+from melodyflowd.music import meter
+from melodyflowd.music.form import Signs, playing_order
+from melodyflowd.music.meter import bar_beats, quarters_per_unit
 from melodyflowd.music.theory import NO_CHORD, Chord, ChordError, note_names, parse_chord
+from melodyflowd.numbers import plain
+from melodyflowd.yamlnodes import node_kind, yaml_problem
 
 
 class ChartError(UserError):
@@ -85,18 +88,18 @@ class Chart:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bar_starts",
-                           bar_starts(self.bar_beats(i) for i in range(len(self.bars))))
+                           meter.bar_starts(self.bar_beats(i) for i in range(len(self.bars))))
 
     @property
     def beats_per_bar(self) -> float:
         """Length of a bar of the chart's own meter in quarter-note beats (6/8 -> 3.0); a
-        bar with a meter of its own has its own length (bar_beats)."""
-        return meter_beats(self.time)
+        bar with a meter of its own has its own length (Chart.bar_beats)."""
+        return bar_beats(self.time)
 
     def bar_beats(self, i: int) -> float:
         """Length of bar `i` of the form in quarter-note beats, in its own meter."""
         bar = self.bars[i % len(self.bars)]
-        return meter_beats(bar.time or self.time)
+        return bar_beats(bar.time or self.time)
 
     @property
     def form_beats(self) -> float:
@@ -105,11 +108,11 @@ class Chart:
 
     def bar_start(self, bar_number: int) -> float:
         """The beat (since the start) where bar `bar_number` begins; the form loops."""
-        return bar_start(self.bar_starts, bar_number)
+        return meter.bar_start(self.bar_starts, bar_number)
 
     def locate(self, beat: float) -> tuple[int, float]:
         """(bar number since the start, beat within that bar) for a beat since the start."""
-        bar, start = bar_at(self.bar_starts, beat)
+        bar, start = meter.bar_at(self.bar_starts, beat)
         return bar, beat - start
 
     def bar_at(self, bar_number: int) -> Bar:
@@ -211,7 +214,7 @@ def parse_chart(text: str, filename: str = "<chart>") -> Chart:
                         "or sections: and form:")
     if not isinstance(root, yaml.MappingNode):
         raise src.error(f"wrong YAML type: a chart is a mapping of keys ({', '.join(KEYS)}), "
-                        f"not {_kind(root)}", root)
+                        f"not {node_kind(root)}", root)
 
     entries = _mapping(src, root, "chart")
     for name, (key_node, _) in entries.items():
@@ -259,7 +262,7 @@ def parse_chart(text: str, filename: str = "<chart>") -> Chart:
         for written in sections[name]:
             spans, empty = written.spans, written.spans is None
             if spans is None:                 # `_`: the chord before holds for the whole bar
-                spans = (ChordSpan(held, 0.0, _clean(meter_beats(written.time))),)
+                spans = (ChordSpan(held, 0.0, _clean(bar_beats(written.time))),)
             bars.append(Bar(index=len(bars), section=name, chords=spans,
                             time=written.time if written.time != time else None, empty=empty))
             held = spans[-1].chord
@@ -294,8 +297,7 @@ def _compose(src: _Source) -> yaml.Node | None:
     try:
         return yaml.compose(src.text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = (exc.problem or exc.context or "bad YAML").strip()
+        problem, mark = yaml_problem(exc, "bad YAML")
         message = (f"not a YAML chart: {problem}; a chart is YAML like "
                    f"'tempo: 120' and 'chords: \"| Dm7 G7 | C |\"'")
         if mark is None:
@@ -321,24 +323,13 @@ class _Values:
             loader.dispose()
 
 
-def _kind(node: yaml.Node) -> str:
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    tag = node.tag.rsplit(":", 1)[-1]
-    names = {"str": "text", "int": "a number", "float": "a number", "bool": "true/false",
-             "null": "empty"}
-    return f"{names.get(tag, tag)} ({node.value!r})" if tag != "null" else "empty"
-
-
 def _mapping(src: _Source, node: yaml.MappingNode,
              what: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
     out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
     for key_node, value_node in node.value:
         if not isinstance(key_node, yaml.ScalarNode):
             raise src.error(f"wrong YAML type: keys in {what} must be names, not "
-                            f"{_kind(key_node)}", key_node)
+                            f"{node_kind(key_node)}", key_node)
         name = key_node.value
         if name in out:
             raise src.error(f"duplicate key {name!r} in {what}: each key may appear once",
@@ -353,7 +344,7 @@ def _scalar(src: _Source, values: _Values, entry: tuple[yaml.Node, yaml.Node] | 
         return None
     key_node, node = entry
     if not isinstance(node, yaml.ScalarNode):
-        raise src.error(f"wrong YAML type for {what}: got {_kind(node)}, expected {accepted}",
+        raise src.error(f"wrong YAML type for {what}: got {node_kind(node)}, expected {accepted}",
                         node)
     value = values(node)
     if value is None:
@@ -421,14 +412,14 @@ def _form(src: _Source, node: yaml.Node, sections: dict[str, Any]) -> list[str]:
     if isinstance(node, yaml.SequenceNode):
         for item in node.value:
             if not isinstance(item, yaml.ScalarNode):
-                raise src.error(f"wrong YAML type in form: got {_kind(item)}, expected "
+                raise src.error(f"wrong YAML type in form: got {node_kind(item)}, expected "
                                 f"{accepted}", item)
             items.append((item.value.strip(), item, None))
     elif isinstance(node, yaml.ScalarNode) and node.tag.endswith(":str"):
         for match in re.finditer(r"[^\s,]+", node.value):
             items.append((match.group(), node, match.start()))
     else:
-        raise src.error(f"wrong YAML type for form: got {_kind(node)}, expected {accepted}",
+        raise src.error(f"wrong YAML type for form: got {node_kind(node)}, expected {accepted}",
                         node)
     if not items:
         raise src.error(f"form is empty: expected {accepted}", node)
@@ -442,21 +433,10 @@ def _form(src: _Source, node: yaml.Node, sections: dict[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- bars
 
 @dataclass(slots=True)
-class _Written:
+class _Written(Signs):
     """A bar as written in a section, with the repeat signs form.playing_order reads."""
     spans: tuple[ChordSpan, ...] | None      # None: `_`, the chord before holds
     time: tuple[int, int]
-    repeat_start: bool = False
-    repeat_end: bool = False
-    times: int | None = None
-    ending: int = 0
-    segno: bool = False
-    coda_start: bool = False
-    coda_after: bool = False
-    jump: str | None = None
-    jump_to: str | None = None
-    fine: bool = False
-    end: bool = False
 
 
 def _section_bars(src: _Source, node: yaml.Node, time: tuple[int, int],
@@ -469,7 +449,7 @@ def _section_bars(src: _Source, node: yaml.Node, time: tuple[int, int],
             isinstance(n, yaml.ScalarNode) and n.tag.endswith(":str") for n in node.value):
         lines = list(node.value)          # type: ignore[arg-type]
     else:
-        raise src.error(f"wrong YAML type for {what}: got {_kind(node)}, expected bars as "
+        raise src.error(f"wrong YAML type for {what}: got {node_kind(node)}, expected bars as "
                         f"text like \"| Dm7 G7 | Cmaj7 |\"", node)
 
     bars: list[_Written] = []
@@ -606,7 +586,7 @@ def _bar(src: _Source, line: yaml.ScalarNode, tokens: list[tuple[str, int]],
         raise src.error(f"bar has no chord: {BAR_SYNTAX}", line, tokens[0][1])
     if len(items) > num:
         src.warn(f"{len(items)} chords in a bar of {num} beats ({num}/{den}): "
-                 f"{_fmt(round(num / len(items), 3))} beat each", line, items[0][2])
+                 f"{plain(round(num / len(items), 3))} beat each", line, items[0][2])
 
     given = sum(item[1] for item in items if item[1] is not None)
     free_shares = sum(s for item, s in zip(items, shares, strict=True) if item[1] is None)
@@ -622,11 +602,11 @@ def _bar(src: _Source, line: yaml.ScalarNode, tokens: list[tuple[str, int]],
                 bad = item
                 break
         raise src.error(f"beats overflow the bar: {bad[3]!r} brings the bar to "
-                        f"{_fmt(given)} of {num} beats in {num}/{den} "
+                        f"{plain(given)} of {num} beats in {num}/{den} "
                         f"(counts after ':' must add up to {num}, leaving room for chords "
                         f"without one)", line, bad[2])
     if not free_shares and abs(remaining) > 1e-9:
-        raise src.error(f"bar is short: its beats add up to {_fmt(given)} but a {num}/{den} "
+        raise src.error(f"bar is short: its beats add up to {plain(given)} but a {num}/{den} "
                         f"bar has {num} (give every beat to a chord, or leave a chord without "
                         f"':' to take the rest)", line, items[-1][2])
 
@@ -639,7 +619,7 @@ def _bar(src: _Source, line: yaml.ScalarNode, tokens: list[tuple[str, int]],
     else:
         free_sizes = [remaining / free_shares] * free_shares if free_shares else []
 
-    unit = 4 / den                        # quarter notes per beat unit
+    unit = quarters_per_unit(den)
     spans: list[ChordSpan] = []
     start = 0.0
     k = 0
@@ -671,10 +651,6 @@ def _clean(x: float) -> float:
     return float(r) if abs(x - r) < 1e-9 else x
 
 
-def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
 # --------------------------------------------------------------------------- output
 
 def _num(x: float) -> int | float:
@@ -682,7 +658,7 @@ def _num(x: float) -> int | float:
 
 
 def chart_to_json(chart: Chart) -> dict:
-    """The `melodyflow check --json` shape (see issue 2)."""
+    """The `melodyflow check --json` shape: title, tempo, time, and per bar its chord spans."""
     bars = []
     for bar in chart.bars:
         chords = []
@@ -711,7 +687,7 @@ def _names(chord: Chord, pcs: tuple[int, ...]) -> str:
 def chart_to_text(chart: Chart) -> str:
     """Human `melodyflow check` output: one line a bar, chords with their tones."""
     num, den = chart.time
-    head = [f"{chart.title}: {_fmt(chart.tempo)} bpm, {num}/{den}"]
+    head = [f"{chart.title}: {plain(chart.tempo)} bpm, {num}/{den}"]
     if chart.key:
         head.append(f"key {chart.key}")
     if chart.style:
@@ -723,7 +699,7 @@ def chart_to_text(chart: Chart) -> str:
         parts = []
         for span in bar.chords:
             c = span.chord
-            beats = _fmt(round(span.beats, 3))
+            beats = plain(round(span.beats, 3))
             if c.is_no_chord:
                 parts.append(f"{c.symbol} ({beats}): no chord, any note")
             else:

@@ -14,7 +14,7 @@ played; "al Fine" stops at Fine (or the end sign), "al Coda" leaves at the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from dataclasses import dataclass
 
 from melodyflowd.errors import UserError
 
@@ -25,20 +25,22 @@ class FormError(UserError):
     """Repeats and jumps that never end."""
 
 
-class Signs(Protocol):
-    """What a written bar says about the form (attributes read by playing_order)."""
+@dataclass(slots=True, kw_only=True)
+class Signs:
+    """What a written bar says about the form (read by playing_order); the bars of the chart
+    reader and of each importer extend it."""
 
-    repeat_start: bool
-    repeat_end: bool
-    times: int | None           # times the repeat is played ("3x"); None: 2 or the endings'
-    ending: int                 # 0, or the ending (1, 2, 3) that starts at this bar
-    segno: bool
-    coda_start: bool            # the coda begins here
-    coda_after: bool            # "to coda" at the end of this bar
-    jump: str | None            # "D.C." or "D.S." at the end of this bar
-    jump_to: str | None         # "Coda", "Fine" or None
-    fine: bool
-    end: bool
+    repeat_start: bool = False
+    repeat_end: bool = False
+    times: int | None = None    # times the repeat is played ("3x"); None: 2 or the endings'
+    ending: int = 0             # 0, or the ending (1, 2, 3) that starts at this bar
+    segno: bool = False
+    coda_start: bool = False    # the coda begins here
+    coda_after: bool = False    # "to coda" at the end of this bar
+    jump: str | None = None     # "D.C." or "D.S." at the end of this bar
+    jump_to: str | None = None  # "Coda", "Fine" or None
+    fine: bool = False
+    end: bool = False           # the tune ends here on its last time
 
 
 def playing_order(bars: Sequence[Signs]) -> list[int]:

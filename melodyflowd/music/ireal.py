@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
 from melodyflowd.errors import UserError
-from melodyflowd.music.form import FormError, playing_order
+from melodyflowd.music.form import FormError, Signs, playing_order
 from melodyflowd.music.leadsheet import LeadSheet, SheetBar, SheetChord, SourceError
 
 MARKER = "1r34LbKcu7"
@@ -188,22 +188,14 @@ class _Cell:
 
 
 @dataclass(slots=True)
-class _Bar:
+class _Bar(Signs):
+    """A bar of the iReal string: its cells, and its signs (times from a "3x" comment,
+    coda_start for Q before any cell, coda_after for Q after one, end for U)."""
+
     cells: list[_Cell] = field(default_factory=list)
     time: tuple[int, int] = (4, 4)
     mark: str | None = None                 # rehearsal mark starting here
     opener: str = "|"                       # the bar line before it
-    repeat_start: bool = False
-    repeat_end: bool = False
-    times: int | None = None                # "3x" in a comment
-    ending: int = 0
-    segno: bool = False
-    coda_start: bool = False                # Q before any cell
-    coda_after: bool = False                # Q after a cell ("to coda" at the bar's end)
-    jump: str | None = None                 # "D.C." or "D.S."
-    jump_to: str | None = None              # "Coda", "Fine" or None
-    fine: bool = False
-    end: bool = False                       # U: the tune ends here on its last time
     repeats: int = 0                        # x: 1, r: 2
 
     def has_music(self) -> bool:

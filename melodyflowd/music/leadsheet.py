@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from melodyflowd.errors import UserError
+from melodyflowd.numbers import plain
 
 
 class SourceError(UserError):
@@ -76,10 +77,6 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
 def bar_text(bar: SheetBar) -> str:
     """One bar in chart notation, without its bar lines."""
     if not bar.chords:
@@ -93,7 +90,7 @@ def bar_text(bar: SheetBar) -> str:
     for chord in bar.chords:
         token = chord.symbol
         if counted:
-            token += f":{_fmt(chord.weight)}"
+            token += f":{plain(chord.weight)}"
         parts.append(token)
         if not even and not counted:
             parts.extend(["/"] * max(0, round(chord.weight) - 1))
@@ -132,7 +129,7 @@ def to_yaml(sheet: LeadSheet) -> str:
     if sheet.key:
         lines.append(f"key: {sheet.key}")
     if sheet.tempo:
-        lines.append(f"tempo: {_fmt(sheet.tempo)}")
+        lines.append(f"tempo: {plain(sheet.tempo)}")
     lines.append(f"time: {time[0]}/{time[1]}")
     if sheet.style:
         comment = f"   # {sheet.source_style}" if sheet.source_style else ""

@@ -1,14 +1,14 @@
-"""Bar lengths and bar positions: the one owner of the arithmetic of meters.
+"""Bar lengths and bar positions: melodyflowd counts time in quarter-note beats, whatever
+the time signature.
 
-All lengths are in quarter-note beats (MIDI clock beats), so a 6/8 bar is 3.0 beats and a
-5/8 bar 2.5. A form's bars lie end to end on one beat axis: `bar_starts` gives the beat
-where each bar starts (prefix sums of their lengths) and, last, the form's length. The
-form loops: bar n of the song is bar n % len(bars) of the form, and the song's beats run
-on across repeats of the form.
+A 6/8 bar is 3.0 beats and a 5/8 bar 2.5. A form's bars lie end to end on one beat axis:
+`bar_starts` gives the beat where each bar starts (prefix sums of their lengths) and,
+last, the form's length. The form loops: bar n of the song is bar n % len(bars) of the
+form, and the song's beats run on across repeats of the form.
 
-Meter lengths are dyadic fractions (the unit is a power of two), so every start is an
-exact float and `bar_at` gives the same bar a plain `beat // length` gives when the meter
-never changes.
+Bar lengths are dyadic fractions (the unit is a power of two), so every start is an exact
+float and `bar_at` gives the same bar a plain `beat // length` gives when the meter never
+changes.
 """
 
 from __future__ import annotations
@@ -17,10 +17,16 @@ from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 
 
-def meter_beats(time: tuple[int, int]) -> float:
-    """Length of a bar of meter `time` (beats, unit) in quarter-note beats (6/8 -> 3.0)."""
-    num, den = time
-    return num * 4 / den
+def quarters_per_unit(denominator: int) -> float:
+    """Quarter notes in one beat unit of a time signature (8 -> 0.5, 2 -> 2.0)."""
+    return 4 / denominator
+
+
+def bar_beats(time: tuple[int, int] | list[int]) -> float:
+    """Length of a bar of a [beats, unit] time signature in quarter-note beats
+    (6/8 -> 3.0)."""
+    numerator, denominator = time
+    return numerator * quarters_per_unit(denominator)
 
 
 def bar_starts(lengths: Iterable[float]) -> tuple[float, ...]:

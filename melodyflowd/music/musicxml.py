@@ -24,9 +24,9 @@ import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass, field
 
-from melodyflowd.music.form import playing_order
+from melodyflowd.music.form import Signs, playing_order
 from melodyflowd.music.leadsheet import LeadSheet, SheetBar, SheetChord, SourceError
-from melodyflowd.music.meter import meter_beats
+from melodyflowd.music.meter import bar_beats, quarters_per_unit
 from melodyflowd.music.theory import ChordError, parse_chord
 
 # MusicXML <kind> values -> the chord suffix in chart notation.
@@ -46,23 +46,12 @@ MINOR_KEYS = ("Ab", "Eb", "Bb", "F", "C", "G", "D", "A", "E", "B", "F#", "C#", "
 
 
 @dataclass(slots=True)
-class _Measure:
+class _Measure(Signs):
     time: tuple[int, int]
     length: float                      # in divisions
     divisions: float
     harmonies: list[tuple[float, str]] = field(default_factory=list)   # (position, symbol)
     mark: str | None = None
-    repeat_start: bool = False
-    repeat_end: bool = False
-    times: int | None = None
-    ending: int = 0
-    segno: bool = False
-    coda_start: bool = False
-    coda_after: bool = False
-    jump: str | None = None
-    jump_to: str | None = None
-    fine: bool = False
-    end: bool = False
 
 
 def read_mxl(data: bytes, source: str) -> LeadSheet:
@@ -213,7 +202,7 @@ def _measures(part: ET.Element, source: str) -> tuple[list[_Measure], str | None
             elif tag == "sound":
                 tempo = _sound(item, measure) or tempo
             furthest = max(furthest, position)
-        nominal = divisions * meter_beats(time)
+        nominal = divisions * bar_beats(time)
         measure.length = nominal if furthest <= 0 or element.get("implicit") != "yes" \
             else furthest
         out.append(measure)
@@ -360,7 +349,7 @@ def _bars(measures: list[_Measure]) -> list[SheetBar]:
     written: list[tuple[list[SheetChord], bool]] = []
     held: str | None = None
     for measure in measures:
-        beat = measure.divisions * 4 / measure.time[1]
+        beat = measure.divisions * quarters_per_unit(measure.time[1])
         chords: list[SheetChord] = []
         points = sorted(measure.harmonies, key=lambda h: h[0])
         if points and points[0][0] > 1e-9 and held is not None:

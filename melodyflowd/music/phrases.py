@@ -4,8 +4,8 @@ A `PhraseBank` holds, for every bar of the form unrolled once, N variations of t
 phrase the model wrote over that bar. It is plain data: the engine precomputes its
 lookup tables from it, the generator writes it, `melodyflow render` exports it.
 
-File format (DESIGN §3, "Phrase bank JSON"): `bank_to_json` / `bank_from_json`, with
-`load_bank` / `save_bank` for files. Every problem in a file is a `BankError` naming the
+File format: BANK_FORMAT, the fields as `bank_to_json` writes them; `bank_from_json` reads
+them, `load_bank` / `save_bank` for files. Every problem in a file is a `BankError` naming the
 file, the JSON path of the bad field (`variations[1][3].notes[0].pitch`), the bad value
 and what is accepted. A bar with a meter of its own carries it (`"time": [2, 4]` in its
 entry of `bars`); its chords and notes lie within that meter's length.
@@ -15,18 +15,19 @@ Beats are quarter-note beats, as `Chart.bar_beats` counts them.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from melodyflowd.errors import UserError
-from melodyflowd.music.meter import bar_starts, meter_beats
+from melodyflowd.files import atomic_file
+from melodyflowd.music import meter
+from melodyflowd.music.meter import bar_beats
+from melodyflowd.numbers import plain
 
 if TYPE_CHECKING:
     import mido
@@ -91,16 +92,16 @@ class PhraseBank:
     @property
     def beats_per_bar(self) -> float:
         """Length of a bar of the bank's own meter in quarter-note beats (6/8 -> 3.0)."""
-        return meter_beats(self.time)
+        return bar_beats(self.time)
 
     def bar_beats(self, i: int) -> float:
         """Length of bar `i` in quarter-note beats, in its own meter."""
-        return meter_beats(self.bars[i].time or self.time)
+        return bar_beats(self.bars[i].time or self.time)
 
     @property
     def bar_starts(self) -> tuple[float, ...]:
         """The start beat of every bar and, last, the form's length (meter.bar_starts)."""
-        return bar_starts(self.bar_beats(i) for i in range(len(self.bars)))
+        return meter.bar_starts(self.bar_beats(i) for i in range(len(self.bars)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,8 +133,8 @@ def check_bank_for_chart(bank: PhraseBank, chart: Chart, source: str = "<bank>")
                             f"{got.index + 1}; write the bank for this chart", file=source)
         have, need = bank.bar_beats(got.index), chart.bar_beats(got.index)
         if have != need:
-            raise BankError(f"bars[{got.index}]: {_fmt(have)} beats long but bar "
-                            f"{got.index + 1} of the chart {chart.source} has {_fmt(need)} "
+            raise BankError(f"bars[{got.index}]: {plain(have)} beats long but bar "
+                            f"{got.index + 1} of the chart {chart.source} has {plain(need)} "
                             f"(another meter); write the bank for this chart", file=source)
 
 
@@ -149,7 +150,8 @@ def _num(value: float) -> float | int:
 
 
 def bank_to_json(bank: PhraseBank) -> dict[str, Any]:
-    """The bank as the plain JSON data of DESIGN §3 (json.dumps-able)."""
+    """The bank as plain JSON data (json.dumps-able): format, chart, model, settings, bars
+    with their chord spans, and variations[v][bar] as lists of notes."""
     return {
         "format": BANK_FORMAT,
         "chart": {"title": bank.title, "tempo": _num(bank.tempo), "time": list(bank.time)},
@@ -246,9 +248,9 @@ class _Reader:
             ok = math.isfinite(value) and not too_low and not too_high
         if not ok:
             if low_exclusive and low is not None:
-                accepted = f"a number greater than {_fmt(low)}"
+                accepted = f"a number greater than {plain(low)}"
                 if high is not None:
-                    accepted += f" and at most {_fmt(high)}"
+                    accepted += f" and at most {plain(high)}"
             else:
                 accepted = "a number" + _range(low, high)
             raise self.fail(path, value, accepted)
@@ -268,17 +270,13 @@ class _Reader:
         return value
 
 
-def _fmt(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
 def _range(low: float | None, high: float | None) -> str:
     if low is not None and high is not None:
-        return f" from {_fmt(low)} to {_fmt(high)}"
+        return f" from {plain(low)} to {plain(high)}"
     if low is not None:
-        return f" of at least {_fmt(low)}"
+        return f" of at least {plain(low)}"
     if high is not None:
-        return f" of at most {_fmt(high)}"
+        return f" of at most {plain(high)}"
     return ""
 
 
@@ -293,7 +291,7 @@ _NOTE_KEYS = {"pitch": "a whole number from 0 to 127",
 
 
 def bank_from_json(data: object, source: str = "<bank>") -> PhraseBank:
-    """Validate JSON data (DESIGN §3) and build a PhraseBank. Raises BankError."""
+    """Validate JSON data (the bank_to_json shape) and build a PhraseBank. Raises BankError."""
     r = _Reader(source)
     top = r.mapping(data, "", _TOP_KEYS, _TOP_OPTIONAL)
     if top["format"] != BANK_FORMAT:
@@ -327,7 +325,7 @@ def bank_from_json(data: object, source: str = "<bank>") -> PhraseBank:
         bar_time = r.meter(bar["time"], f"{path}.time") if "time" in bar else None
         if bar_time == time:
             bar_time = None
-        bar_len = meter_beats(bar_time or time)
+        bar_len = bar_beats(bar_time or time)
         chords: list[BankChord] = []
         for j, chord_data in enumerate(r.list(bar["chords"], f"{path}.chords", "chords")):
             cpath = f"{path}.chords[{j}]"
@@ -341,7 +339,7 @@ def bank_from_json(data: object, source: str = "<bank>") -> PhraseBank:
                              high=bar_len + 1e-9)
             if chords and start < chords[-1].start_beat + 1e-9:
                 raise r.fail(f"{cpath}.start_beat", chord["start_beat"],
-                             f"a beat after {_fmt(chords[-1].start_beat)} (chords in order)")
+                             f"a beat after {plain(chords[-1].start_beat)} (chords in order)")
             chords.append(BankChord(symbol, start, beats))
         bars.append(BankBar(i, tuple(chords), bar_time))
 
@@ -355,7 +353,7 @@ def bank_from_json(data: object, source: str = "<bank>") -> PhraseBank:
         row: list[BarPhrase] = []
         for b, phrase_data in enumerate(phrases):
             ppath = f"{vpath}[{b}]"
-            bar_len = meter_beats(bars[b].time or time)
+            bar_len = bar_beats(bars[b].time or time)
             phrase = r.mapping(phrase_data, ppath, {"bar": f"{b}", "notes": "a list of notes"})
             if r.integer(phrase["bar"], f"{ppath}.bar") != b:
                 raise r.fail(f"{ppath}.bar", phrase["bar"], f"{b} (phrases in bar order)")
@@ -402,24 +400,12 @@ def load_bank(path: str | os.PathLike[str]) -> PhraseBank:
 
 
 def save_bank(bank: PhraseBank, path: str | os.PathLike[str]) -> Path:
-    """Write the bank as JSON atomically: a temp file in the same folder, then os.replace.
-
-    A reader never sees a half-written file; a crash leaves the old file (or none).
-    """
+    """Write the bank as JSON atomically (files.atomic_file): a reader never sees a
+    half-written file; a crash leaves the old file (or none)."""
     target = Path(path)
-    folder = target.parent
     text = json.dumps(bank_to_json(bank), indent=1, ensure_ascii=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_file(target) as handle:
+        handle.write(text.encode("utf-8"))
     return target
 
 

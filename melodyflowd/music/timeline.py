@@ -37,6 +37,12 @@ class Timeline:
         """The absolute beat where bar number `bar` (counting on across loops) begins."""
         return bar_start(self.bar_starts, bar)
 
+    def in_bar(self, t: float) -> tuple[float, float]:
+        """(beats since the start of the bar sounding at absolute beat t, that bar's length)."""
+        bar = self.bar_of(t)
+        start = self.bar_start(bar)
+        return t - start, self.bar_start(bar + 1) - start
+
     def span_index(self, t: float) -> int:
         """Index of the chord span sounding at absolute beat t (counting on across loops)."""
         loops, local = divmod(t + _EDGE, self.total_beats)

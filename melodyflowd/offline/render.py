@@ -11,15 +11,14 @@ or Ctrl-C never leaves half a file.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from melodyflowd.errors import UserError
+from melodyflowd.files import atomic_file
 from melodyflowd.service.config import Settings
 
 if TYPE_CHECKING:
@@ -120,26 +119,12 @@ class _StderrProgress:
 
 @contextlib.contextmanager
 def _atomic(target: Path) -> Iterator[IO[bytes]]:
-    """A binary file that appears at `target` only once complete."""
+    """files.atomic_file, an OSError reported as the user's one line."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                                   dir=target.parent)
-    except OSError as exc:
-        raise UserError(f"cannot write: {exc.strerror or exc}", file=str(target)) from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_file(target) as handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise UserError(f"cannot write: {exc.strerror or exc}", file=str(target)) from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # -- the piano roll --------------------------------------------------------------------

@@ -23,6 +23,9 @@ from pathlib import Path
 import yaml
 
 from melodyflowd.errors import UserError
+from melodyflowd.music.instruments import INSTRUMENTS
+from melodyflowd.numbers import plain
+from melodyflowd.yamlnodes import node_kind, yaml_problem
 
 
 def platform_backend() -> str:
@@ -61,6 +64,9 @@ class EngineSettings:
     anticipation_ms: float = 0.0            # play the next chord's phrase this early
     contour: bool = False                   # keys up/down prefer phrase notes up/down
     rotate_variations: bool = False         # next variation each time the form repeats
+    follow: bool = False                    # play over the chord the chord keys hold
+    chord_channel: int | None = None        # 0-15: follow the chords on this channel
+    bass_channel: int | None = None         # 0-15: its note is the followed chord's bass
     controls: ControlMap = field(default_factory=ControlMap)
 
 
@@ -70,15 +76,18 @@ class GenerationSettings:
     adapter: str | None = None              # peft dir or a style name in the model's adapters/
     variations: int = 4
     seed: int | None = None
-    scale: str = "chord-scale"              # chord-scale | pentatonic | chord-tones | chromatic
+    scale: str = "metrical"                 # metrical | chord-scale | pentatonic | chord-tones
+                                            # | chromatic
     constraint: str = "soft"                # soft | hard
-    penalty: float = 2.0                    # soft penalty, in std devs of the pitch logits
+    penalty: float = 0.3                    # soft penalty, in std devs of the pitch logits
     temperature: float = 0.9
     top_p: float = 0.95
     trend_notes: int = 4
     trend_range: int = 5                    # semitones around the recent pitch trend
     low: int = 55                           # lowest pitch allowed
     high: int = 84                          # highest pitch allowed
+    instrument: str | None = "any"          # a register from music/instruments.py: wins
+                                            # over low/high
     cache_dir: str = "~/.cache/melodyflowd"
 
 
@@ -104,7 +113,7 @@ class Settings:
 
 BACKENDS = ("alsa", "jack", "coremidi", "windows")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-SCALES = ("chord-scale", "pentatonic", "chord-tones", "chromatic")
+SCALES = ("chord-scale", "pentatonic", "chord-tones", "chromatic", "metrical")
 
 # Settings that are not read from any config file (they record where the others came from).
 _INTERNAL = frozenset({"config_file", "overrides"})
@@ -114,6 +123,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "ports.backend": BACKENDS,
     "engine.mode": ("mono", "poly"),
     "generation.scale": SCALES,
+    "generation.instrument": INSTRUMENTS,
     "generation.constraint": ("soft", "hard"),
 }
 
@@ -138,7 +148,8 @@ for _name in _CONTROL_KEYS:
     _RANGES[f"engine.controls.{_name}"] = (0, 127, False)
 
 # MIDI channels: 1-16 in a config file (as DAWs number them), 0-15 in Settings.
-_CHANNELS = frozenset({"engine.channels", "engine.out_channel", "engine.controls.channel"})
+_CHANNELS = frozenset({"engine.channels", "engine.out_channel", "engine.controls.channel",
+                       "engine.chord_channel", "engine.bass_channel"})
 # Paths: in a config file, relative to the file's folder; `~` is expanded.
 _PATHS = frozenset({"chart", "phrases", "generation.cache_dir"})
 # Either a path or a name (hub id, style): resolved like a path only when that path exists.
@@ -223,13 +234,12 @@ def _parse(text: str, path: str) -> dict[str, _Value]:
             return flat
         if not isinstance(root, yaml.MappingNode):
             raise UserError("a config file is a mapping of settings (key: value), not "
-                            f"{_node_kind(root)}; see {default_config_path()}",
+                            f"{node_kind(root)}; see {default_config_path()}",
                             file=path, line=root.start_mark.line + 1)
         _walk(loader, root, Settings, "", path, flat)
         return flat
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "syntax error"
+        problem, mark = yaml_problem(exc, "syntax error")
         raise UserError(f"not valid YAML: {problem}", file=path,
                         line=mark.line + 1 if mark else None,
                         column=mark.column + 1 if mark else None) from None
@@ -237,14 +247,6 @@ def _parse(text: str, path: str) -> dict[str, _Value]:
         raise UserError(f"not valid YAML: {exc}", file=path) from None
     finally:
         loader.dispose()
-
-
-def _node_kind(node: yaml.Node) -> str:
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    return "a single value"
 
 
 def _walk(loader: yaml.SafeLoader, node: yaml.MappingNode, cls: type, prefix: str, path: str,
@@ -275,7 +277,7 @@ def _walk(loader: yaml.SafeLoader, node: yaml.MappingNode, cls: type, prefix: st
                 if isinstance(value_node, yaml.ScalarNode) and value_node.tag.endswith(":null"):
                     continue
                 raise UserError(f"{dotted}: expected a mapping of settings under it, got "
-                                f"{_node_kind(value_node)}; keys accepted: "
+                                f"{node_kind(value_node)}; keys accepted: "
                                 + ", ".join(_schema(hint)),  # type: ignore[arg-type]
                                 file=path, line=value_node.start_mark.line + 1)
             _walk(loader, value_node, hint, dotted + ".", path, flat)  # type: ignore[arg-type]
@@ -300,61 +302,92 @@ def _hint_for(dotted: str) -> object:
 
 def _convert(dotted: str, hint: object, item: _Value, from_file: bool) -> object:
     """Check one value against its type, choices and range; return it in Settings units."""
-    value = item.value
-    channel = dotted in _CHANNELS and from_file
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if value is None and dotted in _NULL_IS_AUTO:
+    origin = typing.get_origin(hint)
+    if item.value is None and dotted in _NULL_IS_AUTO:
         return None
     if origin in (types.UnionType, typing.Union):
-        if value is None or (value is False and dotted in _FALSE_IS_NONE):
-            return None
-        inner = [a for a in args if a is not type(None)][0]
-        return _convert(dotted, inner, item, from_file)
+        return _optional(dotted, hint, item, from_file)
     if origin is tuple:
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = [value]                  # `channels: 2` means [2]
-        if not isinstance(value, list | tuple):
-            raise item.error(dotted, f"{_show(value)} is not accepted; expected "
-                             + _accepted(dotted, hint, channel))
-        return tuple(_convert(dotted, args[0], _Value(v, item.file, item.line, item.column),
-                              from_file) for v in value)
+        return _sequence(dotted, hint, item, from_file)
     if hint is bool:
-        if not isinstance(value, bool):
-            raise item.error(dotted, f"{_show(value)} is not accepted; expected true or false")
-        return value
+        return _boolean(dotted, item)
     if hint is str:
-        if not isinstance(value, str) or not value.strip():
-            raise item.error(dotted, f"{_show(value)} is not accepted; expected "
-                             + _accepted(dotted, hint, channel))
-        choices = _CHOICES.get(dotted)
-        if choices and value not in choices:
-            close = difflib.get_close_matches(value, choices, n=1)
-            hint_text = f" (did you mean '{close[0]}'?)" if close else ""
-            raise item.error(dotted, f"{value!r} is not accepted{hint_text}; use one of: "
-                             + ", ".join(choices))
-        return value
+        return _text(dotted, item)
     if hint in (int, float):
-        numeric = isinstance(value, int | float) and not isinstance(value, bool)
-        if not numeric or (hint is int and not isinstance(value, int)):
-            raise item.error(dotted, f"{_show(value)} is not accepted; expected "
-                             + _accepted(dotted, hint, channel))
-        if value != value:  # NaN
-            raise item.error(dotted, f"{_show(value)} is not accepted; expected "
-                             + _accepted(dotted, hint, channel))
-        if channel:
-            if not 1 <= value <= 16:
-                raise item.error(dotted, f"channel {value} is not accepted; MIDI channels are "
-                                 "numbered 1-16")
-            return int(value) - 1
-        if dotted in _CHANNELS and not 0 <= value <= 15:
-            raise item.error(dotted, f"{value} is not accepted; channels here are 0-15")
-        low, high, exclusive = _RANGES.get(dotted, (None, None, False))
-        too_low = low is not None and (value <= low if exclusive else value < low)
-        if too_low or (high is not None and value > high):
-            raise item.error(dotted, f"{value} is out of range; expected "
-                             + _accepted(dotted, hint, channel))
-        return float(value) if hint is float else value
-    raise item.error(dotted, f"{_show(value)} is not accepted")  # a type the schema lacks
+        return _number(dotted, hint, item, channel=dotted in _CHANNELS and from_file)
+    raise item.error(dotted, f"{_show(item.value)} is not accepted")  # a type the schema lacks
+
+
+def _rejected(dotted: str, hint: object, item: _Value, channel: bool = False) -> UserError:
+    return item.error(dotted, f"{_show(item.value)} is not accepted; expected "
+                      + _accepted(dotted, hint, channel))
+
+
+def _optional(dotted: str, hint: object, item: _Value, from_file: bool) -> object:
+    """X | None: null (or false where false means none), else an X."""
+    if item.value is None or (item.value is False and dotted in _FALSE_IS_NONE):
+        return None
+    inner = [a for a in typing.get_args(hint) if a is not type(None)][0]
+    return _convert(dotted, inner, item, from_file)
+
+
+def _sequence(dotted: str, hint: object, item: _Value, from_file: bool) -> tuple:
+    """tuple[X, ...]: a list of X, or one X standing for a list of one (`channels: 2`)."""
+    value = item.value
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        raise _rejected(dotted, hint, item, dotted in _CHANNELS and from_file)
+    inner = typing.get_args(hint)[0]
+    return tuple(_convert(dotted, inner, _Value(v, item.file, item.line, item.column),
+                          from_file) for v in value)
+
+
+def _boolean(dotted: str, item: _Value) -> bool:
+    if not isinstance(item.value, bool):
+        raise item.error(dotted, f"{_show(item.value)} is not accepted; expected true or false")
+    return item.value
+
+
+def _text(dotted: str, item: _Value) -> str:
+    """Non-empty text, one of the key's choices where it has them."""
+    value = item.value
+    if not isinstance(value, str) or not value.strip():
+        raise _rejected(dotted, str, item)
+    choices = _CHOICES.get(dotted)
+    if choices and value not in choices:
+        close = difflib.get_close_matches(value, choices, n=1)
+        hint_text = f" (did you mean '{close[0]}'?)" if close else ""
+        raise item.error(dotted, f"{value!r} is not accepted{hint_text}; use one of: "
+                         + ", ".join(choices))
+    return value
+
+
+def _number(dotted: str, hint: object, item: _Value, channel: bool) -> int | float:
+    """An int or float (not a bool, not NaN) within the key's range; a channel written 1-16
+    in a file comes back 0-15."""
+    value = item.value
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if not numeric or (hint is int and not isinstance(value, int)) or value != value:
+        raise _rejected(dotted, hint, item, channel)
+    if channel:
+        return _file_channel(dotted, value, item)
+    if dotted in _CHANNELS and not 0 <= value <= 15:
+        raise item.error(dotted, f"{value} is not accepted; channels here are 0-15")
+    low, high, exclusive = _RANGES.get(dotted, (None, None, False))
+    too_low = low is not None and (value <= low if exclusive else value < low)
+    if too_low or (high is not None and value > high):
+        raise item.error(dotted, f"{value} is out of range; expected "
+                         + _accepted(dotted, hint, channel))
+    return float(value) if hint is float else value
+
+
+def _file_channel(dotted: str, value: int | float, item: _Value) -> int:
+    """A MIDI channel as a config file writes it (1-16), in Settings units (0-15)."""
+    if not 1 <= value <= 16:
+        raise item.error(dotted, f"channel {value} is not accepted; MIDI channels are "
+                         "numbered 1-16")
+    return int(value) - 1
 
 
 def _accepted(dotted: str, hint: object, channel: bool) -> str:
@@ -365,19 +398,15 @@ def _accepted(dotted: str, hint: object, channel: bool) -> str:
     text = _describe(hint)
     low, high, exclusive = _RANGES.get(dotted, (None, None, False))
     if low is not None and high is not None:
-        text += f" {'greater than' if exclusive else 'from'} {_number(low)} " \
-                f"{'and at most' if exclusive else 'to'} {_number(high)}"
+        text += f" {'greater than' if exclusive else 'from'} {plain(low)} " \
+                f"{'and at most' if exclusive else 'to'} {plain(high)}"
     elif low is not None:
-        text += f" of at least {_number(low)}"
+        text += f" of at least {plain(low)}"
     if dotted in _CHOICES:
         text += ": " + ", ".join(_CHOICES[dotted])
     if dotted in _NULL_IS_AUTO:
         text += f", or {_NULL_IS_AUTO[dotted]}"
     return text
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _resolve_path(dotted: str, value: object, config_dir: Path) -> object:
@@ -433,6 +462,29 @@ MATMUL_KINDS = ("auto", "bf16", "fp32")
 ATTENTION_KINDS = ("auto", "torch")
 
 
+@dataclass(frozen=True)
+class Environment:
+    """The four MELODYFLOW_* switches that are not settings (they tune how decoding runs,
+    not what it plays): read and checked here only, passed on as typed values.
+
+    - matmul (MELODYFLOW_MATMUL): "auto" (bfloat16 products where the CPU has them, see
+      generate/fastllama.py), "bf16" or "fp32";
+    - attention (MELODYFLOW_ATTENTION): "auto" (the compiled loops of generate/kernels.py
+      where numba is installed) or "torch";
+    - threads (MELODYFLOW_THREADS): torch threads for decoding; None when unset;
+    - hf_forward (MELODYFLOW_HF_FORWARD=1): transformers' forward instead of FastLlama.
+    """
+
+    matmul: str = "auto"
+    attention: str = "auto"
+    threads: int | None = None
+    hf_forward: bool = False
+
+    @property
+    def compiled_attention(self) -> bool:
+        return self.attention != "torch"
+
+
 def _env_kind(name: str, kinds: tuple[str, ...], what: str) -> str:
     kind = (os.environ.get(name) or "auto").strip().lower()
     if kind not in kinds:
@@ -440,22 +492,29 @@ def _env_kind(name: str, kinds: tuple[str, ...], what: str) -> str:
     return kind
 
 
-def matmul_kind_requested() -> str:
-    """The kind of matrix products MELODYFLOW_MATMUL asks the generator for: "auto" (the
-    default: bfloat16 where the CPU has it, see generate/fastllama.py), "bf16" or "fp32"."""
-    return _env_kind("MELODYFLOW_MATMUL", MATMUL_KINDS, "a kind of matrix product")
+def _env_threads(name: str) -> int | None:
+    text = (os.environ.get(name) or "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise UserError(f"{name}={text!r} is not a number of threads; accepted: 1 or more")
+    return int(text)
 
 
-def attention_kind_requested() -> str:
-    """How MELODYFLOW_ATTENTION asks decoding steps to attend: "auto" (the default: the
-    compiled loops of generate/kernels.py where numba is installed) or "torch"."""
-    return _env_kind("MELODYFLOW_ATTENTION", ATTENTION_KINDS, "a kind of attention")
+def environment() -> Environment:
+    """The MELODYFLOW_* switches as they are now; a bad value is a UserError naming it."""
+    return Environment(
+        matmul=_env_kind("MELODYFLOW_MATMUL", MATMUL_KINDS, "a kind of matrix product"),
+        attention=_env_kind("MELODYFLOW_ATTENTION", ATTENTION_KINDS, "a kind of attention"),
+        threads=_env_threads("MELODYFLOW_THREADS"),
+        hf_forward=os.environ.get("MELODYFLOW_HF_FORWARD", "") not in ("", "0"))
 
 
-def attention_kind() -> str:
+def attention_kind(env: Environment | None = None) -> str:
     """"compiled" or "torch": what decoding will attend with, as far as can be told without
     importing numba (the bank cache keys on it: the two round differently)."""
-    if attention_kind_requested() == "torch" or importlib.util.find_spec("numba") is None:
+    env = environment() if env is None else env
+    if not env.compiled_attention or importlib.util.find_spec("numba") is None:
         return "torch"
     return "compiled"
 
@@ -469,8 +528,7 @@ def load_settings(config_file: str | None = None, overrides: dict[str, object] |
     (channels 0-15); those whose value is None are ignored (a flag that was not given).
     Every unknown key or bad value is a UserError naming file:line and what is accepted.
     """
-    matmul_kind_requested()          # a bad MELODYFLOW_MATMUL stops here, not in the child
-    attention_kind_requested()       # the same for MELODYFLOW_ATTENTION
+    environment()                    # a bad MELODYFLOW_* value stops here, not in the child
     items: dict[str, _Value] = dict(_parse(default_config_text(), default_config_path()))
     if config_file is not None:
         from_file, _ = _read_file(config_file)

@@ -107,6 +107,7 @@ class Daemon:
         self.ports: Any = None
         self.generator: Any = None
         self.pending: Pending | None = None
+        self.follow_chart: Any = None         # follow mode: the chart its lines are written on
         self.bank_since = time.monotonic()
         self.bank_source = ""
         self.regenerate_seen = 0
@@ -150,16 +151,17 @@ class Daemon:
         self._last_progress = None
         sdnotify.status(f"generating phrases ({reason})")
 
-    def _pregenerate(self, chart: Any) -> Any | None:
+    def _pregenerate(self, chart: Any, reason: str = "start-up") -> Any | None:
         """Block (still answering signals) until the generator delivers the first bank."""
         from melodyflowd.generate.worker import GeneratorClient
 
-        self.generator = GeneratorClient(self.settings)
-        self.generator.start()
+        if self.generator is None:
+            self.generator = GeneratorClient(self.settings)
+            self.generator.start()
         log.info("generating phrases for %s (%d bars, %d variations)...",
                  _chart_name(self.settings.chart, chart), len(chart.bars),
                  self.settings.generation.variations)
-        self._request(chart, "start-up", fresh=False)
+        self._request(chart, reason, fresh=False)
         while self.flags.stop is None:
             for event in self.generator.poll():
                 bank = self._on_generator_event(event, first=True)
@@ -223,6 +225,13 @@ class Daemon:
         sdnotify.status(f"phrases: {text}")
 
     def _offer(self, bank: Any, chart: Any, source: str) -> None:
+        if chart is not None and chart is self.follow_chart:
+            from melodyflowd.live.follow import build_follow
+
+            self.engine.offer_follow(build_follow(bank, chart, self.chart.key))
+            if chart is not self.chart:       # the follow lines of a chart: nothing else
+                log.info("new follow lines (%s)", source)
+                return
         same_chart = chart is None or chart is self.chart
         self.engine.offer(bank, None if same_chart else chart, now=time.perf_counter())
         if not same_chart:
@@ -275,7 +284,7 @@ class Daemon:
             log.error("config reload failed: %s; keeping the running config", exc)
             settings = self.settings
         try:
-            chart = load_chart(settings.chart, settings.tune)
+            chart = load_chart(settings.chart, settings.tune) if settings.chart else self.chart
         except UserError as exc:
             log.error("chart reload failed: %s; the old chart keeps playing", exc)
             return
@@ -336,7 +345,13 @@ class Daemon:
         self._watchdog_every = timeout / 3 if timeout else None
         self._watchdog_next = 0.0
 
-        self.chart = load_chart(settings.chart, settings.tune)
+        follow = settings.engine.follow
+        chart = load_chart(settings.chart, settings.tune) if settings.chart else None
+        if follow:
+            from melodyflowd.music.follow import follow_chart
+
+            self.follow_chart = follow_chart(style=chart.style if chart is not None else None)
+        self.chart = chart if chart is not None else self.follow_chart
         try:
             if settings.phrases:
                 bank = self._load_bank_file(self.chart)
@@ -346,9 +361,25 @@ class Daemon:
                 if bank is None:
                     log.info("stopped (%s) before the first bank was ready", self.flags.stop)
                     return 0
+            lines = bank if self.chart is self.follow_chart else None
+            if follow and lines is None:
+                lines = self._pregenerate(self.follow_chart, "follow lines")
+                if lines is None:
+                    log.info("stopped (%s) before the follow lines were ready",
+                             self.flags.stop)
+                    return 0
             self.bank_since = time.monotonic()
             transport = Transport(self.chart.tempo, self.chart.beats_per_bar)
             self.engine = Engine(settings.engine, self.chart, bank, transport)
+            if follow:
+                from melodyflowd.live.follow import build_follow
+
+                self.engine.offer_follow(build_follow(lines, self.follow_chart,
+                                                      self.chart.key))
+                log.info("following the chords played (%s)",
+                         f"channel {settings.engine.chord_channel + 1}"
+                         if settings.engine.chord_channel is not None else
+                         f"keys below {self.engine.follow_split}")
             self.regenerate_seen = self.engine.regenerate_requests
             # What start-up made lives as long as we do: out of the collector's sight, so
             # a full collection walks only what came later. And no automatic collections

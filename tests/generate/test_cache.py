@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from melodyflowd.generate import cache
+from melodyflowd.generate.model import adapter_for
 from melodyflowd.music.chart import Bar, Chart, ChordSpan
 from melodyflowd.music.phrases import (
     BankBar,
@@ -134,8 +135,8 @@ def test_key_follows_the_style_adapter_a_chart_picks(model_dir):
     (adapter / "adapter_model.safetensors").write_bytes(b"a" * 10)
     chart = make_chart(style="bebop")
     base = cache.cache_key(chart, gen(model_dir))
-    assert cache.effective_adapter(gen(model_dir), chart) == "bebop"
-    assert cache.effective_adapter(gen(model_dir), make_chart(style="swing")) is None
+    assert adapter_for(str(model_dir), None, chart.style) == "bebop"
+    assert adapter_for(str(model_dir), None, "swing") is None
     (adapter / "adapter_model.safetensors").write_bytes(b"b" * 11)   # new adapter weights
     assert cache.cache_key(chart, gen(model_dir)) != base
 

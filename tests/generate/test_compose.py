@@ -59,7 +59,8 @@ def test_reproducible_with_seed_and_different_without(loaded):
 @pytest.mark.parametrize("time", [(4, 4), (3, 4)])
 def test_every_bar_has_notes_in_range_and_in_scale_with_hard_mask(loaded, time):
     chart = hand_chart(8, time=time)
-    settings = replace(SETTINGS, constraint="hard", low=60, high=79, variations=4)
+    settings = replace(SETTINGS, constraint="hard", scale="chord-scale", instrument=None,
+                       low=60, high=79, variations=4)
     bank = compose_bank(chart, loaded, settings)
     assert bank.n_variations == 4 and len(bank.bars) == 8
     assert bank.time == time
@@ -176,7 +177,7 @@ def test_a_bank_for_a_chart_that_changes_meter_keeps_its_notes_inside_their_bars
     tiny = load_model(str(build_tiny_model(tmp_path / "m", context=context or 8192)))
     if context:
         assert len(compose.plan_segments(chart, tiny)) > 1
-    bank = compose_bank(chart, tiny, replace(SETTINGS, constraint="hard"))
+    bank = compose_bank(chart, tiny, replace(SETTINGS, constraint="hard", scale="chord-scale"))
     assert [bar.time for bar in bank.bars] == [None, (2, 4), (3, 4), None,
                                                None, (2, 4), None, None]
     assert bank.bar_starts == chart.bar_starts

@@ -15,8 +15,9 @@ from tests.support.tiny_model import build_tiny_model
 def test_prefill_and_steps_match_transformers(tmp_path, kv_heads, pack, monkeypatch):
     from melodyflowd.generate import fastllama
 
-    if pack == "plain":                 # F.linear everywhere, as where torch has no oneDNN
-        monkeypatch.setattr(fastllama._Linear, "PACK", "none")
+    if pack == "plain":     # F.linear everywhere, as under an untested torch or no oneDNN
+        monkeypatch.setattr(fastllama._Linear, "PACK", fastllama._packing("2.99.0"))
+        assert fastllama._Linear.PACK == "none"
     directory = build_tiny_model(tmp_path / "m", seed=3)
     model = AutoModelForCausalLM.from_pretrained(directory, use_safetensors=True)
     if kv_heads != model.config.num_key_value_heads:   # rebuild with plain multi-head
@@ -313,17 +314,49 @@ def test_describe_says_how_steps_run(tmp_path):
     assert fast.describe() == "fp32 products, torch's operations between them"
 
 
-def test_attention_kind_comes_from_the_environment(monkeypatch):
+def test_attention_kind_comes_from_the_environment(monkeypatch, tmp_path):
+    """MELODYFLOW_ATTENTION is read by the config's environment() only; a FastLlama starts
+    with what it says, and kernels.load() gives the loops to whoever asks."""
     from melodyflowd.errors import UserError
     from melodyflowd.generate import kernels
+    from melodyflowd.service.config import environment
 
+    model = AutoModelForCausalLM.from_pretrained(build_tiny_model(tmp_path / "m"),
+                                                 use_safetensors=True).eval()
     monkeypatch.setenv("MELODYFLOW_ATTENTION", "torch")
-    assert kernels.load() is None
+    assert environment().attention == "torch"
+    assert not FastLlama(model).compiled_attention
+    assert kernels.load() is not None             # the kernels do not read the environment
     monkeypatch.setenv("MELODYFLOW_ATTENTION", "auto")
-    assert kernels.load() is not None
+    assert FastLlama(model).compiled_attention
     monkeypatch.setenv("MELODYFLOW_ATTENTION", "flash")
     with pytest.raises(UserError, match="flash.*accepted: auto, torch"):
-        kernels.load()
+        environment()
+
+
+def test_private_torch_ops_only_under_the_tested_torch(tmp_path, monkeypatch):
+    """torch.ops.mkldnn / mkl packing only under a torch release it was tested with
+    (TESTED_TORCH); under another the products are F.linear, and auto products are
+    float32 (bfloat16 ones need oneDNN's)."""
+    from melodyflowd.generate import fastllama
+
+    assert fastllama._packing("2.99.0") == "none" == fastllama._packing("3.0.0+cpu")
+    assert fastllama._packing(fastllama.TESTED_TORCH[0] + ".0+cpu") == fastllama._Linear.PACK
+    monkeypatch.setattr(fastllama._Linear, "PACK", fastllama._packing("2.99.0"))
+    assert fastllama.resolve_matmul("auto") == "fp32"
+    model = AutoModelForCausalLM.from_pretrained(build_tiny_model(tmp_path / "m", seed=5),
+                                                 use_safetensors=True).eval()
+    fast = FastLlama(model)
+    fast.use_matmul("auto")
+    fast.new_cache(2, 12)
+    ids = torch.randint(4, model.config.vocab_size, (2, 12),
+                        generator=torch.Generator().manual_seed(6))
+    with torch.inference_mode():
+        reference = model(input_ids=ids).logits
+        assert torch.allclose(fast.forward(ids[:, :4], 0), reference[:, 3], atol=1e-5)
+        for t in range(4, 12):
+            assert torch.allclose(fast.forward(ids[:, t:t + 1], t), reference[:, t], atol=1e-5)
+    assert {lin.kind for layer in fast._linears for lin in layer} == {"none"}
 
 
 KERNEL_BITS = """

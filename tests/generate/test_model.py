@@ -237,3 +237,27 @@ def test_lean_path_never_imports_transformers(tiny_dir):
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.filterwarnings("ignore:Unexpected keyword arguments")  # peft on the new key
+def test_lean_merge_refuses_an_unknown_adapter_key_by_name(tiny_dir, tmp_path, caplog):
+    """The lean merge is an allow-list: a key it does not know (one a future peft may add)
+    sends the adapter to peft, and the log names the key; the peft load still works."""
+    import json
+
+    copy = Path(shutil.copytree(tiny_dir, tmp_path / "m"))
+    _save_adapter(copy, copy / "adapters" / "bebop")
+    config_path = copy / "adapters" / "bebop" / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    assert model_mod.lora_refusals(config) == []
+    config["lora_new_scaling"] = "per_row"
+    config_path.write_text(json.dumps(config))
+    assert model_mod.lora_refusals(config) == ["lora_new_scaling"]
+    with caplog.at_level("INFO", logger="melodyflowd.generate.model"):
+        assert model_mod.lean_lora(config_path.parent) is None
+    assert "lora_new_scaling" in caplog.text
+    config["lora_new_scaling"] = None
+    config["use_dora"] = True                    # a known key, set to what it cannot merge
+    assert model_mod.lora_refusals(config) == ["lora_new_scaling", "use_dora"]
+    loaded = load_model(str(copy), adapter="bebop")
+    assert not loaded.lean                       # peft merged it

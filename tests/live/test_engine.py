@@ -91,10 +91,11 @@ def test_velocity_zero_note_on_is_note_off() -> None:
     assert e.handle([0x90, 40, 0], 0.1) == [[0x80, 62, 64]]
 
 
-def test_phrase_advances_and_wraps_within_chord() -> None:
+def test_phrase_advances_and_goes_on_past_its_end_within_chord() -> None:
     e = make_engine()
-    played = [tap(e, 50 + i, 0.0 + i * 0.1) for i in range(5)]        # all within Dm7
-    assert played == [62, 65, 69, 62, 65]
+    played = [tap(e, 50 + i, 0.0 + i * 0.1) for i in range(6)]        # all within Dm7
+    # v0's Dm7 phrase, then v1's (77), then down D dorian toward G7's first note (71)
+    assert played == [62, 65, 69, 77, 76, 74]
 
 
 def test_phrase_restarts_at_chord_change_and_bar_line() -> None:
@@ -142,8 +143,9 @@ def test_no_chord_bar_with_no_notes_uses_nearest_bar() -> None:
     e = make_engine()
     tap(e, 60, 0.0)
     played = [tap(e, 60, 3 * BAR + 0.1 * i) for i in range(6)]
-    # Bar 2 is empty too, so the nearest bar with notes is bar 0 (the form loops).
-    assert played == [62, 65, 69, 71, 74, 62]
+    # Bar 2 is empty too, so the nearest bar with notes is bar 0 (the form loops); past
+    # its notes the line goes on (variation 1's nearest bar, entered at 77).
+    assert played == [62, 65, 69, 71, 74, 77]
 
 
 def test_program_always_has_notes() -> None:
@@ -185,12 +187,13 @@ def test_poly_keys_overlap() -> None:
 
 def test_poly_shared_note_sounds_until_both_keys_up() -> None:
     e = make_engine(mode="poly")
-    e.handle([0xB0, 23, 1], 0.0)                  # variation 1: Dm7 phrase is just 77
+    e.handle([0xB0, 23, 1], 0.0)                  # variation 1: Dm7 phrase starts on 77
     assert e.handle(on(60), 0.0) == [[0x90, 77, 100]]
-    assert e.handle(on(62, 90), 0.1) == [[0x80, 77, 64], [0x90, 77, 90]]   # struck again
-    assert e.handle(off(60), 0.2) == []           # still held by the other key
+    form = 4 * BAR                                # the form comes round: 77 again
+    assert e.handle(on(62, 90), form) == [[0x80, 77, 64], [0x90, 77, 90]]   # struck again
+    assert e.handle(off(60), form + 0.1) == []    # still held by the other key
     assert e.sounding() == [(0, 77)]
-    assert e.handle(off(62), 0.3) == [[0x80, 77, 0]]
+    assert e.handle(off(62), form + 0.2) == [[0x80, 77, 0]]
     assert e.sounding() == []
 
 
@@ -517,9 +520,11 @@ def test_chart_bank_file_and_clock_end_to_end(tmp_path) -> None:
             out = e.handle(on(60), now + 0.001)
             played.append((i // 96, out[-1][1]))
             e.handle(off(60), now + 0.002)
+    # Past a phrase's end the line walks C ionian toward the next chord's first note (79
+    # in bar 2, then 62 of bar 1 as the form loops), never back to the phrase's start.
     assert played == [(0, 62), (0, 65), (0, 67), (0, 71),
-                      (1, 72), (1, 76), (1, 72), (1, 76),
-                      (2, 79), (2, 79), (2, 79), (2, 79)]
+                      (1, 72), (1, 76), (1, 77), (1, 79),
+                      (2, 79), (2, 77), (2, 76), (2, 74)]
     assert e.transport.tempo == pytest.approx(150)
     assert e.sounding() == []
 

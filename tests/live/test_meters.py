@@ -40,9 +40,15 @@ def bank(c: Chart, shift: int = 0) -> PhraseBank:
     return PhraseBank(c.title, c.tempo, c.time, bank_bars(c), (phrases,))
 
 
+def span_at(beat: float) -> tuple[int, str]:
+    """(which span since the start, its chord) at `beat`, from SPANS."""
+    rep, local = divmod(beat, FORM)
+    k = next(k for k, (lo, hi, _) in enumerate(SPANS) if lo <= local < hi)
+    return int(rep) * len(SPANS) + k, SPANS[k][2]
+
+
 def expected(beat: float) -> int:
-    local = beat % FORM
-    return next(PITCH[name] for lo, hi, name in SPANS if lo <= local < hi)
+    return PITCH[span_at(beat)[1]]
 
 
 def engines(c: Chart) -> list[Engine]:
@@ -62,20 +68,46 @@ def test_the_program_puts_the_bar_lines_at_each_bars_own_length() -> None:
 
 def test_the_chord_at_every_beat_fast_and_reference_path() -> None:
     """A note on every half beat through two forms (and a hair before and after each
-    bar line): both paths play the chord the chart has there."""
+    bar line): both paths send the same, the first note in each chord span is that
+    chord's phrase note (so the span is the chart's there), and the notes after it go on
+    along that chord's scale."""
     c = chart()
+    scales = {span.chord.symbol: set(span.chord.scale) for bar in c.bars for span in bar.chords}
     fast, slow = engines(c)
     start = 10.0
     beats = sorted({k / 2 for k in range(2 * 2 * FORM)}
-                   | {edge + d for rep in (0, FORM) for edge in (4, 6, 9, 13)
+                   | {edge + d for rep in (0, FORM) for edge in (4, 6, 8, 9, 13)
                       for d in (-1e-3, 1e-3)})
+    previous = None
+    entered = []
     for beat in beats:
         now = start + beat * BEAT
-        want = expected(beat)
+        sent = fast.handle([0x90, 60, 100], now)
+        assert sent == slow.handle([0x90, 60, 100], now), beat
+        (status, pitch, velocity), = sent
+        span, name = span_at(beat)
+        if span != previous:
+            assert pitch == PITCH[name], (beat, name, pitch)
+            entered.append(name)
+        else:
+            assert pitch % 12 in scales[name], (beat, name, pitch)
+        previous = span
         for e in (fast, slow):
-            assert e.handle([0x90, 60, 100], now) == [[0x90, want, 100]], (beat, e)
             e.handle([0x80, 60, 0], now + 1e-4)
+    assert entered == [name for _, _, name in SPANS] * 2
     assert fast.errors == slow.errors == 0
+
+
+def test_the_first_note_anywhere_finds_the_chart_chord() -> None:
+    """From a MIDI Start (no clock: the internal one), the first note at any half beat of
+    two forms plays the chord the chart has there, on both paths."""
+    c = chart()
+    for k in range(1, 2 * 2 * FORM):
+        beat = k / 2
+        for e in engines(c):
+            e.handle([START], 0.0)
+            assert e.handle([0x90, 60, 100], beat * BEAT) == [[0x90, expected(beat), 100]], \
+                (beat, e)
 
 
 def test_the_transport_counts_bars_at_their_own_length() -> None:
@@ -113,23 +145,32 @@ def test_song_position_pointer_into_the_changed_meters(sixteenths: int, beat: fl
         for _ in range(36):                             # a beat and a half on
             now += BEAT / 24
             e.handle([CLOCK], now)
-        assert e.handle([0x90, 60, 100], now) == [[0x90, expected(beat + 1.5), 100]]
+        (_, pitch, _), = e.handle([0x90, 60, 100], now)
+        if span_at(beat + 1.5)[0] != span_at(beat)[0]:     # a new span: its phrase note
+            assert pitch == expected(beat + 1.5)
+        else:                                             # the line goes on over the chord
+            assert pitch % 12 in c.chord_at(*c.locate(beat + 1.5)).scale
         e.handle([0x80, 60, 0], now)
         assert e.transport.position(now)[0] == c.locate(beat + 1.5)[0]
 
 
 def test_a_new_bank_waits_for_the_end_of_the_short_bar() -> None:
     """Offered inside the 2/4 bar, a bank comes in at beat 6 (not 8, where a 4/4 bar would
-    end)."""
+    end): until then the engine plays what one never offered a bank plays."""
     c = chart()
-    for e in engines(c):
-        e.handle([0x90, 60, 100], 0.0)                  # the internal clock from beat 0
-        e.handle([0x80, 60, 0], 0.1)
-        assert e.handle([0x90, 60, 100], 4.5 * BEAT) == [[0x90, 65, 100]]
+    for cls in (Engine, SlowEngine):
+        e, plain = (cls(EngineSettings(), c, bank(c), Transport(c.tempo, c.beats_per_bar))
+                    for _ in range(2))
+        for beat in (0.0, 4.5):
+            for engine in (e, plain):
+                engine.handle([0x90, 60, 100], beat * BEAT)
+                engine.handle([0x80, 60, 0], beat * BEAT + 0.01)
         e.offer(bank(c, shift=12), now=4.6 * BEAT)
-        e.handle([0x80, 60, 0], 4.7 * BEAT)
-        assert e.handle([0x90, 60, 100], 5.9 * BEAT) == [[0x90, 65, 100]]   # still waits
-        e.handle([0x80, 60, 0], 5.95 * BEAT)
+        for beat in (4.7, 5.9):
+            assert e.handle([0x90, 60, 100], beat * BEAT) == plain.handle(
+                [0x90, 60, 100], beat * BEAT)                            # the old bank
+            e.handle([0x80, 60, 0], beat * BEAT + 0.01)
+            plain.handle([0x80, 60, 0], beat * BEAT + 0.01)
         assert e.pending
         assert e.handle([0x90, 60, 100], 6.1 * BEAT) == [[0x90, 67 + 12, 100]]
         assert not e.pending and e.swaps == 1

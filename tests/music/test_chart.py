@@ -1,4 +1,4 @@
-"""Charts: the YAML format of DESIGN §3, and errors that name file:line:column."""
+"""Charts: the YAML format (chart.py's docstring), and errors that name file:line:column."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from tests.support.wjazzd_charts import split_glued, wjazzd_lead_sheets
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
-DESIGN_CHART = """\
+ALICE_CHART = """\
 title: Blues for Alice        # optional
 tempo: 180                    # quarter-note bpm, for the internal clock
 time: 4/4                     # default 4/4
@@ -60,7 +60,7 @@ def layout(chart: Chart, bar: int) -> list[tuple[str, float, float]]:
 # --------------------------------------------------------------------------- the format
 
 def test_design_example():
-    chart = parse_chart(DESIGN_CHART, "alice.yaml")
+    chart = parse_chart(ALICE_CHART, "alice.yaml")
     assert chart.title == "Blues for Alice"
     assert chart.tempo == 180.0
     assert chart.time == (4, 4) and chart.beats_per_bar == 4.0
@@ -234,7 +234,7 @@ def test_chart_to_json_shape():
 
 
 def test_chart_to_text_one_line_a_bar():
-    chart = parse_chart(DESIGN_CHART, "alice.yaml")
+    chart = parse_chart(ALICE_CHART, "alice.yaml")
     text = chart_to_text(chart)
     lines = text.rstrip("\n").split("\n")
     assert len(lines) == 1 + len(chart.bars)

@@ -195,14 +195,21 @@ def test_render_midi_of_a_chart_that_changes_meter(setup, tmp_path):
     assert signatures == [(0, (4, 4)), (4, (2, 4)), (6, (3, 4)), (9, (4, 4)), (13, (6, 8))]
     markers = [(at / tpb, m.text) for at, m in conductor if m.type == "marker"]
     assert markers == [(0, "C7"), (4, "F7"), (6, "Dm7"), (8, "G7"), (9, "C7"), (13, "A7")]
+    bank_file = tmp_path / "meters.json"
+    assert render(meters, bank_file).exit_code == 0      # the same bank (seed, cache)
+    bank = load_bank(str(bank_file))
     bar_lines = [0, 4, 6, 9, 13, 16]
+    assert list(bank.bar_starts) == bar_lines
     with_notes = [t for t in midi.tracks[1:] if any(m.type == "note_on" for m in t)]
     assert len(with_notes) == 3
-    for track in with_notes:
-        onsets = [at / tpb for at, m in timed(track) if m.type == "note_on" and m.velocity]
-        assert min(onsets) >= 0 and max(onsets) < 16
-        for lo, hi in zip(bar_lines, bar_lines[1:], strict=False):   # a few in every bar
-            assert sum(lo <= beat < hi for beat in onsets) >= 3, (lo, hi, onsets)
+    for track, variation in zip(with_notes, bank.variations, strict=True):
+        onsets = sorted(at for at, m in timed(track) if m.type == "note_on" and m.velocity)
+        want = []
+        for phrase in variation:
+            assert len(phrase.notes) >= 3
+            assert all(0 <= n.beat < bank.bar_beats(phrase.bar) for n in phrase.notes)
+            want += [round((bar_lines[phrase.bar] + n.beat) * tpb) for n in phrase.notes]
+        assert onsets == sorted(want)
     roll = tmp_path / "meters.png"
     assert render(meters, roll).exit_code == 0 and roll.stat().st_size > 20_000
 

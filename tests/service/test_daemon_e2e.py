@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from melodyflowd.live.continuation import continue_line
+from melodyflowd.music.theory import parse_chord
 from tests.support.jack import (
     DAEMON_CMD,
     ClockSender,
@@ -24,7 +26,8 @@ BPM = 240                       # one 4/4 bar a second
 CHART = 'title: ii-V-I test\ntempo: 120\ntime: 4/4\nchords: "| Dm7 | G7 | Cmaj7 | Em7 A7 |"\n'
 BARS = [[("Dm7", 0, 4)], [("G7", 0, 4)], [("Cmaj7", 0, 4)], [("Em7", 0, 2), ("A7", 2, 2)]]
 # Pitches that tell bars apart: bar 0 in the 60s, bar 1 in the 70s, ... Bar 1 has only
-# two notes, so a third key in that bar wraps to its first note.
+# two notes, so a third key in that bar goes on past them (up G mixolydian from 74 toward
+# bar 2's first note, 84: 76).
 NOTES = [
     [(62, 0.0, "Dm7"), (65, 1.0, "Dm7"), (69, 2.0, "Dm7"), (72, 3.0, "Dm7")],
     [(71, 0.0, "G7"), (74, 2.0, "G7")],
@@ -36,9 +39,10 @@ NOTES_LOW = [[(p - 12, b, c) for p, b, c in bar] for bar in NOTES]
 
 
 def expected_pitches(bank: list, presses: list[tuple[int, float]]) -> list[int]:
-    """The contract of issue 3 as a reference: each key gets the next note of the phrase
-    for the chord sounding at that moment; the position restarts at each chord change and
-    wraps when the phrase runs out."""
+    """The remapping contract as a reference: each key gets the next note of the phrase
+    for the chord sounding at that moment; the position restarts at each chord change.
+    Past the phrase's end the line goes on (live/continuation.py: this bank has one
+    variation, so a walk along the chord-scale toward the next chord's first note)."""
     out: list[int] = []
     last_span = None
     position = 0
@@ -49,7 +53,12 @@ def expected_pitches(bank: list, presses: list[tuple[int, float]]) -> list[int]:
         position = position + 1 if span == last_span else 0
         last_span = span
         notes = [p for p, b, c in bank[bar_index] if c == symbol and b >= start]
-        out.append(notes[position % len(notes)])
+        following = [p for p, b, c in bank[bar_index] if b > start and c != symbol] or \
+            [p for p, _b, _c in bank[(bar_index + 1) % len(BARS)]]
+        everything = [p for bar_notes in bank for p, _b, _c in bar_notes]
+        line = continue_line(tuple(notes), [], parse_chord(symbol), following[0],
+                             min(everything), max(everything))
+        out.append(line[position % len(line)])
     return out
 
 
@@ -122,6 +131,7 @@ def test_ii_v_i_with_midi_clock_plays_the_banks_notes_for_each_bar(jack_server, 
     assert daemon.proc.returncode == 0, daemon.log()
     ons = [m for m in got if len(m) == 3 and m[0] == 0x90 and m[2] > 0]
     assert [m[1] for m in ons] == expected_pitches(NOTES, PRESSES), daemon.log()
+    assert [m[1] for m in ons][3:6] == [71, 74, 76]         # bar 1: the line goes on
     assert [m[2] for m in ons] == velocities                 # the player's dynamics
     assert [0xB0, 7, 99] in got
     sounding, orphans = note_balance(got)

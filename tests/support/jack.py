@@ -536,8 +536,9 @@ def write_bank(path: Path, bars: Sequence[Sequence[tuple[str, float, float]]],
                variations: Sequence[Sequence[Sequence[tuple[int, float, str]]]],
                title: str = "test", tempo: float = 120, time_sig: tuple[int, int] = (4, 4)
                ) -> Path:
-    """A phrase bank file in the DESIGN format: bars as (symbol, start_beat, beats) chord
-    spans, each variation's notes per bar as (pitch, beat, chord symbol)."""
+    """A phrase bank file in the bank JSON format (music/phrases.py): bars as (symbol,
+    start_beat, beats) chord spans, each variation's notes per bar as (pitch, beat, chord
+    symbol)."""
     ms_per_beat = 60000.0 / tempo
     out_vars = []
     for variation in variations:

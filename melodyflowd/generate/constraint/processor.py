@@ -22,11 +22,13 @@ from melodyflowd.generate.constraint.numbers import (
 )
 from melodyflowd.generate.constraint.state import RowState
 from melodyflowd.generate.constraint.tokens import NoteTokenizer
+from melodyflowd.generate.metrical import metrical_choice, resolving
 from melodyflowd.music.chart import Chart
+from melodyflowd.music.instruments import CENTRE_SLACK
 from melodyflowd.music.theory import Chord, pitch_classes
 from melodyflowd.music.timeline import Timeline
 
-SCALE_MODES = ("chord-scale", "pentatonic", "chord-tones", "chromatic")
+SCALE_MODES = ("chord-scale", "pentatonic", "chord-tones", "chromatic", "metrical")
 
 
 def allowed_pitch_classes(chord: Chord, mode: str) -> tuple[int, ...]:
@@ -45,6 +47,7 @@ class MelodyControl:
     def __init__(self, note_tokenizer: NoteTokenizer, chart: Chart, *,
                  scale: str = "chord-scale", hard: bool = False, penalty: float = 2.0,
                  low: int = 55, high: int = 84, trend_notes: int = 4, trend_range: int = 5,
+                 centre: int | None = None,
                  tempo: float | None = None, start_beat: float | Sequence[float] = 0.0,
                  end_beat: float | Sequence[float] | None = None,
                  enforce_format: bool = False,
@@ -62,6 +65,7 @@ class MelodyControl:
         self.hard = hard
         self.penalty = penalty
         self.low, self.high = low, high
+        self.centre = centre            # the register's median: the trend stays near it
         self.trend_notes = trend_notes
         self.trend_range = trend_range
         self.tempo = float(tempo if tempo is not None else chart.tempo)
@@ -80,7 +84,7 @@ class MelodyControl:
         shared = note_tokenizer.constraint_caches
         self._mask_cache: dict[tuple, Any] = shared.setdefault("allowed", {})
         self._pitch_cache: dict[tuple, PitchSet] = shared.setdefault(
-            ("pitch", low, high, trend_notes, trend_range), {})
+            ("pitch", low, high, trend_notes, trend_range, centre), {})
         self._plan_cache: dict[tuple, tuple[int, int, int]] = shared.setdefault(
             ("plan", hard, enforce_format), {})
         self._masks: MaskTable = shared.setdefault(("masks", hard, enforce_format),
@@ -168,15 +172,26 @@ class MelodyControl:
         if state.pitch_field is not None:
             return state.pitch_field
         chord = self.timeline.chord_at(state.time)
-        pcs = frozenset(allowed_pitch_classes(chord, self.scale))
+        resolve_from = back = None
+        if self.scale == "metrical":
+            pcs, resolve_from = self._metrical(state, chord)
+            if resolve_from is not None and len(state.recent) >= 2:
+                back = state.recent[-2]
+        else:
+            pcs = frozenset(allowed_pitch_classes(chord, self.scale))
         recent = list(state.recent)[-self.trend_notes:] if self.trend_notes > 0 else []
         center = round(sum(recent) / len(recent)) if recent else None
-        key = (pcs, center)
+        if self.centre is not None:
+            center = self.centre if center is None else \
+                min(max(center, self.centre - CENTRE_SLACK), self.centre + CENTRE_SLACK)
+        key = (pcs, center, resolve_from, back)
         cached = self._pitch_cache.get(key)
         if cached is None:
             candidates = [p for p in range(self.low, self.high + 1) if p % 12 in pcs] or \
                 list(range(self.low, self.high + 1))
-            if center is not None:
+            if resolve_from is not None:
+                candidates = resolving(candidates, resolve_from, back)
+            elif center is not None:
                 near = [p for p in candidates if abs(p - center) <= self.trend_range]
                 if not near:
                     near = sorted(candidates, key=lambda p: (abs(p - center), p))[:3]
@@ -185,6 +200,18 @@ class MelodyControl:
             self._pitch_cache[key] = cached
         state.pitch_field = cached
         return cached
+
+    def _metrical(self, state: RowState, chord: Chord) -> tuple[frozenset[int], int | None]:
+        """The metrical mode's favoured pitch classes at this note (generate/metrical.py)."""
+        tl = self.timeline
+        previous = None
+        new_span = True
+        if state.notes:
+            onset = state.notes[-1][0]
+            new_span = tl.span_index(onset) != tl.span_index(state.time)
+            previous = (state.recent[-1], tl.chord_at(onset))
+        beat, bar_len = tl.in_bar(state.time)          # in its own bar, at its length
+        return metrical_choice(chord, beat, bar_len, new_span, previous)
 
     def wait_range(self, state: RowState) -> Range:
         """Waits (in profile units) that keep every bar at min..max notes."""

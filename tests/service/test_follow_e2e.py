@@ -1,0 +1,136 @@
+"""melodyflowd --follow end to end: the daemon on a private JACK server with the embedded
+model writing its follow lines; a client plays left-hand voicings of a ii-V-I in three keys
+below the split and a right-hand rhythm above it; the left hand comes out unchanged, and
+every right-hand note comes out on the scale of the chord the left hand holds."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from melodyflowd.music.theory import parse_chord
+from tests.support.jack import DaemonProcess, note_balance, write_bank
+
+# (chord the left hand plays, its voicing below middle C on channel 1): rooted ii,
+# rootless V and I
+PROGRESSIONS = [
+    [("Dm7", [38, 50, 53, 57, 48]), ("G13", [53, 57, 59, 52]), ("Cmaj9", [52, 55, 59, 50])],
+    [("Gm7", [43, 46, 50, 53]), ("C13", [46, 50, 52, 57]), ("Fmaj9", [45, 48, 52, 55])],
+    [("Cm7", [36, 51, 55, 46]), ("F13", [51, 55, 57, 50]), ("Bbmaj9", [50, 53, 57, 48])],
+]
+RHYTHM = [0.0, 0.25, 0.375, 0.5, 0.75]       # seconds after the chord: a right-hand figure
+RIGHT_KEYS = [72, 74, 76, 79, 77]
+
+
+@pytest.mark.jack
+@pytest.mark.slow
+def test_follow_plays_the_right_hand_on_the_left_hands_chords(jack_server, tmp_path: Path):
+    config = tmp_path / "follow.yaml"
+    config.write_text(f"generation:\n  cache_dir: {tmp_path / 'cache'}\n  seed: 3\n")
+    daemon = DaemonProcess(jack_server, tmp_path, ["--follow", "--config", str(config)])
+    peer = None
+    try:
+        daemon.wait_ready(timeout=180)
+        assert daemon.wait_log("following the chords played (keys below 60)", timeout=1)
+        peer = daemon.peer()
+        takes: list[tuple[str, list[list[int]], list[list[int]]]] = []
+        for progression in PROGRESSIONS:
+            for symbol, voicing in progression:
+                before = len(peer.messages())
+                for note in voicing:
+                    peer.send([0x90, note, 70])
+                time.sleep(0.05)
+                start = time.monotonic()
+                for at, key in zip(RHYTHM, RIGHT_KEYS, strict=True):
+                    time.sleep(max(0.0, start + at - time.monotonic()))
+                    peer.send([0x91, key, 90])        # the right hand on channel 2
+                    time.sleep(0.08)
+                    peer.send([0x81, key, 0])
+                time.sleep(0.1)
+                for note in voicing:
+                    peer.send([0x80, note, 0])
+                time.sleep(0.1)
+                got = peer.messages()[before:]
+                left = [m for m in got if m[0] in (0x80, 0x90)]
+                right = [m for m in got if m[0] in (0x81, 0x91)]
+                takes.append((symbol, left, right))
+        peer.wait_for(lambda got: not note_balance(got)[0], timeout=3)
+        daemon.stop()
+        loss = daemon.transport_loss(peer)
+    finally:
+        if peer is not None:
+            peer.close()
+        daemon.stop()
+    if loss is not None:
+        pytest.skip(f"JACK lost messages on this busy machine ({loss})")
+    for symbol, left, right in takes:
+        scale = set(parse_chord(symbol).scale)
+        voicing = dict(p for progression in PROGRESSIONS for p in progression)[symbol]
+        assert sorted(m[1] for m in left if m[0] == 0x90) == sorted(voicing), symbol
+        ons = [m[1] for m in right if m[0] & 0xF0 == 0x90 and m[2] > 0]
+        assert len(ons) == len(RHYTHM), (symbol, right)
+        assert all(p % 12 in scale for p in ons), (symbol, ons, sorted(scale))
+    sounding, orphans = note_balance([m for _, left, right in takes for m in left + right])
+    assert not sounding and not orphans
+    assert "engine errors 0" in daemon.log()
+
+
+CHART = 'title: follow over a chart\ntempo: 120\ntime: 4/4\nkey: C\nchords: "| G7 | G7 |"\n'
+CHART_NOTES = [67, 71, 74, 77]
+
+
+@pytest.mark.jack
+@pytest.mark.slow
+def test_follow_with_a_chart_the_played_chord_wins_while_it_differs(jack_server,
+                                                                      tmp_path: Path):
+    chart = tmp_path / "g7.yaml"
+    chart.write_text(CHART)
+    bank = write_bank(tmp_path / "bank.json", [[("G7", 0, 4)], [("G7", 0, 4)]],
+                      [[[(p, i, "G7") for i, p in enumerate(CHART_NOTES)]] * 2],
+                      title="follow over a chart", tempo=120)
+    config = tmp_path / "follow.yaml"
+    config.write_text(f"generation:\n  cache_dir: {tmp_path / 'cache'}\n  seed: 3\n")
+    daemon = DaemonProcess(jack_server, tmp_path, ["--follow", "--chart", str(chart),
+                                                   "--phrases", str(bank),
+                                                   "--config", str(config)])
+    peer = None
+
+    def right_hand(keys: list[int]) -> list[int]:
+        before = len(peer.messages())
+        for key in keys:
+            peer.send([0x91, key, 90])
+            time.sleep(0.1)
+            peer.send([0x81, key, 0])
+            time.sleep(0.05)
+        time.sleep(0.1)
+        return [m[1] for m in peer.messages()[before:] if m[0] == 0x91]
+
+    try:
+        daemon.wait_ready(timeout=180)
+        peer = daemon.peer()
+        start = time.monotonic()                       # the first key starts the clock
+        chart_before = right_hand([72])                # bar 1 (0-2 s): the chart's G7
+        for note in (49, 53, 59):                      # Db F B: the tritone substitute
+            peer.send([0x90, note, 70])
+        time.sleep(0.05)
+        played = right_hand([72, 74, 76, 77])
+        for note in (49, 53, 59):
+            peer.send([0x80, note, 0])
+        time.sleep(max(0.0, start + 2.3 - time.monotonic()))
+        chart_after = right_hand([72, 74])             # bar 2: no key held, the chart again
+        peer.wait_for(lambda got: not note_balance(got)[0], timeout=3)
+        daemon.stop()
+        loss = daemon.transport_loss(peer)
+    finally:
+        if peer is not None:
+            peer.close()
+        daemon.stop()
+    if loss is not None:
+        pytest.skip(f"JACK lost messages on this busy machine ({loss})")
+    assert chart_before == CHART_NOTES[:1]
+    db7 = set(parse_chord("Db7").scale)
+    assert len(played) == 4 and all(p % 12 in db7 for p in played), played
+    assert not set(played) <= set(CHART_NOTES)
+    assert chart_after and set(chart_after) <= set(CHART_NOTES), chart_after
