@@ -174,3 +174,20 @@ def test_a_new_bank_waits_for_the_end_of_the_short_bar() -> None:
         assert e.pending
         assert e.handle([0x90, 60, 100], 6.1 * BEAT) == [[0x90, 67 + 12, 100]]
         assert not e.pending and e.swaps == 1
+
+
+def test_the_live_view_shows_each_bar_at_its_own_length() -> None:
+    from melodyflowd.service.viewstate import Watcher
+
+    c = chart()
+    e, _ = engines(c)
+    e.handle([0x90, 60, 100], 0.0)                      # the internal clock from beat 0
+    e.handle([0x80, 60, 0], 0.01)
+    state = Watcher().look(e, 7.5 * BEAT, chart=c, status="playing", bank_age=0.0,
+                           bank_source="test", controls={})
+    assert state["position"]["bar"] == 2                 # the 3/4 bar, on its 2nd beat
+    assert state["position"]["beat"] == pytest.approx(1.5)
+    assert state["ahead"]["bar_len"] == 3.0
+    ahead = state["ahead"]["bars"]
+    assert state["ahead"]["bar_lens"] == [c.bar_beats(b) for b in ahead]
+    assert all(n["beat"] < c.bar_beats(ahead[n["bar"]]) for n in state["ahead"]["notes"])
