@@ -240,9 +240,9 @@ def _abs_notes(track: mido.MidiTrack) -> list[tuple[int, str, int, int]]:
     return out
 
 
-def test_bank_to_midi(tmp_path: Path) -> None:
+def test_bank_to_midi_tracks(tmp_path: Path) -> None:
     bank = make_bank()
-    midi = bank_to_midi(bank)
+    midi = bank_to_midi(bank, tracks=True)
     assert midi.type == 1
     assert len(midi.tracks) == 1 + bank.n_variations
     tpb = midi.ticks_per_beat
@@ -270,6 +270,28 @@ def test_bank_to_midi(tmp_path: Path) -> None:
     again = mido.MidiFile(path)
     assert len(again.tracks) == 3
     assert sum(1 for m in again.tracks[1] if m.type == "note_on") == 4
+
+
+def test_bank_to_midi_plays_the_variations_one_after_another() -> None:
+    bank = make_bank()
+    midi = bank_to_midi(bank)
+    tpb = midi.ticks_per_beat
+    form = len(bank.bars) * bank.beats_per_bar * tpb
+    assert len(midi.tracks) == 2
+    now, markers = 0, []
+    for msg in midi.tracks[0]:
+        now += msg.time
+        if msg.type == "marker":
+            markers.append((now, msg.text))
+    assert markers == [(0, "variation 1"), (0, "Dm7"), (2 * tpb, "G7"), (4 * tpb, "Cj7"),
+                       (form, "variation 2"), (form, "Dm7"), (form + 2 * tpb, "G7"),
+                       (form + 4 * tpb, "Cj7")]
+    ons = [(t, p) for t, kind, p, _ in _abs_notes(midi.tracks[1]) if kind == "on"]
+    tracks = bank_to_midi(bank, tracks=True)
+    first = [(t, p) for t, kind, p, _ in _abs_notes(tracks.tracks[1]) if kind == "on"]
+    second = [(t + form, p) for t, kind, p, _ in _abs_notes(tracks.tracks[2]) if kind == "on"]
+    assert ons == first + second
+    assert {m.channel for m in midi.tracks[1] if m.type == "note_on"} == {0}
 
 
 def test_bank_to_midi_repeated_pitch_does_not_overlap() -> None:
@@ -328,14 +350,22 @@ def test_a_bank_of_other_bar_lengths_is_not_for_this_chart() -> None:
 
 
 def test_midi_bars_at_their_own_length_with_time_signatures() -> None:
-    midi = bank_to_midi(meters_bank())
-    now, signatures, markers = 0, [], []
-    for msg in midi.tracks[0]:
-        now += msg.time
-        if msg.type == "time_signature":
-            signatures.append((now, msg.numerator, msg.denominator))
-        elif msg.type == "marker":
-            markers.append((now, msg.text))
+    def conductor(midi: mido.MidiFile) -> tuple[list, list]:
+        now, signatures, markers = 0, [], []
+        for msg in midi.tracks[0]:
+            now += msg.time
+            if msg.type == "time_signature":
+                signatures.append((now, msg.numerator, msg.denominator))
+            elif msg.type == "marker" and not msg.text.startswith("variation"):
+                markers.append((now, msg.text))
+        return signatures, markers
+
+    midi = bank_to_midi(meters_bank(), tracks=True)
+    signatures, markers = conductor(midi)
     assert signatures == [(0, 4, 4), (4 * 480, 2, 4)]
     assert markers == [(0, "Dm7"), (2 * 480, "G7"), (4 * 480, "Cj7")]
     assert _abs_notes(midi.tracks[1])[-2][:3] == (4 * 480 + 120, "on", 64)   # bar 1, beat 0.25
+    # the variations in sequence: the 6-beat form twice, its meters again the second time
+    signatures, markers = conductor(bank_to_midi(meters_bank()))
+    assert signatures == [(0, 4, 4), (4 * 480, 2, 4), (6 * 480, 4, 4), (10 * 480, 2, 4)]
+    assert [at for at, _ in markers] == [0, 2 * 480, 4 * 480, 6 * 480, 8 * 480, 10 * 480]
