@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from melodyflowd.errors import UserError
+from melodyflowd.files import CHART_MAX_BYTES, read_bytes
 from melodyflowd.music import meter
 from melodyflowd.music.form import Signs, playing_order
 from melodyflowd.music.meter import bar_beats, quarters_per_unit
@@ -206,6 +207,19 @@ class _Source:
 
 def parse_chart(text: str, filename: str = "<chart>") -> Chart:
     """Parse chart YAML text. Raises ChartError naming filename:line:column."""
+    try:
+        return _parse_chart(text, filename)
+    except RecursionError:
+        raise ChartError("not a YAML chart: nested too deeply (lists or mappings inside "
+                         "each other hundreds of levels deep)", file=filename) from None
+    except ValueError as exc:
+        if "digits" not in str(exc):            # int() of a number too long to convert
+            raise
+        raise ChartError("not a YAML chart: a number with thousands of digits",
+                         file=filename) from None
+
+
+def _parse_chart(text: str, filename: str) -> Chart:
     src = _Source(text, filename)
     root = _compose(src)
     loader_values = _Values(src)
@@ -275,7 +289,7 @@ def parse_chart(text: str, filename: str = "<chart>") -> Chart:
 def load_chart(path: str) -> Chart:
     """Read and parse a chart file. Missing/unreadable file -> ChartError."""
     try:
-        data = Path(path).read_bytes()
+        data = read_bytes(path, "the chart", CHART_MAX_BYTES, ChartError)
     except FileNotFoundError:
         raise ChartError("no such chart file: give the path of a YAML chart", file=path) from None
     except IsADirectoryError:
