@@ -98,8 +98,8 @@ class DecodeEverythingProcessor(LogitsProcessor):
                 if isinstance(item, TextNote):
                     beat += profile.to_beats(item.wait, self.chart.tempo)
                     recent.append(item.pitch)
-            bpb = self.chart.beats_per_bar
-            chord = self.chart.chord_at(self.bar + int(beat // bpb), beat % bpb)
+            bar, within = self.chart.locate(self.chart.bar_start(self.bar) + beat)
+            chord = self.chart.chord_at(bar, within)
             # the metrical mode needs the note history the original never followed: the
             # baseline masks to the chord-scale there
             scale = self.settings.scale if self.settings.scale != "metrical" else "chord-scale"
@@ -131,7 +131,7 @@ def original(loaded, chart, settings: GenerationSettings, tokens_per_bar: int) -
         for bar in range(len(chart.bars)):
             prompt = base
             if loaded.profile.chord_markers:
-                prompt += format_marker(marker_for(timeline.chord_at(bar * chart.beats_per_bar)))
+                prompt += format_marker(marker_for(timeline.chord_at(timeline.bar_start(bar))))
             enc = tok(prompt, return_tensors="pt")
             plen = enc["input_ids"].shape[1]
             proc = DecodeEverythingProcessor(loaded, chart, bar, settings, plen, pitch_ids)

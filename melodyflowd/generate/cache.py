@@ -63,7 +63,7 @@ _NOT_SETTINGS = frozenset({"model", "adapter", "seed", "cache_dir"})
 
 def chart_identity(chart: Chart) -> dict[str, Any]:
     """The chart's content as plain data: what the generator sees, not where it came from."""
-    return {
+    identity = {
         "title": chart.title,
         "tempo": float(chart.tempo),
         "time": list(chart.time),
@@ -72,6 +72,9 @@ def chart_identity(chart: Chart) -> dict[str, Any]:
         "bars": [[[span.chord.symbol, float(span.start_beat), float(span.beats)]
                   for span in bar.chords] for bar in chart.bars],
     }
+    if any(bar.time for bar in chart.bars):       # (a chart in one meter keeps its key)
+        identity["meters"] = [list(bar.time) if bar.time else None for bar in chart.bars]
+    return identity
 
 
 def _dir_identity(path: Path, skip: frozenset[str] = frozenset()) -> dict[str, Any]:

@@ -173,7 +173,7 @@ def plan_segments(chart: Chart, loaded: LoadedModel) -> list[Segment]:
     sample = {"pitch": 67, "duration": 12, "wait": 12, "velocity": 80, "program": 0}
     line = " ".join(str(sample[c]) for c in profile.columns) + "\n"
     per_note = len(nt.encode(line))
-    per_bar = EXPECTED_NOTES_PER_BAR * per_note * chart.beats_per_bar / 4
+    per_bar = EXPECTED_NOTES_PER_BAR * per_note * chart.form_beats / n_bars / 4
     if profile.chord_markers:
         per_bar += 2 * len(nt.encode(format_marker("C:mixolydian")))
     prompt = len(loaded.encode(_prompt_text(chart, loaded)))
@@ -214,7 +214,6 @@ def generate_rows(chart: Chart, loaded: LoadedModel, settings: GenerationSetting
     profile = loaded.profile
     nt = loaded.note_tokenizer
     timeline = Timeline(chart)
-    bpb = timeline.beats_per_bar
     segments = segments or plan_segments(chart, loaded)
     rows = [Row(v, seg) for v in range(variations) for seg in segments]
     batch = len(rows)
@@ -226,8 +225,8 @@ def generate_rows(chart: Chart, loaded: LoadedModel, settings: GenerationSetting
             nt, chart, scale=settings.scale, hard=settings.constraint == "hard",
             penalty=settings.penalty, low=low, high=high, centre=centre,
             trend_notes=settings.trend_notes, trend_range=settings.trend_range,
-            tempo=chart.tempo, start_beat=[r.segment.start * bpb for r in rows],
-            end_beat=[r.segment.end * bpb for r in rows], enforce_format=True,
+            tempo=chart.tempo, start_beat=[timeline.bar_start(r.segment.start) for r in rows],
+            end_beat=[timeline.bar_start(r.segment.end) for r in rows], enforce_format=True,
             min_notes_per_bar=MIN_NOTES_PER_BAR, max_notes_per_bar=MAX_NOTES_PER_BAR,
             min_wait_beats=MIN_WAIT_BEATS)
     except ValueError as exc:
@@ -238,7 +237,7 @@ def generate_rows(chart: Chart, loaded: LoadedModel, settings: GenerationSetting
     last_marker: list[str | None] = [None] * batch
     if profile.chord_markers:                 # each row opens with its first chord's marker
         for i, row in enumerate(rows):
-            last_marker[i] = marker_for(timeline.chord_at(row.segment.start * bpb))
+            last_marker[i] = marker_for(timeline.chord_at(timeline.bar_start(row.segment.start)))
             queues[i] = nt.encode(format_marker(last_marker[i]))
     pad = loaded.tokenizer.pad_token_id
     if pad is None:
@@ -470,10 +469,9 @@ def phrases_from_text(text: str, chart: Chart, loaded: LoadedModel,
     """
     profile = loaded.profile
     timeline = Timeline(chart)
-    bpb = timeline.beats_per_bar
     segment = segment or Segment(0, timeline.n_bars)
     bars: list[list[PhraseNote]] = [[] for _ in range(timeline.n_bars)]
-    onset = segment.start * bpb
+    onset = timeline.bar_start(segment.start)
     for item in parse_text(text, profile):
         if not isinstance(item, TextNote):
             continue
@@ -481,7 +479,7 @@ def phrases_from_text(text: str, chart: Chart, loaded: LoadedModel,
         wait = min(item.wait, profile.max_time)
         if bar >= segment.end:
             break
-        beat = round(onset - bar * bpb, 4)
+        beat = round(onset - timeline.bar_start(bar), 4)
         chord = chart.chord_at(bar, beat)
         bars[bar].append(PhraseNote(
             pitch=item.pitch, duration_ms=max(1, round(profile.to_ms(item.duration, chart.tempo))),

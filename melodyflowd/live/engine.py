@@ -82,6 +82,7 @@ from typing import TYPE_CHECKING
 from melodyflowd.live import follow as follow_mode
 from melodyflowd.live.continuation import continue_lines
 from melodyflowd.live.transport import CLOCK, STOP, beat_on
+from melodyflowd.music.meter import bar_at, bar_start
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -136,6 +137,9 @@ class Program:
     v; arpeggio[v][bar][span] is True where that tuple is the chord-tone fallback (entered
     at the tone nearest the last note).
 
+    bar_starts[bar] is the beat (from the start of the form) where a bar starts, each bar at
+    its own meter's length, and bar_starts[n_bars] = form_len (meter.bar_starts).
+
     For the note-on path, the chord spans of the whole form in playing order, g = 0 ..
     n_spans - 1: span_bar[g] and span_index[g] say which (bar, span) g is; span_lo[g] and
     span_hi[g] are where it starts and ends in beats from the start of the form (the span
@@ -149,7 +153,7 @@ class Program:
     bank: PhraseBank
     chart: Chart
     n_bars: int
-    bar_len: float
+    bar_starts: tuple[float, ...]                             # [bar] -> its start beat; + end
     n_var: int
     starts: tuple[tuple[float, ...], ...]                     # [bar] -> span start beats
     phrases: tuple[tuple[tuple[tuple[int, ...], ...], ...], ...]
@@ -177,8 +181,8 @@ def build_program(bank: PhraseBank, chart: Chart) -> Program:
     centre = _centre(bank)
     raw = _notes_by_span(bank, starts)
     phrases, arpeggio = _pitch_tables(raw, chart, starts, centre)
-    bar_len = float(chart.beats_per_bar)
-    span_bar, span_index, span_lo, span_hi, first_span = _form_spans(starts, bar_len)
+    bar_starts = chart.bar_starts
+    span_bar, span_index, span_lo, span_hi, first_span = _form_spans(starts, bar_starts)
     spans = list(zip(span_bar, span_index, strict=True))
     n_var = len(bank.variations)
     near = tuple(tuple(_nearest_table(phrases[v][b][s]) if arpeggio[v][b][s] else None
@@ -189,9 +193,9 @@ def build_program(bank: PhraseBank, chart: Chart) -> Program:
                        for g, (b, s) in enumerate(spans))
                  for v in range(n_var))
     n_bars = len(chart.bars)
-    return Program(bank=bank, chart=chart, n_bars=n_bars, bar_len=bar_len,
+    return Program(bank=bank, chart=chart, n_bars=n_bars, bar_starts=bar_starts,
                    n_var=n_var, starts=starts, phrases=phrases,
-                   arpeggio=arpeggio, centre=centre, form_len=n_bars * bar_len,
+                   arpeggio=arpeggio, centre=centre, form_len=bar_starts[-1],
                    n_spans=len(span_bar), span_bar=span_bar,
                    span_index=span_index, span_lo=span_lo,
                    span_hi=span_hi, first_span=first_span, near=near,
@@ -268,20 +272,22 @@ def _nearest_bar_notes(raw: list[list[list[tuple[int, ...]]]], v: int, b: int
     return None
 
 
-def _form_spans(starts: tuple[tuple[float, ...], ...], bar_len: float) -> tuple[tuple, ...]:
+def _form_spans(starts: tuple[tuple[float, ...], ...],
+                bar_starts: tuple[float, ...]) -> tuple[tuple, ...]:
     """(span_bar, span_index, span_lo, span_hi, first_span) of Program: the chord spans of
-    the form in playing order. Empty when a bar's chords are out of order: then every note
-    takes the reference path."""
+    the form in playing order, each bar at its own length. Empty when a bar's chords are out
+    of order: then every note takes the reference path."""
     span_bar, span_index, span_lo, span_hi, first_span = [], [], [], [], []
     ordered = all(list(row) == sorted(row) for row in starts)
     for b in range(len(starts) if ordered else 0):
         first_span.append(len(span_bar))
+        bar_len = bar_starts[b + 1] - bar_starts[b]
         edges = [min(max(start, 0.0), bar_len) for start in starts[b][1:]]
         for s, (lo, hi) in enumerate(zip([0.0, *edges], [*edges, bar_len], strict=True)):
             span_bar.append(b)
             span_index.append(s)
-            span_lo.append(b * bar_len + lo)
-            span_hi.append(b * bar_len + max(lo, hi))
+            span_lo.append(bar_starts[b] + lo)
+            span_hi.append(bar_starts[b] + max(lo, hi))
     return (tuple(span_bar), tuple(span_index), tuple(span_lo), tuple(span_hi),
             tuple(first_span))
 
@@ -296,10 +302,9 @@ def locate(program: Program, beat: float) -> tuple[int, int, int]:
     """Where `beat` (absolute beats) falls: (bar since the start, bar of the form, chord
     span in that bar). The chord-span lookup of the reference path; the fast path's
     precomputed spans (Program.recs) agree with it."""
-    bar_len = program.bar_len
-    abs_bar = int(beat // bar_len)
+    abs_bar, start = bar_at(program.bar_starts, beat)
     bar = abs_bar % program.n_bars
-    span = bisect_right(program.starts[bar], beat - abs_bar * bar_len + 1e-9) - 1
+    span = bisect_right(program.starts[bar], beat - start + 1e-9) - 1
     return abs_bar, bar, max(span, 0)
 
 
@@ -402,7 +407,7 @@ class Engine:
                  transport: Transport) -> None:
         self.transport = transport
         self._program = build_program(bank, chart)
-        transport.beats_per_bar = self._program.bar_len
+        transport.bar_starts = self._program.bar_starts
         self._variation = 0
         self.notes_remapped = 0
         self.regenerate_requests = 0
@@ -538,19 +543,19 @@ class Engine:
             latest.program.chart if latest is not None else self._program.chart)
         program = build_program(bank, base)
         bar = None
-        bar_len = self._program.bar_len
+        starts = self._program.bar_starts
         if now is not None and self.transport.running:
             beat = self.transport.beat_at(now)
             if beat is not None:
-                bar = int(beat // bar_len)
+                bar, start = bar_at(starts, beat)
         self._offer_seq += 1
         offer = _Offer(self._offer_seq, program, bar)
         if bar is not None and (latest is None or latest is self._installed
-                                or latest.program.bar_len == bar_len):
+                                or latest.program.bar_starts == starts):
             # The bar it waits in is known: tell handle()'s fast path now (before the offer
             # is published), so that no note has to take the reference path to find it out. (Not
-            # when a pending bank of another meter could be swapped in meanwhile.)
-            self._window = (offer.seq, bar * bar_len, (bar + 1) * bar_len)
+            # when a pending bank of other bar lines could be swapped in meanwhile.)
+            self._window = (offer.seq, start, bar_start(starts, bar + 1))
         self._offer = offer
 
     def offer_follow(self, program: follow_mode.FollowProgram) -> None:
@@ -964,9 +969,10 @@ class Engine:
             spans = program.chart.bars[bar].chords
             chord = spans[span].chord if span < len(spans) else None
             starts = program.starts[bar]
-            end = starts[span + 1] if span + 1 < len(starts) else program.bar_len
-            if not follower.leads(follow_mode.chart_key(chord),
-                                  abs_bar * program.bar_len + end, beat):
+            bar_beat = bar_start(program.bar_starts, abs_bar)
+            end = bar_beat + starts[span + 1] if span + 1 < len(starts) \
+                else bar_start(program.bar_starts, abs_bar + 1)
+            if not follower.leads(follow_mode.chart_key(chord), end, beat):
                 return -1
         return follower.next_pitch(self._last_out)
 
@@ -1105,20 +1111,19 @@ class Engine:
         transport = self.transport
         beat = transport.beat_at(now) if transport.running else None
         if beat is not None:
-            bar_len = self._program.bar_len
-            bar = int(beat // bar_len)
+            starts = self._program.bar_starts
+            bar, start = bar_at(starts, beat)
             if self._offer_bar_seq != offer.seq:
                 self._offer_bar_seq = offer.seq
                 self._offer_bar = offer.bar if offer.bar is not None else bar
             if bar == self._offer_bar:         # a bar line (or a jump by SPP) swaps it in
                 # handle's fast path waits too while the position stays in this bar
-                self._window = (offer.seq, self._offer_bar * bar_len,
-                                (self._offer_bar + 1) * bar_len)
+                self._window = (offer.seq, start, bar_start(starts, bar + 1))
                 return
         program = offer.program
         if program.chart is not self._program.chart:
             transport.set_tempo(program.chart.tempo, now)
-            transport.beats_per_bar = program.bar_len
+            transport.bar_starts = program.bar_starts
         self._retired.append(self._program)
         self._program = program
         self._installed = offer

@@ -3,7 +3,8 @@ internal clock at the chart's tempo. Pure: every call gets the time (seconds, an
 clock such as time.perf_counter) from the caller; nothing here reads a clock.
 
 Positions are absolute quarter-note beats since the start of the song (the form loops in
-the engine, not here).
+the engine, not here). `position` turns them into bars, each at its own meter's length
+(`bar_starts`, which the engine sets from the chart; the form loops).
 
 External clock (a DAW or drum machine sends it):
 - Clock (0xF8) is 24 ticks a quarter note. The tempo comes from the intervals between
@@ -18,7 +19,8 @@ External clock (a DAW or drum machine sends it):
   internal clock at the chart's tempo runs from the Start, and ticks that appear later
   carry on from wherever it is.
 - Stop (0xFC): the position freezes where it is; Continue resumes from there.
-- Song Position Pointer (0xF2 lsb msb): position in 16th notes (4 a beat).
+- Song Position Pointer (0xF2 lsb msb): position in 16th notes (4 a beat) since the start,
+  whatever the meters on the way (a DAW counts them so too).
 - Ticks while stopped (DAWs send them all the time) only update the tempo estimate.
 
 Internal clock: when nothing has started the transport, the engine calls
@@ -34,6 +36,8 @@ engine's note path both call it (no property on the way).
 """
 
 from __future__ import annotations
+
+from melodyflowd.music.meter import bar_at
 
 CLOCK = 0xF8
 START = 0xFA
@@ -66,10 +70,12 @@ class Transport:
     """Position and tempo from MIDI transport messages, or an internal clock.
 
     Transport(tempo, beats_per_bar): tempo is the chart's quarter-note bpm, used by the
-    internal clock; beats_per_bar is the bar length in quarter-note beats (for position()).
+    internal clock; beats_per_bar is the bar length in quarter-note beats (for position())
+    until `bar_starts` (the start beat of every bar of the form, and its length, as
+    meter.bar_starts gives them) says where each bar starts.
     """
 
-    __slots__ = ("chart_tempo", "beats_per_bar", "_started", "_running", "_clocked",
+    __slots__ = ("chart_tempo", "bar_starts", "_started", "_running", "_clocked",
                  "_await_tick", "_base", "_ticks", "_anchor_time", "_last_clock", "_interval",
                  "clock_ticks", "line")
 
@@ -77,7 +83,7 @@ class Transport:
         if not tempo > 0:
             raise ValueError(f"tempo must be > 0, got {tempo!r}")
         self.chart_tempo = float(tempo)      # change it with set_tempo (keeps `line` right)
-        self.beats_per_bar = float(beats_per_bar)
+        self.bar_starts: tuple[float, ...] = (0.0, float(beats_per_bar))
         self._started = False          # a position is known (Start, SPP, internal start)
         self._running = False
         self._clocked = False          # running and following clock ticks
@@ -155,8 +161,8 @@ class Transport:
         beat = self.beat_at(now)
         if beat is None:
             return None
-        bar = int(beat // self.beats_per_bar)
-        return bar, beat - bar * self.beats_per_bar
+        bar, start = bar_at(self.bar_starts, beat)
+        return bar, beat - start
 
     # -- changes ---------------------------------------------------------------------------
 

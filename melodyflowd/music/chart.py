@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ import yaml
 
 from melodyflowd.errors import UserError
 from melodyflowd.files import CHART_MAX_BYTES, read_bytes
+from melodyflowd.music import meter
 from melodyflowd.music.form import Signs, playing_order
 from melodyflowd.music.meter import bar_beats, quarters_per_unit
 from melodyflowd.music.theory import NO_CHORD, Chord, ChordError, note_names, parse_chord
@@ -83,11 +84,37 @@ class Chart:
     source: str = "<chart>"        # file name, for messages
     form: tuple[str, ...] = ()     # section names in playing order ("" for chords:)
     warnings: tuple[str, ...] = ()  # "file:line:column: what looks wrong" (check prints them)
+    # The start beat of every bar of the form and, last, the form's length (meter.bar_starts)
+    bar_starts: tuple[float, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bar_starts",
+                           meter.bar_starts(self.bar_beats(i) for i in range(len(self.bars))))
 
     @property
     def beats_per_bar(self) -> float:
-        """Length of a bar in quarter-note beats (6/8 -> 3.0)."""
+        """Length of a bar of the chart's own meter in quarter-note beats (6/8 -> 3.0); a
+        bar with a meter of its own has its own length (Chart.bar_beats)."""
         return bar_beats(self.time)
+
+    def bar_beats(self, i: int) -> float:
+        """Length of bar `i` of the form in quarter-note beats, in its own meter."""
+        bar = self.bars[i % len(self.bars)]
+        return bar_beats(bar.time or self.time)
+
+    @property
+    def form_beats(self) -> float:
+        """Length of the form, once through, in quarter-note beats."""
+        return self.bar_starts[-1]
+
+    def bar_start(self, bar_number: int) -> float:
+        """The beat (since the start) where bar `bar_number` begins; the form loops."""
+        return meter.bar_start(self.bar_starts, bar_number)
+
+    def locate(self, beat: float) -> tuple[int, float]:
+        """(bar number since the start, beat within that bar) for a beat since the start."""
+        bar, start = meter.bar_at(self.bar_starts, beat)
+        return bar, beat - start
 
     def bar_at(self, bar_number: int) -> Bar:
         """Bar for an absolute bar count since the start; the form loops."""
@@ -124,7 +151,6 @@ class _Source:
         self.text = text
         self.filename = filename
         self.warnings: list[str] = []
-        self.meter_mark: tuple[yaml.ScalarNode, int] | None = None   # first meter change
 
     def warn(self, message: str, node: yaml.Node | None = None,
              offset: int | None = None) -> None:
@@ -256,11 +282,6 @@ def _parse_chart(text: str, filename: str) -> Chart:
             held = spans[-1].chord
     if all(span.chord.is_no_chord for bar in bars for span in bar.chords):
         src.warn("no chord in the chart: every bar is NC, where any note goes", root)
-    if any(bar.time for bar in bars):
-        line, offset = src.meter_mark or (None, None)
-        src.warn(f"the meter changes inside the tune: the player gives every bar the length "
-                 f"of {time[0]}/{time[1]} for now (a shorter bar's last chord holds on)",
-                 line, offset)
     return Chart(title=title, tempo=tempo, time=time, key=key, style=style, bars=tuple(bars),
                  source=filename, form=tuple(form), warnings=tuple(src.warnings))
 
@@ -463,8 +484,6 @@ def _section_bars(src: _Source, node: yaml.Node, time: tuple[int, int],
                     continue
                 if not current and TIME_RE.match(text) and not text.startswith(("/", "%")):
                     meter = _bar_time(src, line, text, offset)
-                    if meter != time and src.meter_mark is None:
-                        src.meter_mark = (line, offset)
                     continue
                 current.append((text, offset))
                 continue

@@ -16,6 +16,7 @@ engine joins a line to the last note played by starting it at the note nearest t
 from __future__ import annotations
 
 from melodyflowd.music.chart import Bar, Chart, ChordSpan
+from melodyflowd.music.meter import bar_beats
 from melodyflowd.music.phrases import PhraseBank
 from melodyflowd.music.theory import SCALES, parse_chord
 
@@ -50,7 +51,7 @@ def follow_chart(tempo: float = 120.0, time: tuple[int, int] = (4, 4),
                  style: str | None = None) -> Chart:
     """The synthetic chart of one chord a bar (see the module docstring)."""
     num, den = time
-    beats = num * 4 / den
+    beats = bar_beats(time)
     bars = []
     form = []
     for name, suffix in SCALE_CHORDS.items():

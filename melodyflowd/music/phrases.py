@@ -7,9 +7,10 @@ lookup tables from it, the generator writes it, `melodyflow render` exports it.
 File format: BANK_FORMAT, the fields as `bank_to_json` writes them; `bank_from_json` reads
 them, `load_bank` / `save_bank` for files. Every problem in a file is a `BankError` naming the
 file, the JSON path of the bad field (`variations[1][3].notes[0].pitch`), the bad value
-and what is accepted.
+and what is accepted. A bar with a meter of its own carries it (`"time": [2, 4]` in its
+entry of `bars`); its chords and notes lie within that meter's length.
 
-Beats are quarter-note beats, as `Chart.beats_per_bar` counts them.
+Beats are quarter-note beats, as `Chart.bar_beats` counts them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from melodyflowd.errors import UserError
 from melodyflowd.files import BANK_MAX_BYTES, atomic_file, read_bytes
+from melodyflowd.music import meter
 from melodyflowd.music.meter import bar_beats
 from melodyflowd.numbers import JSON_DECIMALS, json_number, plain
 
@@ -68,6 +70,7 @@ class BankChord:
 class BankBar:
     index: int
     chords: tuple[BankChord, ...]
+    time: tuple[int, int] | None = None   # its own meter where it differs from the bank's
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +91,17 @@ class PhraseBank:
 
     @property
     def beats_per_bar(self) -> float:
-        """Length of a bar in quarter-note beats (6/8 -> 3.0)."""
+        """Length of a bar of the bank's own meter in quarter-note beats (6/8 -> 3.0)."""
         return bar_beats(self.time)
+
+    def bar_beats(self, i: int) -> float:
+        """Length of bar `i` in quarter-note beats, in its own meter."""
+        return bar_beats(self.bars[i].time or self.time)
+
+    @property
+    def bar_starts(self) -> tuple[float, ...]:
+        """The start beat of every bar and, last, the form's length (meter.bar_starts)."""
+        return meter.bar_starts(self.bar_beats(i) for i in range(len(self.bars)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,7 +112,8 @@ def bank_bars(chart: Chart) -> tuple[BankBar, ...]:
     """The bank's `bars` for a chart: its form unrolled once, each bar's chord spans."""
     return tuple(
         BankBar(index=i, chords=tuple(BankChord(span.chord.symbol, float(span.start_beat),
-                                                float(span.beats)) for span in bar.chords))
+                                                float(span.beats)) for span in bar.chords),
+                time=bar.time)
         for i, bar in enumerate(chart.bars))
 
 
@@ -151,6 +164,11 @@ def check_bank_for_chart(bank: PhraseBank, chart: Chart, source: str = "<bank>")
             raise BankError(f"bars[{got.index}]: chords {' '.join(got_symbols)} but the chart "
                             f"{chart.source} has {' '.join(want_symbols)} in bar "
                             f"{got.index + 1}; write the bank for this chart", file=source)
+        have, need = bank.bar_beats(got.index), chart.bar_beats(got.index)
+        if have != need:
+            raise BankError(f"bars[{got.index}]: {plain(have)} beats long but bar "
+                            f"{got.index + 1} of the chart {chart.source} has {plain(need)} "
+                            f"(another meter); write the bank for this chart", file=source)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,10 +185,7 @@ def bank_to_json(bank: PhraseBank) -> dict[str, Any]:
         "adapter": bank.adapter,
         "seed": bank.seed,
         "settings": dict(bank.settings),
-        "bars": [{"index": bar.index,
-                  "chords": [{"symbol": c.symbol, "start_beat": json_number(c.start_beat),
-                              "beats": json_number(c.beats)} for c in bar.chords]}
-                 for bar in bank.bars],
+        "bars": [_bar_json(bar) for bar in bank.bars],
         "variations": [
             [{"bar": phrase.bar,
               "notes": [{"pitch": n.pitch, "duration_ms": n.duration_ms, "wait_ms": n.wait_ms,
@@ -179,6 +194,16 @@ def bank_to_json(bank: PhraseBank) -> dict[str, Any]:
              for phrase in variation]
             for variation in bank.variations],
     }
+
+
+def _bar_json(bar: BankBar) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "index": bar.index,
+        "chords": [{"symbol": c.symbol, "start_beat": json_number(c.start_beat),
+                    "beats": json_number(c.beats)} for c in bar.chords]}
+    if bar.time is not None:
+        out["time"] = list(bar.time)
+    return out
 
 
 def _show(value: object) -> str:
@@ -257,6 +282,14 @@ class _Reader:
             raise self.fail(path, value, accepted)
         return float(value)  # type: ignore[arg-type]
 
+    def meter(self, value: object, path: str) -> tuple[int, int]:
+        if (not isinstance(value, list) or len(value) != 2
+                or not all(isinstance(t, int) and not isinstance(t, bool) for t in value)
+                or not 1 <= value[0] <= 64 or value[1] not in DENOMINATORS):
+            raise self.fail(path, value, "[beats, unit] with beats 1-64 and unit one of "
+                            + ", ".join(map(str, DENOMINATORS)) + ", e.g. [4, 4]")
+        return (value[0], value[1])
+
     def text(self, value: object, path: str, allow_empty: bool = False) -> str:
         if not isinstance(value, str) or (not allow_empty and not value.strip()):
             raise self.fail(path, value, "text" if allow_empty else "non-empty text")
@@ -295,13 +328,7 @@ def bank_from_json(data: object, source: str = "<bank>") -> PhraseBank:
                       ("title",))
     title = r.text(chart.get("title", ""), "chart.title", allow_empty=True)
     tempo = r.number(chart["tempo"], "chart.tempo", low=0, high=1000, low_exclusive=True)
-    time = chart["time"]
-    if (not isinstance(time, list) or len(time) != 2
-            or not all(isinstance(t, int) and not isinstance(t, bool) for t in time)
-            or not 1 <= time[0] <= 64 or time[1] not in DENOMINATORS):
-        raise r.fail("chart.time", time, "[beats, unit] with beats 1-64 and unit one of "
-                     + ", ".join(map(str, DENOMINATORS)) + ", e.g. [4, 4]")
-    beats_per_bar = bar_beats(time)
+    time = r.meter(chart["time"], "chart.time")
 
     model = r.text(top.get("model", "default"), "model")
     adapter = top.get("adapter")
@@ -318,9 +345,13 @@ def bank_from_json(data: object, source: str = "<bank>") -> PhraseBank:
     for i, bar_data in enumerate(r.list(top["bars"], "bars", "bars")):
         path = f"bars[{i}]"
         bar = r.mapping(bar_data, path, {"index": f"{i} (bars are in playing order)",
-                                          "chords": "a list of chords"})
+                                          "chords": "a list of chords"}, ("time",))
         if r.integer(bar["index"], f"{path}.index") != i:
             raise r.fail(f"{path}.index", bar["index"], f"{i} (bars are in playing order)")
+        bar_time = r.meter(bar["time"], f"{path}.time") if "time" in bar else None
+        if bar_time == time:
+            bar_time = None
+        bar_len = bar_beats(bar_time or time)
         chords: list[BankChord] = []
         for j, chord_data in enumerate(r.list(bar["chords"], f"{path}.chords", "chords")):
             cpath = f"{path}.chords[{j}]"
@@ -329,14 +360,14 @@ def bank_from_json(data: object, source: str = "<bank>") -> PhraseBank:
                                                    "beats": "a number greater than 0"})
             symbol = r.text(chord["symbol"], f"{cpath}.symbol")
             start = r.number(chord["start_beat"], f"{cpath}.start_beat", low=0,
-                             high=beats_per_bar - 1e-9 if beats_per_bar > 0 else 0)
+                             high=bar_len - 1e-9)
             beats = r.number(chord["beats"], f"{cpath}.beats", low=0, low_exclusive=True,
-                             high=beats_per_bar + 1e-9)
+                             high=bar_len + 1e-9)
             if chords and start < chords[-1].start_beat + 1e-9:
                 raise r.fail(f"{cpath}.start_beat", chord["start_beat"],
                              f"a beat after {plain(chords[-1].start_beat)} (chords in order)")
             chords.append(BankChord(symbol, start, beats))
-        bars.append(BankBar(i, tuple(chords)))
+        bars.append(BankBar(i, tuple(chords), bar_time))
 
     variations: list[tuple[BarPhrase, ...]] = []
     for v, var_data in enumerate(r.list(top["variations"], "variations", "variations")):
@@ -348,6 +379,7 @@ def bank_from_json(data: object, source: str = "<bank>") -> PhraseBank:
         row: list[BarPhrase] = []
         for b, phrase_data in enumerate(phrases):
             ppath = f"{vpath}[{b}]"
+            bar_len = bar_beats(bars[b].time or time)
             phrase = r.mapping(phrase_data, ppath, {"bar": f"{b}", "notes": "a list of notes"})
             if r.integer(phrase["bar"], f"{ppath}.bar") != b:
                 raise r.fail(f"{ppath}.bar", phrase["bar"], f"{b} (phrases in bar order)")
@@ -364,12 +396,12 @@ def bank_from_json(data: object, source: str = "<bank>") -> PhraseBank:
                     duration_ms=r.integer(note["duration_ms"], f"{npath}.duration_ms", 1),
                     wait_ms=r.integer(note["wait_ms"], f"{npath}.wait_ms", 0),
                     velocity=r.integer(note["velocity"], f"{npath}.velocity", 1, 127),
-                    beat=r.number(note["beat"], f"{npath}.beat", 0, beats_per_bar),
+                    beat=r.number(note["beat"], f"{npath}.beat", 0, bar_len),
                     chord=r.text(note["chord"], f"{npath}.chord")))
             row.append(BarPhrase(b, tuple(notes)))
         variations.append(tuple(row))
 
-    return PhraseBank(title=title, tempo=tempo, time=(time[0], time[1]), bars=tuple(bars),
+    return PhraseBank(title=title, tempo=tempo, time=time, bars=tuple(bars),
                       variations=tuple(variations), model=model, adapter=adapter, seed=seed,
                       settings=dict(settings))
 
@@ -418,7 +450,8 @@ def save_bank(bank: PhraseBank, path: str | os.PathLike[str]) -> Path:
 
 def bank_to_midi(bank: PhraseBank, tracks: bool = False,
                  ticks_per_beat: int = TICKS_PER_BEAT) -> mido.MidiFile:
-    """A type-1 MIDI file. Track 0 is the conductor: title, tempo, time signature, and
+    """A type-1 MIDI file. Track 0 is the conductor: title, tempo, the time signature at
+    the start and wherever the meter changes (every bar lasts its own meter's length), and
     markers: the chord symbol at every chord of every bar, "variation N" where a variation
     starts. Notes keep the model's velocity and duration (at the bank's tempo); a note cut
     by the next onset of the same pitch ends there.
@@ -430,8 +463,8 @@ def bank_to_midi(bank: PhraseBank, tracks: bool = False,
     """
     import mido
 
-    bar_len = bank.beats_per_bar
-    form = len(bank.bars) * bar_len
+    starts = bank.bar_starts
+    form = starts[-1]
     midi = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
 
     def tick(beats: float) -> int:
@@ -440,18 +473,22 @@ def bank_to_midi(bank: PhraseBank, tracks: bool = False,
     conductor: list[tuple[int, int, mido.MetaMessage]] = [
         (0, 0, mido.MetaMessage("track_name", name=bank.title or "melodyflow", time=0)),
         (0, 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bank.tempo), time=0)),
-        (0, 0, mido.MetaMessage("time_signature", numerator=bank.time[0],
-                                denominator=bank.time[1], time=0)),
     ]
     repeats = 1 if tracks else bank.n_variations
+    meter = None
     for repeat in range(repeats):
         offset = repeat * form
         if not tracks:
             conductor.append((tick(offset), 1,
                               mido.MetaMessage("marker", text=f"variation {repeat + 1}")))
         for bar in bank.bars:
+            start = offset + starts[bar.index]
+            if (bar.time or bank.time) != meter:
+                meter = bar.time or bank.time
+                conductor.append((tick(start), 0, mido.MetaMessage(
+                    "time_signature", numerator=meter[0], denominator=meter[1])))
             for chord in bar.chords:
-                conductor.append((tick(offset + bar.index * bar_len + chord.start_beat), 2,
+                conductor.append((tick(start + chord.start_beat), 2,
                                   mido.MetaMessage("marker", text=chord.symbol)))
     midi.tracks.append(_to_track(conductor))
 
@@ -460,25 +497,26 @@ def bank_to_midi(bank: PhraseBank, tracks: bool = False,
         events: list[tuple[int, int, mido.Message]] = [
             (0, 0, mido.MetaMessage("track_name", name="phrases"))]
         notes = [note for v, variation in enumerate(bank.variations)
-                 for note in _notes(variation, v * form, bar_len, beats_per_ms, tick)]
+                 for note in _notes(variation, v * form, starts, beats_per_ms, tick)]
         _note_events(notes, 0, events)
         midi.tracks.append(_to_track(events))
         return midi
     for v, variation in enumerate(bank.variations):
         channel = v % 16 if v % 16 != 9 else 15      # keep clear of the GM drum channel
         events = [(0, 0, mido.MetaMessage("track_name", name=f"variation {v + 1}"))]
-        _note_events(_notes(variation, 0.0, bar_len, beats_per_ms, tick), channel, events)
+        _note_events(_notes(variation, 0.0, starts, beats_per_ms, tick), channel, events)
         midi.tracks.append(_to_track(events))
     return midi
 
 
-def _notes(variation: Sequence[BarPhrase], offset: float, bar_len: float,
+def _notes(variation: Sequence[BarPhrase], offset: float, starts: Sequence[float],
            beats_per_ms: float, tick: Callable[[float], int]) -> list[tuple[int, int, int, int]]:
-    """(start, end, pitch, velocity) in ticks of one variation starting `offset` beats in."""
+    """(start, end, pitch, velocity) in ticks of one variation starting `offset` beats in,
+    each bar at its start in `starts` (PhraseBank.bar_starts)."""
     ticks_per_beat = tick(1.0)
     notes = []
     for phrase in variation:
-        bar_start = offset + phrase.bar * bar_len
+        bar_start = offset + starts[phrase.bar]
         for n in phrase.notes:
             start = tick(bar_start + n.beat)
             end = start + max(1, round(n.duration_ms * beats_per_ms * ticks_per_beat))

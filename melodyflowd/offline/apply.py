@@ -72,11 +72,12 @@ class TempoMap:
             / self.ticks_per_beat
 
 
-def start_messages(start_bar: int, bar_beats: float) -> list[list[int]]:
-    """What a DAW sends to start playback at beat 1 of `start_bar` (1-based)."""
+def start_messages(start_bar: int, chart: Chart) -> list[list[int]]:
+    """What a DAW sends to start playback at beat 1 of `start_bar` (1-based; every bar at
+    its own meter's length, the form looping)."""
     if start_bar <= 1:
         return [[START]]
-    sixteenths = round((start_bar - 1) * bar_beats * 4)
+    sixteenths = round(chart.bar_start(start_bar - 1) * 4)
     if sixteenths > 0x3FFF:
         raise UserError(f"--start-bar {start_bar} is beyond what MIDI's Song Position "
                         "Pointer can reach (16383 sixteenths)")
@@ -108,7 +109,7 @@ def apply_performance(midi: mido.MidiFile, chart: Chart, bank: PhraseBank,
     last_tick = events[-1][0] if events else 0
 
     out: list[list[tuple[int, mido.Message | mido.MetaMessage]]] = [[] for _ in midi.tracks]
-    for msg in start_messages(start_bar, chart.beats_per_bar):
+    for msg in start_messages(start_bar, chart):
         engine.handle(msg, 0.0)
     clock_step = tpb / PPQN            # file ticks between two MIDI clock ticks
     n_clock = 0                        # clock ticks sent so far

@@ -169,12 +169,15 @@ def piano_roll(bank: PhraseBank, handle: IO[bytes]) -> None:
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
-    bar_beats = bank.beats_per_bar
+    starts = bank.bar_starts                          # every bar at its own meter's length
     n_bars = max(1, len(bank.bars))
+    bar_beats = starts[-1] / n_bars if bank.bars else bank.beats_per_bar   # on average
     most = max(1, int(BEATS_PER_LINE // bar_beats))
     lines = -(-n_bars // most)
     bars_per_line = -(-n_bars // lines)               # lines as even as they come (12: 6 + 6)
-    line_beats = bars_per_line * bar_beats
+    line_beats = max((starts[min(len(starts) - 1, first + bars_per_line)] - starts[first]
+                      for first in range(0, len(starts) - 1, bars_per_line)),
+                     default=bank.beats_per_bar)
     beat_ms = 60000.0 / bank.tempo
     pitches = [n.pitch for var in bank.variations for bar in var for n in bar.notes]
     low = min(pitches, default=60) - 2
@@ -200,7 +203,7 @@ def piano_roll(bank: PhraseBank, handle: IO[bytes]) -> None:
         if line:
             slot += 1                                     # the gap
         first_bar = line * bars_per_line
-        x0 = first_bar * bar_beats
+        x0 = starts[first_bar]
         lane = fig.add_subplot(grid[slot])
         slot += 1
         lane.set_xlim(x0, x0 + line_beats)
@@ -210,10 +213,10 @@ def piano_roll(bank: PhraseBank, handle: IO[bytes]) -> None:
                          labelsize=7, pad=1)
         in_line = [bar for bar in bank.bars
                    if first_bar <= bar.index < first_bar + bars_per_line]
-        lane.set_xticks([bar.index * bar_beats for bar in in_line],
+        lane.set_xticks([starts[bar.index] for bar in in_line],
                         [str(bar.index + 1) for bar in in_line])
         for bar in in_line:
-            start = bar.index * bar_beats
+            start = starts[bar.index]
             lane.axvline(start, color="black", linewidth=0.8)
             for chord in bar.chords:
                 x = start + chord.start_beat
@@ -228,11 +231,11 @@ def piano_roll(bank: PhraseBank, handle: IO[bytes]) -> None:
             ax.set_ylabel(f"var {row + 1}", fontsize=7)
             ax.tick_params(labelsize=6, bottom=False, labelbottom=False)
             for bar in in_line:
-                ax.axvline(bar.index * bar_beats, color="#bbbbbb", linewidth=0.5)
+                ax.axvline(starts[bar.index], color="#bbbbbb", linewidth=0.5)
             for phrase in variation:
                 if not first_bar <= phrase.bar < first_bar + bars_per_line:
                     continue
-                start = phrase.bar * bar_beats
+                start = starts[phrase.bar]
                 for note in phrase.notes:
                     length = max(0.05, note.duration_ms / beat_ms)
                     shade = 0.35 + 0.65 * min(127, max(1, note.velocity)) / 127

@@ -21,6 +21,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from melodyflowd.live.engine import locate
+from melodyflowd.music.meter import bar_start
 
 if TYPE_CHECKING:
     from melodyflowd.live.engine import Engine, Program
@@ -69,7 +70,7 @@ def line_ahead(engine: Engine, program: Program, abs_bar: int,
                    for k in range(program.n_var)]
         for span, phrase in enumerate(program.phrases[v][bar]):
             lo = starts[span]
-            hi = starts[span + 1] if span + 1 < len(starts) else program.bar_len
+            hi = starts[span + 1] if span + 1 < len(starts) else _bar_len(program, bar)
             source = next((notes[span] for notes in written if notes[span]), [])
             borrowed = source is not written[0][span]
             if source and tuple(n.pitch for n in source) == phrase[:len(source)]:
@@ -90,6 +91,11 @@ def line_ahead(engine: Engine, program: Program, abs_bar: int,
                 out.append({"bar": offset, "beat": round(beat, 3), "len": round(length, 3),
                             "pitch": pitch, "next": index == ring, "borrowed": lent})
     return out
+
+
+def _bar_len(program: Any, bar: int) -> float:
+    """Length of bar `bar` of the form in beats, in its own meter."""
+    return program.bar_starts[bar + 1] - program.bar_starts[bar]
 
 
 def _span_notes(variation: Any, starts: tuple[float, ...], bar: int) -> list[list[Any]]:
@@ -137,8 +143,9 @@ class Watcher:
             abs_bar, bar, span, in_bar = 0, 0, 0, 0.0
         else:
             abs_bar, bar, span = locate(program, beat)
-            in_bar = beat - abs_bar * program.bar_len
+            in_bar = beat - bar_start(program.bar_starts, abs_bar)
         variation = engine.variation_at(abs_bar)
+        ahead = [(abs_bar + k) % program.n_bars for k in range(BARS_AHEAD)]
         clock = ("waiting" if beat is None else "midi clock" if transport.clocked
                  else "internal clock" if transport.running else "stopped")
         tempo = float(transport.tempo)
@@ -170,8 +177,9 @@ class Watcher:
             "rotate": rotate,
             "bank": {"age": round(bank_age, 1), "source": bank_source,
                      "swaps": engine.swaps, "pending": bool(engine.pending)},
-            "ahead": {"bars": [(abs_bar + k) % program.n_bars for k in range(BARS_AHEAD)],
-                      "bar_len": program.bar_len,
+            "ahead": {"bars": ahead,
+                      "bar_len": _bar_len(program, bar),              # the current bar's
+                      "bar_lens": [_bar_len(program, b) for b in ahead],
                       "notes": line_ahead(engine, program, abs_bar, next_at)},
             "played": list(self.played),
             "played_count": engine.notes_remapped,

@@ -154,6 +154,51 @@ def test_long_chart_on_a_short_context_is_written_in_parts_side_by_side(tmp_path
                 assert note.chord == chart.chord_at(phrase.bar, note.beat).symbol
 
 
+METERS = """\
+title: Meters
+tempo: 160
+time: 4/4
+sections:
+  A: "| Dm7 G7 | 2/4 Cmaj7 | 3/4 A7alt Dm7:1 | 4/4 Fmaj7 Bb7 |"
+  B: "| Dm7 | 2/4 G7 | 4/4 Cmaj7 | A7alt |"
+"""
+
+
+@pytest.mark.parametrize("context", [None, 200])
+def test_a_bank_for_a_chart_that_changes_meter_keeps_its_notes_inside_their_bars(
+        tmp_path, context):
+    """A 2/4 and a 3/4 bar inside 4/4: every note lies inside its own bar's length, under
+    the chord there; whole and in parts (a short context), and the bank reads back."""
+    from melodyflowd.music.chart import parse_chart
+    from melodyflowd.music.phrases import bank_from_json
+
+    chart = parse_chart(METERS, "meters.yaml")
+    assert [chart.bar_beats(i) for i in range(8)] == [4, 2, 3, 4, 4, 2, 4, 4]
+    tiny = load_model(str(build_tiny_model(tmp_path / "m", context=context or 8192)))
+    if context:
+        assert len(compose.plan_segments(chart, tiny)) > 1
+    bank = compose_bank(chart, tiny, replace(SETTINGS, constraint="hard", scale="chord-scale"))
+    assert [bar.time for bar in bank.bars] == [None, (2, 4), (3, 4), None,
+                                               None, (2, 4), None, None]
+    assert bank.bar_starts == chart.bar_starts
+    last_beats = []
+    for variation in bank.variations:
+        for phrase in variation:
+            length = chart.bar_beats(phrase.bar)
+            assert len(phrase.notes) >= compose.MIN_NOTES_PER_BAR
+            beats = [n.beat for n in phrase.notes]
+            assert beats == sorted(beats) and beats[0] >= 0 and beats[-1] < length, \
+                (phrase.bar, beats)
+            last_beats.append((length, beats[-1]))
+            for note in phrase.notes:
+                chord = chart.chord_at(phrase.bar, note.beat)
+                assert note.chord == chord.symbol
+                assert note.pitch % 12 in allowed_pitch_classes(chord, "chord-scale")
+    # the 4/4 bars use their whole length: some phrase goes on past beat 3
+    assert any(last > 3 for length, last in last_beats if length == 4)
+    assert bank_from_json(bank_to_json(bank)) == bank
+
+
 def test_a_row_longer_than_the_context_rereads_a_window(tmp_path):
     tiny = load_model(str(build_tiny_model(tmp_path / "short", context=96)))
     rows = generate_rows(hand_chart(3), tiny, replace(SETTINGS, variations=1), 1, seed=2,

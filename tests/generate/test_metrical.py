@@ -95,7 +95,7 @@ def test_hard_metrical_line_lands_on_the_chord_and_resolves_its_chromatic_notes(
                 assert 0 < abs(pitch - previous) <= 2 or not any(
                     0 < abs(p - previous) <= 2 and p % 12 in chord.scale
                     for p in range(55, 85)), (onset, previous, pitch)
-            elif is_strong(onset, tl.beats_per_bar, new_span):
+            elif is_strong(*tl.in_bar(onset), new_span):
                 strong_seen += 1
                 assert pitch % 12 in strong_pitch_classes(chord), (onset, pitch)
             else:

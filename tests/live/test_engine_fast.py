@@ -13,7 +13,7 @@ from bisect import bisect_right
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from melodyflowd.live.engine import _EPS, Engine, Program, build_program
+from melodyflowd.live.engine import _EPS, Engine, Program, build_program, locate
 from melodyflowd.live.transport import CLOCK, CONTINUE, SONG_POSITION, START, STOP, Transport
 from melodyflowd.music.chart import Bar, Chart, ChordSpan
 from melodyflowd.music.phrases import BarPhrase, PhraseBank, bank_bars
@@ -60,11 +60,42 @@ def odd_bank(chart: Chart, shift: int = 0) -> PhraseBank:
     return PhraseBank(chart.title, chart.tempo, chart.time, bank_bars(chart), (v0, v1))
 
 
+def meters_chart() -> Chart:
+    """4/4 with a 2/4 and a 3/4 bar inside: | C7 | 2/4 F7 G7 | 3/4 A7:2 D7 | NC |  (bars
+    start on beats 0, 4, 6, 9; the form is 13 beats long)."""
+    def span(symbol: str, start: float, beats: float) -> ChordSpan:
+        return ChordSpan(parse_chord(symbol), start, beats)
+
+    bars = (Bar(0, "A", (span("C7", 0, 4),)),
+            Bar(1, "A", (span("F7", 0, 1), span("G7", 1, 1)), time=(2, 4)),
+            Bar(2, "A", (span("A7", 0, 2), span("D7", 2, 1)), time=(3, 4)),
+            Bar(3, "A", (span("NC", 0, 4),)))
+    return Chart("meters", 120.0, (4, 4), "C", None, bars, "meters.yaml")
+
+
+def meters_bank(chart: Chart, shift: int = 0) -> PhraseBank:
+    v0 = (BarPhrase(0, notes("C7", (60 + shift, 0), (64 + shift, 2), (67 + shift, 3.5))),
+          BarPhrase(1, notes("F7", (65 + shift, 0), (69 + shift, 0.5)) + notes(
+              "G7", (71 + shift, 1.5))),
+          BarPhrase(2, notes("A7", (73 + shift, 0)) + notes("D7", (74 + shift, 2.5))),
+          BarPhrase(3, notes("NC", (70 + shift, 1))))
+    v1 = (BarPhrase(0, notes("C7", (72 + shift, 1))), BarPhrase(1, ()),
+          BarPhrase(2, notes("D7", (66 + shift, 2))), BarPhrase(3, ()))
+    return PhraseBank(chart.title, chart.tempo, chart.time, bank_bars(chart), (v0, v1))
+
+
+CHARTS = 3
+
+
 def charts_and_banks(which: int) -> tuple[Chart, list[PhraseBank]]:
     if which == 0:
         chart = make_chart()
         return chart, [make_bank(chart), make_bank(chart, shift=5), make_bank(chart, shift=-7),
                        narrow(make_bank(chart))]
+    if which == 2:
+        chart = meters_chart()
+        return chart, [meters_bank(chart), meters_bank(chart, 5), meters_bank(chart, -7),
+                       narrow(meters_bank(chart))]
     chart = odd_chart()
     return chart, [odd_bank(chart), odd_bank(chart, 5), odd_bank(chart, -7),
                    narrow(odd_bank(chart))]
@@ -98,7 +129,8 @@ def state(engine: Engine) -> tuple:
 
 
 @PROPS
-@given(engine_settings, st.lists(step, max_size=80), st.integers(0, 3), st.integers(0, 1))
+@given(engine_settings, st.lists(step, max_size=80), st.integers(0, 3),
+       st.integers(0, CHARTS - 1))
 def test_short_way_sends_what_the_reference_sends(s: EngineSettings, steps: list, first: int,
                                                   which: int) -> None:
     chart, banks = charts_and_banks(which)
@@ -122,7 +154,7 @@ def test_short_way_sends_what_the_reference_sends(s: EngineSettings, steps: list
 
 @PROPS
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 127)), max_size=60),
-       st.integers(0, 1), st.booleans())
+       st.integers(0, CHARTS - 1), st.booleans())
 def test_many_notes_in_a_row_match(taps: list, which: int, rotate: bool) -> None:
     """Notes at a steady pace through several forms: most take the cached span, some the
     next-span step, a few the full search."""
@@ -142,16 +174,22 @@ def test_many_notes_in_a_row_match(taps: list, which: int, rotate: bool) -> None
 # --- the program's span tables against the bisect over chord starts ---------------------
 
 def reference_span(program: Program, beat: float) -> tuple[int, int, int]:
-    """(absolute bar, bar in the form, span in the bar) as _note_on computes them."""
-    abs_bar = int(beat // program.bar_len)
+    """(absolute bar, bar in the form, span in the bar) as _note_on must find them: whole
+    forms, then bar after bar at each bar's own meter's length."""
+    chart = program.chart
+    rep = int(beat // chart.form_beats)
+    abs_bar, start = rep * program.n_bars, rep * chart.form_beats
+    while beat >= start + chart.bar_beats(abs_bar):
+        start += chart.bar_beats(abs_bar)
+        abs_bar += 1
     bar = abs_bar % program.n_bars
-    span = bisect_right(program.starts[bar], beat - abs_bar * program.bar_len + 1e-9) - 1
+    span = bisect_right(program.starts[bar], beat - start + 1e-9) - 1
     return abs_bar, bar, max(span, 0)
 
 
 def programs() -> list[Program]:
     out = []
-    for which in (0, 1):
+    for which in range(CHARTS):
         chart, banks = charts_and_banks(which)
         out += [build_program(bank, chart) for bank in banks]
     return out
@@ -159,9 +197,10 @@ def programs() -> list[Program]:
 
 @settings(max_examples=500, deadline=None)
 @given(st.one_of(st.floats(0, 200), st.integers(0, 2400).map(lambda k: k / 12)),
-       st.sampled_from(range(8)))
+       st.sampled_from(range(4 * CHARTS)))
 def test_span_tables_agree_with_the_bisect(beat: float, which: int) -> None:
     program = programs()[which]
+    assert locate(program, beat) == reference_span(program, beat)
     abs_bar, bar, span = reference_span(program, beat)
     g = program.first_span[bar] + span
     assert (program.span_bar[g], program.span_index[g]) == (bar, span)
@@ -228,7 +267,7 @@ def test_notes_right_at_chord_changes_match() -> None:
     """Around every chord change and bar line of two forms, from a key played just before:
     a hair before, on and after the edge (the span cache stops _EPS short of the edges; the
     reference sees the 1e-9 tolerance)."""
-    for which in (0, 1):
+    for which in range(CHARTS):
         chart, banks = charts_and_banks(which)
         program = build_program(banks[0], chart)
         seconds_per_beat = 60.0 / chart.tempo

@@ -519,8 +519,24 @@ def test_meter_mark_holds_for_the_rest_of_its_section():
     assert [b.time for b in chart.bars] == [None, (3, 4), (3, 4), None, None]
     assert layout(chart, 1) == [("F", 0.0, 1.0), ("G", 1.0, 2.0)]
     assert layout(chart, 2) == [("Bb", 0.0, 3.0)]
-    meter, = chart.warnings
-    assert meter.startswith("song.yaml:3:13: the meter changes inside the tune")
+    assert chart.warnings == ()          # every bar plays at its own length
+    assert [chart.bar_beats(i) for i in range(5)] == [4.0, 3.0, 3.0, 4.0, 4.0]
+    assert chart.bar_starts == (0.0, 4.0, 7.0, 10.0, 14.0, 18.0)
+    assert chart.form_beats == 18.0 and chart.beats_per_bar == 4.0
+
+
+def test_bar_positions_loop_over_a_form_of_mixed_meters():
+    chart = parse('chords: "| C | 2/4 F | 6/8 G | 4/4 A |"\n')
+    assert chart.bar_starts == (0.0, 4.0, 6.0, 9.0, 13.0)
+    assert [chart.bar_start(n) for n in range(6)] == [0.0, 4.0, 6.0, 9.0, 13.0, 17.0]
+    assert chart.bar_beats(6) == 3.0                       # bar 6 is the 6/8 bar again
+    assert chart.locate(0.0) == (0, 0.0)
+    assert chart.locate(5.5) == (1, 1.5)
+    assert chart.locate(6.0) == (2, 0.0)
+    assert chart.locate(8.99) == (2, pytest.approx(2.99))
+    assert chart.locate(13.0 + 6.5) == (6, 0.5)            # second time through
+    for n in range(12):
+        assert chart.locate(chart.bar_start(n)) == (n, 0.0)
 
 
 def test_alternate_chord_in_parentheses():

@@ -304,6 +304,73 @@ def test_bank_to_midi_repeated_pitch_does_not_overlap() -> None:
                                                 (3 * tpb, "off")]
 
 
+# --- bars with a meter of their own ---------------------------------------------------------
+
+def meters_chart() -> Chart:
+    """| Dm7 G7 | 2/4 Cj7 | in 4/4."""
+    chart = make_chart()
+    short = Bar(1, "A", (ChordSpan(chord("Cj7", 0), 0.0, 2.0),), time=(2, 4))
+    return Chart(chart.title, chart.tempo, chart.time, chart.key, chart.style,
+                 (chart.bars[0], short), chart.source)
+
+
+def meters_bank() -> PhraseBank:
+    bank = make_bank()
+    return PhraseBank(bank.title, bank.tempo, bank.time, bank_bars(meters_chart()),
+                      bank.variations, bank.model, seed=bank.seed)
+
+
+def test_a_bar_of_its_own_meter_round_trips_and_bounds_its_notes() -> None:
+    bank = meters_bank()
+    assert bank.bars[1].time == (2, 4) and bank.bar_starts == (0.0, 4.0, 6.0)
+    data = bank_to_json(bank)
+    assert "time" not in data["bars"][0] and data["bars"][1]["time"] == [2, 4]
+    assert bank_from_json(json.loads(json.dumps(data))) == bank
+    # a note past the 2/4 bar's two beats, a chord past them, a bad meter: one line each
+    late = copy.deepcopy(data)
+    late["variations"][0][1]["notes"][0]["beat"] = 3
+    assert "variations[0][1].notes[0].beat" in _error(late) and "0 to 2" in _error(late)
+    long = copy.deepcopy(data)
+    long["bars"][1]["chords"][0]["beats"] = 4
+    assert "bars[1].chords[0].beats" in _error(long)
+    odd = copy.deepcopy(data)
+    odd["bars"][1]["time"] = [2, 5]
+    assert "bars[1].time" in _error(odd) and "unit one of" in _error(odd)
+    # a bar written with the bank's own meter is a plain bar
+    same = copy.deepcopy(data)
+    same["bars"][0]["time"] = [4, 4]
+    assert bank_from_json(same).bars[0].time is None
+
+
+def test_a_bank_of_other_bar_lengths_is_not_for_this_chart() -> None:
+    check_bank_for_chart(meters_bank(), meters_chart(), "bank.json")
+    with pytest.raises(BankError, match=r"bars\[1\]: 4 beats long but bar 2 of the chart "
+                                        r"drill.yaml has 2 \(another meter\)"):
+        check_bank_for_chart(make_bank(), meters_chart(), "bank.json")
+
+
+def test_midi_bars_at_their_own_length_with_time_signatures() -> None:
+    def conductor(midi: mido.MidiFile) -> tuple[list, list]:
+        now, signatures, markers = 0, [], []
+        for msg in midi.tracks[0]:
+            now += msg.time
+            if msg.type == "time_signature":
+                signatures.append((now, msg.numerator, msg.denominator))
+            elif msg.type == "marker" and not msg.text.startswith("variation"):
+                markers.append((now, msg.text))
+        return signatures, markers
+
+    midi = bank_to_midi(meters_bank(), tracks=True)
+    signatures, markers = conductor(midi)
+    assert signatures == [(0, 4, 4), (4 * 480, 2, 4)]
+    assert markers == [(0, "Dm7"), (2 * 480, "G7"), (4 * 480, "Cj7")]
+    assert _abs_notes(midi.tracks[1])[-2][:3] == (4 * 480 + 120, "on", 64)   # bar 1, beat 0.25
+    # the variations in sequence: the 6-beat form twice, its meters again the second time
+    signatures, markers = conductor(bank_to_midi(meters_bank()))
+    assert signatures == [(0, 4, 4), (4 * 480, 2, 4), (6 * 480, 4, 4), (10 * 480, 2, 4)]
+    assert [at for at, _ in markers] == [0, 2 * 480, 4 * 480, 6 * 480, 8 * 480, 10 * 480]
+
+
 def test_a_bank_with_too_many_notes_in_a_bar_is_refused(tmp_path):
     from melodyflowd.music.phrases import MAX_NOTES_PER_BAR, BankError, load_bank
     from tests.support.jack import write_bank

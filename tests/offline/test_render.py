@@ -193,6 +193,57 @@ def test_render_in_a_real_process(setup, tmp_path):
     assert len([t for t in midi.tracks if any(m.type == "note_on" for m in t)]) == 2
 
 
+METERS = """title: Render meters
+tempo: 140
+time: 4/4
+chords: "| C7 | 2/4 F7 | 3/4 Dm7 G7:1 | 4/4 C7 | 6/8 A7 |"
+"""
+
+
+def test_render_midi_of_a_chart_that_changes_meter(setup, tmp_path):
+    """Every bar at its own length in the .mid: a time signature where the meter changes,
+    the chord markers at each bar's start, every note inside its bar; the piano roll
+    draws it too."""
+    chart = tmp_path / "meters.yaml"
+    chart.write_text(METERS)
+    meters = dict(setup, chart=chart)
+    out = tmp_path / "meters.mid"
+    assert render(meters, out, "--tracks").exit_code == 0
+    midi = mido.MidiFile(str(out))
+    tpb = midi.ticks_per_beat
+
+    def timed(track):
+        at = 0
+        for msg in track:
+            at += msg.time
+            yield at, msg
+
+    conductor = list(timed(midi.tracks[0]))
+    signatures = [(at / tpb, (m.numerator, m.denominator)) for at, m in conductor
+                  if m.type == "time_signature"]
+    assert signatures == [(0, (4, 4)), (4, (2, 4)), (6, (3, 4)), (9, (4, 4)), (13, (6, 8))]
+    markers = [(at / tpb, m.text) for at, m in conductor if m.type == "marker"]
+    assert markers == [(0, "C7"), (4, "F7"), (6, "Dm7"), (8, "G7"), (9, "C7"), (13, "A7")]
+    bank_file = tmp_path / "meters.json"
+    assert render(meters, bank_file).exit_code == 0      # the same bank (seed, cache)
+    bank = load_bank(str(bank_file))
+    bar_lines = [0, 4, 6, 9, 13, 16]
+    assert list(bank.bar_starts) == bar_lines
+    with_notes = [t for t in midi.tracks[1:] if any(m.type == "note_on" for m in t)]
+    assert len(with_notes) == 3
+    for track, variation in zip(with_notes, bank.variations, strict=True):
+        onsets = sorted(at for at, m in timed(track) if m.type == "note_on" and m.velocity)
+        want = []
+        for phrase in variation:
+            assert len(phrase.notes) >= 3
+            assert all(0 <= n.beat < bank.bar_beats(phrase.bar) for n in phrase.notes)
+            want += [round((bar_lines[phrase.bar] + n.beat) * tpb) for n in phrase.notes]
+        assert onsets == sorted(want)
+    roll = tmp_path / "meters.png"
+    assert render(meters, roll).exit_code == 0
+    assert roll.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and roll.stat().st_size > 10_000
+
+
 def test_piano_roll_of_a_hand_built_bank(tmp_path):
     from melodyflowd.music.phrases import BankBar, BankChord, BarPhrase, PhraseBank, PhraseNote
     from melodyflowd.offline.render import piano_roll

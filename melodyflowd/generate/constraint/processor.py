@@ -216,7 +216,8 @@ class MelodyControl:
             onset = state.notes[-1][0]
             new_span = tl.span_index(onset) != tl.span_index(state.time)
             previous = (state.recent[-1], tl.chord_at(onset))
-        return metrical_choice(chord, state.time, tl.beats_per_bar, new_span, previous)
+        beat, bar_len = tl.in_bar(state.time)          # in its own bar, at its length
+        return metrical_choice(chord, beat, bar_len, new_span, previous)
 
     def wait_range(self, state: RowState) -> Range:
         """Waits (in profile units) that keep every bar at min..max notes."""
@@ -226,11 +227,11 @@ class MelodyControl:
         bar = tl.bar_of(now)
         count = state.bar_counts.get(bar, 0) + 1         # including the note being written
         mw = self.min_wait_beats
-        end = (bar + 1) * tl.beats_per_bar
+        end = tl.bar_start(bar + 1)                  # each bar at its own meter's length
         if self.min_notes and count < self.min_notes:
             limit = end - (self.min_notes - count - 1) * mw
         elif self.min_notes:
-            limit = end + tl.beats_per_bar - (self.min_notes - 1) * mw
+            limit = tl.bar_start(bar + 2) - (self.min_notes - 1) * mw
         else:
             limit = now + self.profile.max_time / upb + 1
         hi = math.ceil((limit - now) * upb - 1e-6) - 1

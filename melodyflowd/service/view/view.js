@@ -91,12 +91,13 @@ function drawRoll() {
   svg.replaceChildren();
   if (!state || !state.ahead || !chart) return;
   const W = 800, H = 150, top = 18;
-  const barLen = state.ahead.bar_len;
-  const total = barLen * state.ahead.bars.length;
+  const lens = state.ahead.bar_lens;          // every bar at its own meter's length
+  const offsets = lens.map((_, k) => lens.slice(0, k).reduce((a, b) => a + b, 0));
+  const total = lens.reduce((a, b) => a + b, 0);
   const notes = state.ahead.notes;
   const pitches = notes.map((n) => n.pitch);
   const lo = Math.min(...pitches, 60) - 2, hi = Math.max(...pitches, 72) + 2;
-  const x = (bar, beat) => ((bar * barLen + beat) / total) * W;
+  const x = (bar, beat) => ((offsets[bar] + beat) / total) * W;
   const y = (p) => top + ((hi - p) / (hi - lo)) * (H - top - 4);
   const add = (tag, attrs, text) => {
     const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
@@ -191,7 +192,7 @@ function tick() {
       c.beat.style.width = `${Math.min(100, (beat / state.ahead.bar_len) * 100)}%`;
       const head = document.getElementById("head");
       if (head) {
-        const X = (beat / (state.ahead.bar_len * state.ahead.bars.length)) * 800;
+        const X = (beat / state.ahead.bar_lens.reduce((a, b) => a + b, 0)) * 800;
         head.setAttribute("x1", X);
         head.setAttribute("x2", X);
       }
