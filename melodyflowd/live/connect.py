@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from melodyflowd.errors import UserError
+from melodyflowd.errors import RetryError, UserError
 
 log = logging.getLogger("melodyflowd")
 
@@ -133,7 +133,7 @@ class JackLinks:
         try:
             self.client = jack.Client(name, no_start_server=True)
         except jack.JackError as exc:
-            raise UserError(f"cannot reach the JACK server to connect ports: {exc}") from exc
+            raise RetryError(f"cannot reach the JACK server to connect ports: {exc}") from exc
 
     def _ports(self, **kind: bool) -> list[PortName]:
         # Keyed by name and the client's uuid (new for every client, where port uuids are

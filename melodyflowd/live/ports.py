@@ -138,7 +138,7 @@ def choose_backend(requested: str) -> str:
         if jack_running():
             return "jack"
         server = os.environ.get("JACK_DEFAULT_SERVER") or "default"
-        raise UserError(f"no MIDI system to open ports on: no ALSA sequencer "
+        raise RetryError(f"no MIDI system to open ports on: no ALSA sequencer "
                         f"({ALSA_SEQUENCER} is missing) and no JACK server {server!r} running; "
                         "start JACK (jackd -d alsa, or jackd -d dummy without a sound card; "
                         "qjackctl; PipeWire's JACK) or load the sequencer (sudo modprobe "
@@ -148,7 +148,7 @@ def choose_backend(requested: str) -> str:
         _client("in", "alsa", "melodyflowd probe").delete()
     elif requested == "jack" and not jack_running():
         server = os.environ.get("JACK_DEFAULT_SERVER") or "default"
-        raise UserError(f"cannot reach the JACK server {server!r}; start one (e.g. jackd -d "
+        raise RetryError(f"cannot reach the JACK server {server!r}; start one (e.g. jackd -d "
                         "alsa, or qjackctl) or use --backend alsa")
     return requested
 

@@ -211,8 +211,9 @@ DAEMON_CMD = (sys.executable, "-c",
 @NO_SEQUENCER
 @pytest.mark.parametrize("command", ["ports", "daemon"])
 def test_nothing_to_open_is_one_line_before_any_generation(command, tmp_path) -> None:
-    """Without a sequencer and a server: our one line and exit 2, no lines of ALSA's or
-    libjack's, and the daemon stops before it loads the model."""
+    """Without a sequencer and a server: our one line and exit 1 (a server may start: a
+    service manager retries), no lines of ALSA's or libjack's, and the daemon stops before
+    it loads the model."""
     env = {**os.environ, "JACK_DEFAULT_SERVER": f"nobody-{uuid.uuid4().hex[:8]}"}
     if command == "ports":
         cmd = [*TOOLS_CMD, "ports"]
@@ -221,7 +222,7 @@ def test_nothing_to_open_is_one_line_before_any_generation(command, tmp_path) ->
         chart.write_text('title: t\ntempo: 120\ntime: 4/4\nchords: "| C7 | F7 |"\n')
         cmd = [*DAEMON_CMD, "--chart", str(chart)]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 1, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1, lines
     assert "no MIDI system" in lines[0] and "jackd" in lines[0]
