@@ -84,12 +84,16 @@ def _tone_lines(chord: Chord, centre: int) -> tuple[tuple[int, ...], ...]:
     return (up, tuple(reversed(up)))
 
 
-def _snap(pitch: int, tones: frozenset[int]) -> int:
-    """The scale tone nearest to `pitch` (below on a tie)."""
+def _snap(pitch: int, tones: frozenset[int], new: frozenset[int]) -> int:
+    """The scale tone nearest to `pitch`; on a tie the one of `new` (the tones the other
+    scale lacks: Bb over lydian F becomes B, not A), else the one below."""
     for step in range(7):
-        if (pitch - step) % 12 in tones:
+        below, above = (pitch - step) % 12 in tones, (pitch + step) % 12 in tones
+        if below and above and (pitch + step) % 12 in new and (pitch - step) % 12 not in new:
+            return pitch + step
+        if below:
             return pitch - step
-        if (pitch + step) % 12 in tones:
+        if above:
             return pitch + step
     return pitch
 
@@ -105,12 +109,13 @@ def _borrowed_lines(root: int, scale_name: str,
     for name, steps in SCALES.items():
         lines = by_key.get(scale_key(root, name))
         if lines:
-            shared = len(want & {(root + i) % 12 for i in steps})
-            if best is None or shared > best[0]:
-                best = (shared, lines)
+            tones = frozenset((root + i) % 12 for i in steps)
+            if best is None or len(want & tones) > len(want & best[1]):
+                best = (lines, tones)
     if best is None:
         return None
-    return tuple(tuple(_snap(p, want) for p in line) for line in best[1])
+    new = want - best[1]
+    return tuple(tuple(_snap(p, want, new) for p in line) for line in best[0])
 
 
 def _above(lines: tuple[tuple[int, ...], ...], floor: int | None

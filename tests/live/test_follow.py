@@ -232,3 +232,13 @@ def test_line_floor_is_the_split_unless_the_chords_have_a_channel():
     assert line_floor(EngineSettings(follow=True)) == 60
     assert line_floor(EngineSettings(follow=True, split=55)) == 55
     assert line_floor(EngineSettings(follow=True, chord_channel=3)) is None
+
+
+def test_a_borrowed_line_takes_the_scales_own_note_where_they_differ():
+    bank, chart = make_follow_bank(3, FIRST_SCALES)
+    by_key = _lines_by_key(build_follow(bank, chart))
+    lydian = by_key[scale_key(5, "lydian")]                  # F lydian from F ionian
+    ionian = by_key[scale_key(5, "ionian")]
+    for a, b in zip(ionian, lydian, strict=True):
+        assert [y - x for x, y in zip(a, b, strict=True)] == [1 if x % 12 == 10 else 0
+                                                               for x in a]
