@@ -110,7 +110,10 @@ def test_apply_follow_without_a_chart_or_follow_is_one_line_status_2(tmp_path):
 def test_apply_follow_gives_the_notes_the_daemon_plays_in_follow_mode(jack_server,
                                                                       tmp_path: Path):
     config = tmp_path / "follow.yaml"
-    config.write_text(f"generation:\n  cache_dir: {tmp_path / 'cache'}\n  seed: 3\n")
+    # chord-scale: every note on the scale (metrical, the default, allows a chromatic
+    # passing note on a weak beat), so that the notes can be checked against the chords
+    config.write_text(f"generation:\n  cache_dir: {tmp_path / 'cache'}\n  seed: 3\n"
+                      "  scale: chord-scale\n")
     for attempt in range(3):
         daemon = DaemonProcess(jack_server, tmp_path, ["--follow", "--config", str(config)])
         peer = None
