@@ -5,7 +5,7 @@
 PYTHON ?= python3
 CHART ?= examples/blues.yaml
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-APT_PACKAGES := jackd2 fluidsynth fluid-soundfont-gm systemd
+APT_PACKAGES := jackd2 fluidsynth fluid-soundfont-gm systemd chromium chromium-driver
 
 .PHONY: setup system-packages python-packages run test test-fast lint
 

@@ -50,6 +50,11 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--phrases", type=click.Path(dir_okay=False),
               help="Play a saved phrase bank (.json) instead of generating.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--view", "view_port", type=click.IntRange(0, 65535), is_flag=False,
+              flag_value=8765, default=None, metavar="[PORT]",
+              help="Serve the live view in the browser on PORT (default 8765; 0: any free "
+                   "port) of 127.0.0.1; the address with its token is printed.")
+@click.option("--view-address", help="Address the view listens on (default 127.0.0.1).")
 @click.option("--follow", is_flag=True, default=None,
               help="Follow the chords you play (keys below the split, or --chord-channel); "
                    "with --chart too, the chart is what is expected and your chord wins.")
@@ -62,7 +67,8 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 def daemon_main(chart: str | None, tune: str | None, config_file: str | None, backend: str | None,
                 in_name: str | None, out_name: str | None, model: str | None,
                 adapter: str | None, variations: int | None, seed: int | None,
-                phrases: str | None, log_level: str | None, follow: bool | None,
+                phrases: str | None, log_level: str | None, view_port: int | None,
+                view_address: str | None, follow: bool | None,
                 chord_channel: int | None, bass_channel: int | None) -> None:
     """Virtual MIDI ports that answer your rhythm with jazz phrases over a chord chart,
     or over the chords you play (--follow)."""
@@ -73,6 +79,7 @@ def daemon_main(chart: str | None, tune: str | None, config_file: str | None, ba
         "ports.backend": backend, "ports.in_name": in_name, "ports.out_name": out_name,
         "generation.model": model, "generation.adapter": adapter,
         "generation.variations": variations, "generation.seed": seed,
+        "view.port": view_port, "view.address": view_address,
         "engine.follow": follow,
         "engine.chord_channel": None if chord_channel is None else chord_channel - 1,
         "engine.bass_channel": None if bass_channel is None else bass_channel - 1,

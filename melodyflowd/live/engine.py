@@ -364,7 +364,8 @@ class Engine:
     """Engine(settings, chart, bank, transport); see the module docstring.
 
     Public state (read freely from other threads): `bank`, `chart`, `settings`, `variation`,
-    `notes_remapped`, `regenerate_requests`, `swaps`, `dropped`, `errors`, `pending`.
+    `notes_remapped`, `regenerate_requests`, `swaps`, `dropped`, `errors`, `pending`,
+    `variation_at()`, `upcoming()`, `last_pitch`, `sounding()`.
     `handle` runs in the MIDI callback thread. `offer` and `update_settings` may be called
     from any thread.
     `panic` mutates the note memory: call it from the callback thread, or once the input
@@ -474,6 +475,39 @@ class Engine:
     def pending(self) -> bool:
         """True while an offered bank waits for its bar line."""
         return self._offer is not self._installed
+
+    def variation_at(self, abs_bar: int) -> int:
+        """The variation played in bar `abs_bar` (since the start), as a key there plays."""
+        return self._variation_in(self._config, self._program, abs_bar)
+
+    def upcoming(self, now: float) -> tuple[int, int, int, int] | None:
+        """Where a remapped key pressed at `now` would play, as _note_on finds it (the
+        anticipation added; contour aside): (bar since the start, chord span, variation,
+        index into that span's phrase), or None while no position is known. For views in
+        another thread: it only reads, so a note in flight may leave it a note behind."""
+        program = self._program
+        config = self._config
+        transport = self.transport
+        beat = transport.beat_at(now)
+        if beat is None:
+            return None
+        if config.anticipation:
+            beat += config.anticipation * transport.tempo / 60.0
+        abs_bar, bar, span = locate(program, beat)
+        v = self._variation_in(config, program, abs_bar)
+        phrase = program.phrases[v][bar][span]
+        if phrase is self._phrase and abs_bar == self._bar and span == self._span:
+            return abs_bar, span, v, self._pos % len(phrase)
+        last = self._last_out
+        if program.arpeggio[v][bar][span] and last >= 0:
+            return abs_bar, span, v, min(range(len(phrase)),
+                                         key=lambda i: abs(phrase[i] - last))
+        return abs_bar, span, v, 0
+
+    @property
+    def last_pitch(self) -> int:
+        """The pitch of the last remapped note sent (-1 before the first)."""
+        return self._last_out
 
     def sounding(self) -> list[tuple[int, int]]:
         """(channel, pitch) of every output note the engine holds on, sorted."""

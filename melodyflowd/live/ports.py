@@ -279,3 +279,37 @@ def open_ports(port_settings: Any, callback: Handler) -> Ports:
     """Open the input and output ports named in `port_settings` (PortSettings) and route
     every incoming message through `callback(message, now)` (the engine's `handle`)."""
     return Ports(port_settings, callback)
+
+
+class ControlPort:
+    """A MIDI output of our own connected to our input port: the live view's buttons send
+    the control CCs through it, so they take the very path a controller's CCs take (the
+    callback, the engine's control handling) and no other thread touches the engine's
+    note memory or writes to the output port. Only the main loop sends here."""
+
+    def __init__(self, settings: Any, name: str) -> None:
+        self._out = _client("out", settings.backend, name)
+        ports = list(self._out.get_ports())
+        for index, port in enumerate(ports):
+            if _split_name(port)[0] == settings.in_name or \
+                    settings.in_name in _split_name(port):
+                try:
+                    self._out.open_port(index, "controls")
+                except Exception as exc:
+                    self.close()
+                    raise UserError(f"cannot connect to our own input {port!r}: {exc}"
+                                    ) from exc
+                return
+        self.close()
+        raise UserError(f"our input port {settings.in_name!r} is not among "
+                        + ", ".join(ports))
+
+    def send(self, message: Sequence[int]) -> None:
+        if self._out is not None:
+            self._out.send_message(list(message))
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close_port()
+            self._out.delete()
+            self._out = None

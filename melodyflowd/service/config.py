@@ -92,6 +92,14 @@ class GenerationSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ViewSettings:
+    """The live view in the browser (melodyflowd/service/view.py)."""
+
+    port: int | None = None                 # None = no view; 0 = any free port
+    address: str = "127.0.0.1"              # where it listens; another only when named
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     chart: str | None = None
     tune: str | None = None                 # which tune of a playlist chart
@@ -101,6 +109,7 @@ class Settings:
     ports: PortSettings = field(default_factory=PortSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
+    view: ViewSettings = field(default_factory=ViewSettings)
     # Where these settings came from (not settings themselves, not in any config file):
     # `reload_settings(settings)` reads the same file with the same overrides again (SIGHUP).
     config_file: str | None = None
@@ -141,6 +150,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "generation.trend_range": (1, 127, False),
     "generation.low": (0, 127, False),
     "generation.high": (0, 127, False),
+    "view.port": (0, 65535, False),
 }
 _CONTROL_KEYS = ("regenerate", "next_variation", "previous_variation", "select_variation",
                  "panic")
@@ -456,6 +466,24 @@ def _check_together(settings: Settings, items: dict[str, _Value]) -> None:
             raise items[key].error(key, f"CC {number} is already the {used[number]} control; "
                                    "give each control its own CC number, or null to turn one off")
         used[number] = name
+    address = settings.view.address
+    if not _is_address(address):
+        key = "view.address"
+        raise items[key].error(key, f"{address!r} is not accepted; expected an IP address "
+                               "such as 127.0.0.1 (this machine only), 0.0.0.0 (every "
+                               "interface), ::1, or localhost")
+
+
+def _is_address(text: str) -> bool:
+    import ipaddress
+
+    if text == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 MATMUL_KINDS = ("auto", "bf16", "fp32")

@@ -1,12 +1,14 @@
 """The daemon's lifecycle: load the chart, get a phrase bank, open the ports, serve, stop.
 
-Thin shell around the pure engine. Two threads matter:
+Thin shell around the pure engine. The threads:
 - the MIDI callback (ports.py) calls `engine.handle` and sends; nothing else;
 - the main loop here: signals, the generator child's events, bank swaps (`engine.offer`,
   which takes effect at the next bar line), the systemd watchdog and the stats line; and
   the housework the callback must never pay for: garbage collection (automatic
   collections are off while serving, `collect_garbage` runs them) and freeing the banks a
-  swap replaced (`engine.release_retired`).
+  swap replaced (`engine.release_retired`);
+- with --view, the live view's server thread (service/view.py): it pushes what the main
+  loop publishes each turn and queues the page's actions, which the loop drains.
 
 Signals only set flags; the main loop acts on them between two sleeps:
   SIGHUP           reread config and chart, regenerate, swap at the next bar line; changed
@@ -114,6 +116,8 @@ class Daemon:
         self.bank_source = ""
         self.regenerate_seen = 0
         self._last_progress: tuple | None = None
+        self.progress = ""                  # the last progress line of the generator
+        self.view: Any = None               # the live view (service/view.py), when asked for
 
     # -- signals -----------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -171,6 +175,7 @@ class Daemon:
                 if bank is not None:
                     return bank
             self._watchdog()
+            self._view_turn()
             time.sleep(LOOP_SECONDS)
         return None
 
@@ -224,6 +229,7 @@ class Daemon:
         if key == self._last_progress:
             return
         self._last_progress = key
+        self.progress = text
         log.info("generator: %s", text)
         sdnotify.status(f"phrases: {text}")
 
@@ -335,11 +341,13 @@ class Daemon:
             return
         if settings.ports != self.settings.ports:
             log.warning("port settings changed: they take effect at the next restart")
+        if settings.view != self.settings.view:
+            log.warning("view settings changed: they take effect at the next restart")
         engine_changed = settings.engine != self.settings.engine
         if engine_changed:
             self.engine.update_settings(settings.engine)      # live from the next message
             log.info("engine settings updated")
-        self.settings = replace(settings, ports=self.settings.ports)
+        self.settings = replace(settings, ports=self.settings.ports, view=self.settings.view)
         logging.getLogger("melodyflowd").setLevel(
             getattr(logging, str(self.settings.log_level).upper(), logging.INFO))
         if engine_changed and self.follow_banks:
@@ -397,6 +405,11 @@ class Daemon:
             self.follow_charts = follow_charts(style=chart.style if chart is not None else None)
         self.chart = chart if chart is not None else self.follow_charts[0]
         try:
+            if settings.view.port is not None:
+                from melodyflowd.service.view import DaemonView
+
+                self.view = DaemonView(settings.view)
+                self.view.start()
             if settings.phrases:
                 bank = self._load_bank_file(self.chart)
                 self.bank_source = f"file {settings.phrases}"
@@ -434,6 +447,8 @@ class Daemon:
             gc.freeze()
             gc.disable()
             self.ports = open_ports(settings.ports, self.engine.handle)
+            if self.view is not None:
+                self.view.attach(settings.ports)
             log.info("ready: %r -> %r on %s; %d bars, %d variations", settings.ports.in_name,
                      settings.ports.out_name, settings.ports.backend, len(self.chart.bars),
                      bank.n_variations)
@@ -493,6 +508,7 @@ class Daemon:
                 self._on_generator_event(event)
             self._next_queued()
         self.engine.release_retired()       # old banks are freed here, not in the callback
+        self._view_turn()
         collect_garbage()
         self._watchdog()
         if self._next_stats is not None and time.monotonic() >= self._next_stats:
@@ -500,10 +516,25 @@ class Daemon:
             self._next_stats = time.monotonic() + interval
         return None
 
+    def _view_turn(self) -> None:
+        """The live view's turn: publish this turn's state, do what its buttons asked."""
+        if self.view is None:
+            return
+        for action in self.view.turn(self):
+            log.info("view: %s", action)
+            if action == "regenerate":
+                self.regenerate("view")
+            elif self.engine is not None and not self.view.send_control(
+                    self.engine.settings.controls, action):
+                log.warning("view: %s is off (engine.controls)", action)
+
     def shutdown(self) -> None:
         """Stop the callback, send every note-off owed, close the ports, stop the child."""
         sdnotify.stopping()
         gc.enable()
+        if self.view is not None:
+            self.view.close()
+            self.view = None
         if self.ports is not None:
             self.ports.stop_input()
             time.sleep(0.01)                      # let a callback in flight finish

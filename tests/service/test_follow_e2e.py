@@ -29,7 +29,10 @@ RIGHT_KEYS = [72, 74, 76, 79, 77]
 @pytest.mark.slow
 def test_follow_plays_the_right_hand_on_the_left_hands_chords(jack_server, tmp_path: Path):
     config = tmp_path / "follow.yaml"
-    config.write_text(f"generation:\n  cache_dir: {tmp_path / 'cache'}\n  seed: 3\n")
+    # scale: chord-scale, so that every note can be held to the chord's scale; the default
+    # (metrical) lets chromatic approach tones through between the chord's strong notes.
+    config.write_text(f"generation:\n  cache_dir: {tmp_path / 'cache'}\n  seed: 3\n"
+                      "  scale: chord-scale\n")
     daemon = DaemonProcess(jack_server, tmp_path, ["--follow", "--config", str(config)])
     peer = None
     try:
