@@ -149,7 +149,9 @@ def test_regenerate_with_a_chart_gives_new_follow_lines(jack_server, tmp_path: P
                       [[[(p, i, "G7") for i, p in enumerate(CHART_NOTES)]] * 2],
                       title="follow over a chart", tempo=120)
     config = tmp_path / "follow.yaml"
-    config.write_text(f"generation:\n  cache_dir: {tmp_path / 'cache'}\n  seed: 3\n")
+    # chord-scale: every note on the held chord's scale (see the first test)
+    config.write_text(f"generation:\n  cache_dir: {tmp_path / 'cache'}\n  seed: 3\n"
+                      "  scale: chord-scale\n")
     daemon = DaemonProcess(jack_server, tmp_path, ["--follow", "--chart", str(chart),
                                                    "--phrases", str(bank),
                                                    "--config", str(config)])
