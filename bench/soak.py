@@ -255,7 +255,8 @@ def run_soak(cfg: SoakConfig, workdir: Path, log=print) -> dict[str, Any]:
                                  "soak echo out"], env=server.env)
         daemon = StampedDaemon(server, workdir, ["--chart", str(chart), "--model", model,
                                                  "--config", str(config),
-                                                 "--seed", str(cfg.seed)], tag="soak")
+                                                 "--seed", str(cfg.seed),
+                                                 "--channels", "all"], tag="soak")
         peers: dict[str, MidiPeer] = {}
         try:
             server.wait_for_ports(["soak echo in", "soak echo out"], proc=echo)

@@ -17,8 +17,95 @@ import click
 from melodyflowd import __version__
 from melodyflowd.errors import UserError
 from melodyflowd.music.instruments import INSTRUMENTS
+from melodyflowd.service.config import SCALES
 
-BACKENDS = ["alsa", "jack", "coremidi", "windows"]
+BACKENDS = ["auto", "alsa", "jack", "coremidi", "windows"]
+
+
+class NoteParam(click.ParamType):
+    """A MIDI note: a number 0-127 or a name with its octave (C4 = middle C = 60)."""
+
+    name = "NOTE"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        from melodyflowd.music.theory import midi_note
+
+        if isinstance(value, int):
+            return value
+        try:
+            return midi_note(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class ChannelsParam(click.ParamType):
+    """MIDI channels as musicians number them: "1", "1,2", "1-4,6", or "all" (all sixteen,
+    10 too). In Settings units (0-15)."""
+
+    name = "CHANNELS"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip().lower()
+        if text == "all":
+            return tuple(range(16))
+        channels: list[int] = []
+        try:
+            for part in text.replace(" ", ",").split(","):
+                if not part:
+                    continue
+                low, _, high = part.partition("-")
+                first, last = int(low), int(high or low)
+                if not 1 <= first <= last <= 16:
+                    raise ValueError
+                channels += [c - 1 for c in range(first, last + 1) if c - 1 not in channels]
+        except ValueError:
+            self.fail(f"{value!r}: give MIDI channels 1-16 like 1 or 1,2 or 1-4, or all",
+                      param, ctx)
+        if not channels:
+            self.fail("no channel given: e.g. 1 or 1,2 or all", param, ctx)
+        return tuple(channels)
+
+
+# Flags that each set one setting of the config (same names, same checks): the daemon takes
+# them all. A new setting gets its flag by a row here.
+SETTING_FLAGS: tuple[tuple[str, str, click.ParamType, str], ...] = (
+    ("--mode", "engine.mode", click.Choice(["mono", "poly"]),
+     "mono: a new key ends the sounding note; poly: keys overlap."),
+    ("--split", "engine.split", NoteParam(),
+     "Keys at or above this note are remapped, lower ones pass through (60 or C4: middle C)."),
+    ("--channels", "engine.channels", ChannelsParam(),
+     "Input channels remapped, 1-16: 1 or 1,2 or 1-4, or all. Default: every channel but "
+     "10 (General MIDI drums)."),
+    ("--scale", "generation.scale", click.Choice(SCALES),
+     "Which pitches the phrases use over each chord."),
+    ("--temperature", "generation.temperature", click.FloatRange(0.05, 5.0),
+     "Sampling temperature: lower is safer, higher is wilder."),
+    ("--instrument", "generation.instrument", click.Choice(INSTRUMENTS),
+     "Register: where this instrument's solos sit."),
+)
+
+
+def setting_flags(rows: tuple[tuple[str, str, click.ParamType, str], ...]
+                  ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add a click option per row; the command receives them as `flag_settings`, a dict
+    {dotted setting: value or None} for load_settings."""
+
+    def param_name(dotted: str) -> str:
+        return "setting__" + dotted.replace(".", "__")
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            flags = {dotted: kwargs.pop(param_name(dotted)) for _, dotted, _, _ in rows}
+            return func(*args, flag_settings=flags, **kwargs)
+
+        for flag, dotted, kind, text in reversed(rows):
+            wrapper = click.option(flag, param_name(dotted), type=kind, help=text)(wrapper)
+        return wrapper
+
+    return decorate
 
 
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -40,9 +127,15 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--tune", help="Which tune of a playlist chart (its title).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="Config file merged over config/default.yaml.")
-@click.option("--backend", type=click.Choice(BACKENDS), help="MIDI backend (default: platform's).")
+@click.option("--backend", type=click.Choice(BACKENDS),
+              help="MIDI backend (default auto: ALSA where there is a sequencer, else JACK).")
 @click.option("--in-name", help="Name of the virtual input port.")
 @click.option("--out-name", help="Name of the virtual output port.")
+@click.option("--connect-in", "connect_in", multiple=True, metavar="PATTERN",
+              help="Connect ports whose names match (your keyboard) to our input, now and "
+                   "when they appear; part of the name, or a shell pattern. Repeatable.")
+@click.option("--connect-out", "connect_out", multiple=True, metavar="PATTERN",
+              help="Connect our output to ports whose names match (your synth). Repeatable.")
 @click.option("--model", help="Model directory or hub id (default: the embedded model).")
 @click.option("--adapter", help="LoRA adapter directory, or a style name in the model's adapters/.")
 @click.option("--variations", type=click.IntRange(1, 64), help="Phrase variations per bar.")
@@ -62,14 +155,17 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
               help="In follow mode, the chords come from this channel (1-16).")
 @click.option("--bass-channel", type=click.IntRange(1, 16),
               help="In follow mode, this channel's note is the chord's bass (1-16).")
+@setting_flags(SETTING_FLAGS)
 @click.version_option(__version__, prog_name="melodyflowd")
 @user_errors
-def daemon_main(chart: str | None, tune: str | None, config_file: str | None, backend: str | None,
-                in_name: str | None, out_name: str | None, model: str | None,
+def daemon_main(chart: str | None, tune: str | None, config_file: str | None,
+                backend: str | None, in_name: str | None, out_name: str | None,
+                connect_in: tuple[str, ...], connect_out: tuple[str, ...], model: str | None,
                 adapter: str | None, variations: int | None, seed: int | None,
                 phrases: str | None, log_level: str | None, view_port: int | None,
                 view_address: str | None, follow: bool | None,
-                chord_channel: int | None, bass_channel: int | None) -> None:
+                chord_channel: int | None, bass_channel: int | None,
+                flag_settings: dict[str, object]) -> None:
     """Virtual MIDI ports that answer your rhythm with jazz phrases over a chord chart,
     or over the chords you play (--follow)."""
     from melodyflowd.service.config import load_settings
@@ -77,8 +173,9 @@ def daemon_main(chart: str | None, tune: str | None, config_file: str | None, ba
     settings = load_settings(config_file, {
         "chart": chart, "tune": tune, "phrases": phrases, "log_level": log_level,
         "ports.backend": backend, "ports.in_name": in_name, "ports.out_name": out_name,
+        "ports.connect_in": connect_in or None, "ports.connect_out": connect_out or None,
         "generation.model": model, "generation.adapter": adapter,
-        "generation.variations": variations, "generation.seed": seed,
+        "generation.variations": variations, "generation.seed": seed, **flag_settings,
         "view.port": view_port, "view.address": view_address,
         "engine.follow": follow,
         "engine.chord_channel": None if chord_channel is None else chord_channel - 1,
@@ -147,7 +244,10 @@ def _check_playlist(source: str, as_json: bool) -> None:
               help="YAML chart, iReal Pro link or playlist, or MusicXML lead sheet.")
 @click.option("--tune", help="Which tune of a playlist chart (its title).")
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False),
-              help="Output: .json (phrase bank), .mid (a track a variation) or .png (piano roll).")
+              help="Output: .json (phrase bank), .mid (the variations one after another) or "
+                   ".png (piano roll).")
+@click.option("--tracks", is_flag=True,
+              help=".mid: one track a variation, each from bar 1 (parallel takes in a DAW).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False))
 @click.option("--model", help="Model directory or hub id (default: the embedded model).")
 @click.option("--adapter", help="LoRA adapter directory or style name.")
@@ -159,9 +259,10 @@ def _check_playlist(source: str, as_json: bool) -> None:
 @click.option("--instrument", type=click.Choice(INSTRUMENTS),
               help="Register: where this instrument's solos sit.")
 @user_errors
-def render(chart_file: str, tune: str | None, out_file: str, config_file: str | None,
-           model: str | None, adapter: str | None, variations: int | None, seed: int | None,
-           scale: str | None, temperature: float | None, instrument: str | None) -> None:
+def render(chart_file: str, tune: str | None, out_file: str, tracks: bool,
+           config_file: str | None, model: str | None, adapter: str | None,
+           variations: int | None, seed: int | None, scale: str | None,
+           temperature: float | None, instrument: str | None) -> None:
     """Generate phrases without ports and write them to a file."""
     from melodyflowd.offline.render import render_file
     from melodyflowd.service.config import load_settings
@@ -172,7 +273,7 @@ def render(chart_file: str, tune: str | None, out_file: str, config_file: str | 
         "generation.scale": scale, "generation.temperature": temperature,
         "generation.instrument": instrument,
     })
-    written = render_file(settings, out_file)
+    written = render_file(settings, out_file, tracks=tracks)
     click.echo(f"wrote {written}")
 
 
@@ -244,14 +345,14 @@ def config_command(config_file: str | None) -> None:
 
 
 @tools_main.command()
-@click.option("--backend", type=click.Choice(BACKENDS))
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+              help="auto: ALSA where there is a sequencer, else a running JACK server.")
 @user_errors
-def ports(backend: str | None) -> None:
+def ports(backend: str) -> None:
     """List MIDI input and output ports."""
     from melodyflowd.live.ports import list_ports
-    from melodyflowd.service.config import platform_backend
 
-    inputs, outputs = list_ports(backend or platform_backend())
+    inputs, outputs = list_ports(backend)
     click.echo("inputs:")
     for name in inputs:
         click.echo(f"  {name}")

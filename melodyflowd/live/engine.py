@@ -8,7 +8,8 @@ Messages are sequences of ints (what python-rtmidi hands the callback); outputs 
 
 Behaviour
 ---------
-- Remapped keys: note-ons on a remapped channel (`EngineSettings.channels`, () = all) at or
+- Remapped keys: note-ons on a remapped channel (`EngineSettings.channels`; () = all but
+  channel 10, General MIDI's drums, which passes through unless named) at or
   above the split point (`split`, None = every key). Everything else passes through
   unchanged, in order: other notes, CCs (except the control CCs), pitch bend, program
   change, channel pressure, SysEx, clock and other system messages.
@@ -108,6 +109,9 @@ RELEASE_VELOCITY = 64
 # Length of every system message by status (SysEx checked apart); missing = undefined.
 _SYSTEM_LENGTH = {0xF1: 2, 0xF2: 3, 0xF3: 2, 0xF6: 1, 0xF8: 1, 0xFA: 1, 0xFB: 1, 0xFC: 1,
                   0xFE: 1, 0xFF: 1}
+DRUM_CHANNEL = 9          # MIDI channel 10 (0-based 9): General MIDI drums, not remapped
+                         # unless EngineSettings.channels names it
+
 # Length of channel messages by the status's high nibble.
 _CHANNEL_LENGTH = {0x80: 3, 0x90: 3, 0xA0: 3, 0xB0: 3, 0xC0: 2, 0xD0: 2, 0xE0: 3}
 
@@ -321,7 +325,8 @@ class _Config:
 
     @classmethod
     def build(cls, settings: EngineSettings) -> _Config:
-        channels = set(settings.channels) if settings.channels else set(range(16))
+        channels = set(settings.channels) if settings.channels else \
+            set(range(16)) - {DRUM_CHANNEL}
         split = follow_mode.effective_split(settings)
         split = split if split is not None else 0
         role = follow_mode.roles(settings)

@@ -10,11 +10,13 @@ prints its stats line.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sys
 import time
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +25,8 @@ from melodyflowd.errors import UserError
 Handler = Callable[[list[int], float], Sequence[Sequence[int]]]
 
 BACKEND_NAMES = ("alsa", "jack", "coremidi", "windows")
+AUTO = "auto"                        # ALSA where there is a sequencer, else a running JACK
+ALSA_SEQUENCER = "/dev/snd/seq"
 RING_SIZE = 4096                     # a power of two: the callback masks, never divides
 _RING_MASK = RING_SIZE - 1
 _ALSA_ADDRESS = re.compile(r"\s+\d+:\d+$")
@@ -57,20 +61,85 @@ def _client(kind: str, backend: str, name: str) -> Any:
     rtmidi = _rtmidi()
     api = _api(backend)
     cls = rtmidi.MidiIn if kind == "in" else rtmidi.MidiOut
+    if backend == "alsa" and not os.path.exists(ALSA_SEQUENCER):
+        # Checked first: ALSA would print its own "seq_hw.c ... failed" line before ours.
+        raise UserError(f"no ALSA sequencer ({ALSA_SEQUENCER} is missing); try --backend "
+                        "jack (with a JACK server running), or load it: sudo modprobe snd-seq")
     try:
         return cls(api, name)
     except rtmidi.RtMidiError as exc:
         if backend == "alsa":
-            hint = ("no ALSA sequencer (/dev/snd/seq is missing)" if not os.path.exists(
-                "/dev/snd/seq") else f"cannot open the ALSA sequencer ({exc})")
-            raise UserError(f"{hint}; try --backend jack (with a JACK server running)"
-                            ) from exc
+            raise UserError(f"cannot open the ALSA sequencer ({exc}); try --backend jack "
+                            "(with a JACK server running)") from exc
         if backend == "jack":
             server = os.environ.get("JACK_DEFAULT_SERVER", "default")
             raise UserError(f"cannot reach the JACK server {server!r} ({exc}); start one "
                             "(e.g. jackd -d alsa, or qjackctl) or use --backend alsa"
                             ) from exc
         raise UserError(f"cannot open the {backend} MIDI backend: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 (libjack prints its attempts there) while probing at
+    start-up, before any thread that logs exists."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def jack_running() -> bool:
+    """Whether a JACK server answers (JACK_DEFAULT_SERVER, else "default"): jack2's socket
+    is looked at first; where there is none (PipeWire's JACK) a client tries, quietly."""
+    found = _jack_socket()
+    if found is not None:
+        return _listening(found[0])
+    rtmidi = _rtmidi()
+    if rtmidi.API_UNIX_JACK not in rtmidi.get_compiled_api():
+        return False
+    try:
+        with _quiet_stderr():
+            probe = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, "melodyflowd probe")
+            probe.get_port_count()          # rtmidi connects to the server lazily
+            probe.delete()
+    except (rtmidi.RtMidiError, OSError):
+        return False
+    return True
+
+
+def choose_backend(requested: str) -> str:
+    """The backend to open: `auto` is ALSA where there is a sequencer, else a running JACK
+    server (on Linux; the platform's own elsewhere). An explicit choice is checked the same
+    way, so either fails in one line before any phrase is generated."""
+    if requested == AUTO:
+        if sys.platform == "darwin":
+            return "coremidi"
+        if sys.platform.startswith("win"):
+            return "windows"
+        if os.path.exists(ALSA_SEQUENCER):
+            return "alsa"
+        if jack_running():
+            return "jack"
+        server = os.environ.get("JACK_DEFAULT_SERVER") or "default"
+        raise UserError(f"no MIDI system to open ports on: no ALSA sequencer "
+                        f"({ALSA_SEQUENCER} is missing) and no JACK server {server!r} running; "
+                        "start JACK (jackd -d alsa, or jackd -d dummy without a sound card; "
+                        "qjackctl; PipeWire's JACK) or load the sequencer (sudo modprobe "
+                        "snd-seq)")
+    _api(requested)
+    if requested == "alsa":
+        _client("in", "alsa", "melodyflowd probe").delete()
+    elif requested == "jack" and not jack_running():
+        server = os.environ.get("JACK_DEFAULT_SERVER") or "default"
+        raise UserError(f"cannot reach the JACK server {server!r}; start one (e.g. jackd -d "
+                        "alsa, or qjackctl) or use --backend alsa")
+    return requested
 
 
 def _split_name(port: str) -> tuple[str, str]:
@@ -105,7 +174,9 @@ def _listening(path: str) -> bool:
 
 
 def list_ports(backend: str) -> tuple[list[str], list[str]]:
-    """(inputs, outputs) as the backend names them: ports we can read from / write to."""
+    """(inputs, outputs) as the backend names them: ports we can read from / write to.
+    `backend` may be "auto" (choose_backend)."""
+    backend = choose_backend(backend)
     midi_in = _client("in", backend, "melodyflow ports")
     midi_out = _client("out", backend, "melodyflow ports")
     try:

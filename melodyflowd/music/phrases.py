@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -381,16 +381,22 @@ def save_bank(bank: PhraseBank, path: str | os.PathLike[str]) -> Path:
 # MIDI export
 # ---------------------------------------------------------------------------------------------
 
-def bank_to_midi(bank: PhraseBank, ticks_per_beat: int = TICKS_PER_BEAT) -> mido.MidiFile:
-    """A type-1 MIDI file: track 0 is the conductor (title, tempo, time signature and a
-    marker with the chord symbol at every chord of every bar); then one track a variation
-    (`tracks[1 + v]`, named "variation v+1"), each covering the whole form from the start,
-    so a DAW shows the variations as parallel takes. Notes keep the model's velocity and
-    duration (at the bank's tempo); a note cut by the next onset of the same pitch ends there.
+def bank_to_midi(bank: PhraseBank, tracks: bool = False,
+                 ticks_per_beat: int = TICKS_PER_BEAT) -> mido.MidiFile:
+    """A type-1 MIDI file. Track 0 is the conductor: title, tempo, time signature, and
+    markers: the chord symbol at every chord of every bar, "variation N" where a variation
+    starts. Notes keep the model's velocity and duration (at the bank's tempo); a note cut
+    by the next onset of the same pitch ends there.
+
+    Default: the variations one after another on one track, as the form played N times
+    (what plays back as a solo of N choruses). `tracks=True`: one track a variation
+    (`tracks[1 + v]`, "variation v+1", each on its own channel, never the GM drum channel
+    10), each from the start of the form, so a DAW shows them as parallel takes.
     """
     import mido
 
     bar_len = bank.beats_per_bar
+    form = len(bank.bars) * bar_len
     midi = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
 
     def tick(beats: float) -> int:
@@ -402,41 +408,67 @@ def bank_to_midi(bank: PhraseBank, ticks_per_beat: int = TICKS_PER_BEAT) -> mido
         (0, 0, mido.MetaMessage("time_signature", numerator=bank.time[0],
                                 denominator=bank.time[1], time=0)),
     ]
-    for bar in bank.bars:
-        for chord in bar.chords:
-            conductor.append((tick(bar.index * bar_len + chord.start_beat), 1,
-                              mido.MetaMessage("marker", text=chord.symbol)))
+    repeats = 1 if tracks else bank.n_variations
+    for repeat in range(repeats):
+        offset = repeat * form
+        if not tracks:
+            conductor.append((tick(offset), 1,
+                              mido.MetaMessage("marker", text=f"variation {repeat + 1}")))
+        for bar in bank.bars:
+            for chord in bar.chords:
+                conductor.append((tick(offset + bar.index * bar_len + chord.start_beat), 2,
+                                  mido.MetaMessage("marker", text=chord.symbol)))
     midi.tracks.append(_to_track(conductor))
 
     beats_per_ms = bank.tempo / 60_000
+    if not tracks:
+        events: list[tuple[int, int, mido.Message]] = [
+            (0, 0, mido.MetaMessage("track_name", name="phrases"))]
+        notes = [note for v, variation in enumerate(bank.variations)
+                 for note in _notes(variation, v * form, bar_len, beats_per_ms, tick)]
+        _note_events(notes, 0, events)
+        midi.tracks.append(_to_track(events))
+        return midi
     for v, variation in enumerate(bank.variations):
         channel = v % 16 if v % 16 != 9 else 15      # keep clear of the GM drum channel
-        events: list[tuple[int, int, mido.Message]] = [
-            (0, 0, mido.MetaMessage("track_name", name=f"variation {v + 1}"))]
-        notes: list[tuple[int, int, int, int]] = []   # start, end, pitch, velocity
-        for phrase in variation:
-            bar_start = phrase.bar * bar_len
-            for n in phrase.notes:
-                start = tick(bar_start + n.beat)
-                end = start + max(1, round(n.duration_ms * beats_per_ms * ticks_per_beat))
-                notes.append((start, end, n.pitch, n.velocity))
-        notes.sort()
-        # A repeated pitch ends where the next onset of that pitch begins (no overlaps).
-        next_onset: dict[int, int] = {}
-        for start, end, pitch, velocity in reversed(notes):
-            limit = next_onset.get(pitch)
-            if limit is not None:
-                end = min(end, limit)
-            next_onset[pitch] = start
-            if end <= start:
-                continue
-            # Sort key 1 for note-on, 0 for note-off: offs first at the same tick.
-            events.append((start, 2, mido.Message("note_on", channel=channel, note=pitch,
-                                                   velocity=velocity)))
-            events.append((end, 1, mido.Message("note_off", channel=channel, note=pitch,
-                                                 velocity=64)))
+        events = [(0, 0, mido.MetaMessage("track_name", name=f"variation {v + 1}"))]
+        _note_events(_notes(variation, 0.0, bar_len, beats_per_ms, tick), channel, events)
         midi.tracks.append(_to_track(events))
     return midi
+
+
+def _notes(variation: Sequence[BarPhrase], offset: float, bar_len: float,
+           beats_per_ms: float, tick: Callable[[float], int]) -> list[tuple[int, int, int, int]]:
+    """(start, end, pitch, velocity) in ticks of one variation starting `offset` beats in."""
+    ticks_per_beat = tick(1.0)
+    notes = []
+    for phrase in variation:
+        bar_start = offset + phrase.bar * bar_len
+        for n in phrase.notes:
+            start = tick(bar_start + n.beat)
+            end = start + max(1, round(n.duration_ms * beats_per_ms * ticks_per_beat))
+            notes.append((start, end, n.pitch, n.velocity))
+    return notes
+
+
+def _note_events(notes: list[tuple[int, int, int, int]], channel: int, events: list) -> None:
+    """Note-on/off events as (tick, order, message) added to `events`; a repeated pitch
+    ends where its next onset begins (no overlaps)."""
+    import mido
+
+    next_onset: dict[int, int] = {}
+    for start, end, pitch, velocity in sorted(notes, reverse=True):
+        limit = next_onset.get(pitch)
+        if limit is not None:
+            end = min(end, limit)
+        next_onset[pitch] = start
+        if end <= start:
+            continue
+        # Sort key 2 for note-on, 1 for note-off: offs first at the same tick.
+        events.append((start, 2, mido.Message("note_on", channel=channel, note=pitch,
+                                               velocity=velocity)))
+        events.append((end, 1, mido.Message("note_off", channel=channel, note=pitch,
+                                             velocity=64)))
 
 
 def _to_track(events: list) -> mido.MidiTrack:

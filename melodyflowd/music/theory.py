@@ -715,3 +715,25 @@ def _one_kind(root_name: str, root: int, letter: int, scale: tuple[int, ...],
     search(0, 0, [], 0.0)
     names = best[1] if best is not None else [note_name(pc) for pc in ordered]
     return dict(zip(ordered, names, strict=True))
+
+
+def midi_note(text: str) -> int:
+    """A MIDI note number from "60" or a note name with its octave, middle C being C4
+    ("C4" 60, "Bb3" 58, "F#5" 78). ValueError names what is accepted."""
+    text = text.strip()
+    if text.isdigit() and 0 <= int(text) <= 127:
+        return int(text)
+    letter, rest = text[:1].upper(), text[1:]
+    accidental = 0
+    while rest[:1] in ("b", "#"):
+        accidental += 1 if rest[0] == "#" else -1
+        rest = rest[1:]
+    try:
+        octave = int(rest)
+    except ValueError:
+        octave = None
+    if letter not in NOTE_NAMES or octave is None or \
+            not 0 <= 12 * (octave + 1) + NOTE_NAMES[letter] + accidental <= 127:
+        raise ValueError(f"{text!r} is not a note: give a MIDI note number 0-127 or a note "
+                         "name with its octave (C4 is middle C, 60; Bb3, F#5)")
+    return 12 * (octave + 1) + NOTE_NAMES[letter] + accidental

@@ -8,8 +8,6 @@ written only after it reads back as a valid chart, through a temp file and a ren
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,14 +84,10 @@ def import_source(source: str, out_dir: str, tune: str | None = None,
 
 
 def _write(path: Path, text: str) -> None:
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    from melodyflowd.files import atomic_file
+
+    with atomic_file(path) as stream:
+        stream.write(text.encode("utf-8"))
 
 
 def summary(outcomes: list[Outcome]) -> str:

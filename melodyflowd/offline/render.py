@@ -1,16 +1,16 @@
 """`melodyflow render`: generate a phrase bank without ports and write it to a file.
 
 ``.json`` is the phrase bank (what ``melodyflowd --phrases`` plays), ``.mid`` a MIDI file
-with a track a variation and the chord names as markers, ``.png`` a piano roll: a chord
-lane on top, then one row a variation. Generation runs in the same generator process and
-cache as the daemon's (generate/worker.py), with progress on stderr. Files are written
-atomically: a temporary file beside the target, renamed over it when complete, so an error
-or Ctrl-C never leaves half a file.
-"""
+with the variations one after another (or a track a variation) and the chord names as
+markers, ``.png`` a piano roll in lines of up to 8 bars: a chord lane, then one row a
+variation. Generation runs in the same generator process and cache as the daemon's
+(generate/worker.py), with progress on stderr. Files are written whole (files.atomic_file),
+with the user's umask, so an error or Ctrl-C never leaves half a file."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -29,8 +29,9 @@ FORMATS = {".json": "phrase bank", ".mid": "MIDI", ".midi": "MIDI", ".png": "pia
 
 
 def render_file(settings: Settings, out: str,
-                progress: Callable[[str], None] | None = None) -> Path:
+                progress: Callable[[str], None] | None = None, tracks: bool = False) -> Path:
     """Generate a bank for settings.chart and write it to `out` (.json, .mid or .png).
+    A .mid has the variations one after another, or with `tracks` one track a variation.
 
     A chart given without a seed renders new phrases each time (the bank records the
     seed it used); with a seed, a cached bank is used when there is one."""
@@ -57,7 +58,7 @@ def render_file(settings: Settings, out: str,
         elif suffix in (".mid", ".midi"):
             from melodyflowd.music.phrases import bank_to_midi
 
-            bank_to_midi(bank).save(file=handle)
+            bank_to_midi(bank, tracks=tracks).save(file=handle)
         else:
             piano_roll(bank, handle)
     return target
@@ -144,68 +145,105 @@ def _matplotlib():
     return matplotlib
 
 
+BEATS_PER_LINE = 32          # a line of the roll: 8 bars of 4/4, as wide as a page reads
+INCHES_PER_BEAT = 0.34
+LANE_INCHES = 0.45           # the chord lane above each line
+ROW_INCHES = 1.1             # one variation's row in a line
+
+
+def _short_name(name: str) -> str:
+    """A model or adapter as a reader knows it: a directory by its own name (the style, for
+    the embedded adapters), a hub id or a name as it is."""
+    path = Path(name).expanduser()
+    return path.name if os.sep in name and path.exists() else name
+
+
+def roll_title(bank: PhraseBank) -> str:
+    title = bank.title or "untitled"
+    return (f"{title} - {_short_name(bank.model)}"
+            + (f" + {_short_name(bank.adapter)}" if bank.adapter else "")
+            + (f", seed {bank.seed}" if bank.seed is not None else ""))
+
+
 def piano_roll(bank: PhraseBank, handle: IO[bytes]) -> None:
-    """Write a PNG: a chord lane with bar lines and chord symbols, then one piano-roll row a
-    variation (x: beats through the form, y: pitch, shade: velocity)."""
+    """Write a PNG that reads like a lead sheet: lines of up to 8 bars (BEATS_PER_LINE),
+    each a chord lane with bar lines and chord symbols, then one piano-roll row a variation
+    (x: beats, y: pitch, shade: velocity). The title names the chart, model, adapter (its
+    style name) and seed."""
     _matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
     bar_beats = bank.beats_per_bar
-    total = max(1, len(bank.bars)) * bar_beats
+    n_bars = max(1, len(bank.bars))
+    most = max(1, int(BEATS_PER_LINE // bar_beats))
+    lines = -(-n_bars // most)
+    bars_per_line = -(-n_bars // lines)               # lines as even as they come (12: 6 + 6)
+    line_beats = bars_per_line * bar_beats
     beat_ms = 60000.0 / bank.tempo
     pitches = [n.pitch for var in bank.variations for bar in var for n in bar.notes]
     low = min(pitches, default=60) - 2
     high = max(pitches, default=72) + 2
     rows = bank.n_variations
-    width = min(60.0, max(8.0, total * 0.22))
-    fig = Figure(figsize=(width, 1.0 + 1.8 * rows), dpi=100)
+    width = max(8.0, line_beats * INCHES_PER_BEAT + 0.8)
+    gap = 0.35                                        # between two lines
+    line_inches = LANE_INCHES + ROW_INCHES * rows
+    height = 0.7 + lines * line_inches + (lines - 1) * gap + 0.2
+    fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(rows + 1, 1, height_ratios=[0.5] + [1.8] * rows, hspace=0.08)
+    ratios: list[float] = []
+    for line in range(lines):
+        if line:
+            ratios.append(gap)
+        ratios += [LANE_INCHES] + [ROW_INCHES] * rows
+    grid = fig.add_gridspec(len(ratios), 1, height_ratios=ratios, hspace=0.0)
+    fig.suptitle(roll_title(bank), x=0.01, y=1 - 0.12 / height, ha="left", va="top",
+                 fontsize=10)
 
-    lane = fig.add_subplot(grid[0])
-    lane.set_xlim(0, total)
-    lane.set_ylim(0, 1)
-    lane.set_yticks([])
-    lane.tick_params(labelbottom=False, bottom=False)
-    title = bank.title or "untitled"
-    lane.set_title(f"{title} - {bank.model}"
-                   + (f" + {bank.adapter}" if bank.adapter else "")
-                   + (f", seed {bank.seed}" if bank.seed is not None else ""), fontsize=10,
-                   loc="left")
-    for bar in bank.bars:
-        start = bar.index * bar_beats
-        lane.axvline(start, color="black", linewidth=0.8)
-        for chord in bar.chords:
-            x = start + chord.start_beat
-            lane.add_patch(Rectangle((x, 0.1), chord.beats, 0.8, facecolor="#e8eef8",
-                                     edgecolor="#7a8db0", linewidth=0.5))
-            lane.text(x + 0.1, 0.5, chord.symbol, va="center", ha="left", fontsize=8,
-                      clip_on=True)
-
-    for row, variation in enumerate(bank.variations):
-        ax = fig.add_subplot(grid[row + 1], sharex=lane)
-        ax.set_xlim(0, total)
-        ax.set_ylim(low, high)
-        ax.set_ylabel(f"var {row + 1}", fontsize=8)
-        ax.tick_params(labelsize=7)
-        for bar in bank.bars:
-            ax.axvline(bar.index * bar_beats, color="#bbbbbb", linewidth=0.5)
-        for phrase in variation:
-            start = phrase.bar * bar_beats
-            for note in phrase.notes:
-                length = max(0.05, note.duration_ms / beat_ms)
-                shade = 0.35 + 0.65 * min(127, max(1, note.velocity)) / 127
-                ax.add_patch(Rectangle((start + note.beat, note.pitch - 0.4), length, 0.8,
-                                       facecolor=(0.1, 0.3, 0.7, shade), edgecolor="none"))
-        if row < rows - 1:
-            ax.tick_params(labelbottom=False)
-        else:
-            ax.set_xlabel("bar", fontsize=8)
-    step = max(1, -(-len(bank.bars) // 32))          # at most ~32 bar numbers
-    lane.set_xticks([i * bar_beats for i in range(0, len(bank.bars), step)],
-                    [str(i + 1) for i in range(0, len(bank.bars), step)])
-    fig.subplots_adjust(left=max(0.01, 0.6 / width), right=0.99, top=1 - 0.45 / fig.get_figheight(),
-                        bottom=0.45 / fig.get_figheight())
+    slot = 0
+    for line in range(lines):
+        if line:
+            slot += 1                                     # the gap
+        first_bar = line * bars_per_line
+        x0 = first_bar * bar_beats
+        lane = fig.add_subplot(grid[slot])
+        slot += 1
+        lane.set_xlim(x0, x0 + line_beats)
+        lane.set_ylim(0, 1)
+        lane.set_yticks([])
+        lane.tick_params(bottom=False, top=False, labelbottom=False, labeltop=True,
+                         labelsize=7, pad=1)
+        in_line = [bar for bar in bank.bars
+                   if first_bar <= bar.index < first_bar + bars_per_line]
+        lane.set_xticks([bar.index * bar_beats for bar in in_line],
+                        [str(bar.index + 1) for bar in in_line])
+        for bar in in_line:
+            start = bar.index * bar_beats
+            lane.axvline(start, color="black", linewidth=0.8)
+            for chord in bar.chords:
+                x = start + chord.start_beat
+                lane.add_patch(Rectangle((x, 0.1), chord.beats, 0.8, facecolor="#e8eef8",
+                                         edgecolor="#7a8db0", linewidth=0.5))
+                lane.text(x + 0.1, 0.5, chord.symbol, va="center", ha="left", fontsize=8,
+                          clip_on=True)
+        for row, variation in enumerate(bank.variations):
+            ax = fig.add_subplot(grid[slot], sharex=lane)
+            slot += 1
+            ax.set_ylim(low, high)
+            ax.set_ylabel(f"var {row + 1}", fontsize=7)
+            ax.tick_params(labelsize=6, bottom=False, labelbottom=False)
+            for bar in in_line:
+                ax.axvline(bar.index * bar_beats, color="#bbbbbb", linewidth=0.5)
+            for phrase in variation:
+                if not first_bar <= phrase.bar < first_bar + bars_per_line:
+                    continue
+                start = phrase.bar * bar_beats
+                for note in phrase.notes:
+                    length = max(0.05, note.duration_ms / beat_ms)
+                    shade = 0.35 + 0.65 * min(127, max(1, note.velocity)) / 127
+                    ax.add_patch(Rectangle((start + note.beat, note.pitch - 0.4), length, 0.8,
+                                           facecolor=(0.1, 0.3, 0.7, shade), edgecolor="none"))
+    fig.subplots_adjust(left=0.7 / width, right=1 - 0.1 / width, top=1 - 0.7 / height,
+                        bottom=0.2 / height)
     fig.savefig(handle, format="png")

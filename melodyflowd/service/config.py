@@ -13,7 +13,6 @@ import dataclasses
 import difflib
 import importlib.util
 import os
-import sys
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -28,19 +27,15 @@ from melodyflowd.numbers import plain
 from melodyflowd.yamlnodes import node_kind, yaml_problem
 
 
-def platform_backend() -> str:
-    if sys.platform == "darwin":
-        return "coremidi"
-    if sys.platform.startswith("win"):
-        return "windows"
-    return "alsa"
-
-
 @dataclass(frozen=True, slots=True)
 class PortSettings:
-    backend: str = field(default_factory=platform_backend)   # alsa | jack | coremidi | windows
+    backend: str = "auto"                   # auto | alsa | jack | coremidi | windows
     in_name: str = "melodyflowd in"
     out_name: str = "melodyflowd out"
+    # Name patterns (live/connect.py): ports that send to our input / that our output
+    # sends to, joined at start and whenever such a port appears.
+    connect_in: tuple[str, ...] = ()
+    connect_out: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +53,8 @@ class ControlMap:
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
     mode: str = "mono"                      # mono | poly
-    channels: tuple[int, ...] = ()          # input channels 0-15 that are remapped; () = all
+    channels: tuple[int, ...] = ()          # input channels 0-15 remapped; () = all but 9
+                                            # (MIDI channel 10: drums)
     out_channel: int | None = None          # 0-15; None = same channel as the key
     split: int | None = None                # keys >= split are remapped, below pass through
     anticipation_ms: float = 0.0            # play the next chord's phrase this early
@@ -120,7 +116,7 @@ class Settings:
 # Loading: the packaged defaults file <- the --config file <- command-line overrides.
 # ---------------------------------------------------------------------------------------------
 
-BACKENDS = ("alsa", "jack", "coremidi", "windows")
+BACKENDS = ("auto", "alsa", "jack", "coremidi", "windows")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SCALES = ("chord-scale", "pentatonic", "chord-tones", "chromatic", "metrical")
 
@@ -167,7 +163,9 @@ _PATH_OR_NAME = frozenset({"generation.model", "generation.adapter"})
 # Optional settings where `false` (YAML `off`, `no`) also means "off".
 _FALSE_IS_NONE = frozenset(f"engine.controls.{name}" for name in (*_CONTROL_KEYS, "channel"))
 # Settings that are never None in Settings, where null in a file means "work it out".
-_NULL_IS_AUTO = {"ports.backend": "null for the platform's own"}
+_NULL_IS_AUTO = {"ports.backend": "null for auto"}
+# Lists of text where one text alone means a list of one (`connect_in: Keystation`).
+_TEXT_IS_LIST = frozenset({"ports.connect_in", "ports.connect_out"})
 
 
 def default_config_text() -> str:
@@ -342,9 +340,12 @@ def _optional(dotted: str, hint: object, item: _Value, from_file: bool) -> objec
 
 
 def _sequence(dotted: str, hint: object, item: _Value, from_file: bool) -> tuple:
-    """tuple[X, ...]: a list of X, or one X standing for a list of one (`channels: 2`)."""
+    """tuple[X, ...]: a list of X, or one X standing for a list of one (`channels: 2`,
+    `connect_in: keystation`)."""
     value = item.value
     if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if isinstance(value, str) and dotted in _TEXT_IS_LIST:
         value = [value]
     if not isinstance(value, list | tuple):
         raise _rejected(dotted, hint, item, dotted in _CHANNELS and from_file)
@@ -403,7 +404,7 @@ def _file_channel(dotted: str, value: int | float, item: _Value) -> int:
 def _accepted(dotted: str, hint: object, channel: bool) -> str:
     if channel:
         if dotted == "engine.channels":
-            return "a list of MIDI channels 1-16, or [] for all"
+            return "a list of MIDI channels 1-16, or [] for all but 10 (drums)"
         return "a MIDI channel 1-16, or null"
     text = _describe(hint)
     low, high, exclusive = _RANGES.get(dotted, (None, None, False))
@@ -582,7 +583,7 @@ def load_settings(config_file: str | None = None, overrides: dict[str, object] |
         values[dotted] = _convert(dotted, hint, item, from_file=False)
         kept.append((dotted, value))
     if values.get("ports.backend") is None:
-        values["ports.backend"] = platform_backend()
+        values["ports.backend"] = "auto"
     settings = _build(Settings, values)
     assert isinstance(settings, Settings)
     _check_together(settings, items)

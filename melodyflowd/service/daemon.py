@@ -12,8 +12,9 @@ Thin shell around the pure engine. The threads:
 
 Signals only set flags; the main loop acts on them between two sleeps:
   SIGHUP           reread config and chart, regenerate, swap at the next bar line; changed
-                   engine settings apply at once, port settings at the next start; an
-                   invalid chart or config is logged and the old one keeps playing
+                   engine settings and connect patterns apply at once, other port
+                   settings at the next start; an invalid chart or config is logged
+                   and the old one keeps playing
   SIGUSR1          regenerate (a new bank for the same chart; with --phrases: reread it)
   SIGTERM, SIGINT  stop the callback, send the note-offs owed (engine.panic), close the
                    ports, exit 0
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import sys
 import time
@@ -45,6 +47,7 @@ log = logging.getLogger("melodyflowd")
 LOOP_SECONDS = 0.02            # main-loop tick: signal and generator latency, not MIDI
 GIL_SWITCH_SECONDS = 0.0005    # how long a busy main thread may keep the callback waiting
 SERVER_CHECK_SECONDS = 1.0     # how often to look whether the JACK server is still ours
+CONNECT_SECONDS = 1.0          # how often to look for new ports to connect (connect_in/out)
 GC_YOUNG = 700                 # collect (in the main loop) once this many objects are new
 GC_OLDER = 10                  # ... and an older generation after this many of the younger
 
@@ -64,10 +67,28 @@ def collect_garbage() -> int | None:
     return generation
 
 
+def stderr_is_journal() -> bool:
+    """Whether stderr goes to systemd's journal: JOURNAL_STREAM names its "device:inode",
+    and it must be our fd 2 (a child of a service may inherit the variable but write
+    elsewhere)."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    device, _, inode = stream.partition(":")
+    try:
+        info = os.fstat(sys.stderr.fileno())
+        return (int(device), int(inode)) == (info.st_dev, info.st_ino)
+    except (ValueError, OSError, AttributeError):
+        return False
+
+
 def setup_logging(level: str) -> None:
-    """Lines on stderr that read well in journald (which adds time and unit itself)."""
+    """Lines on stderr: with the time on a terminal or in a file; without it in the journal,
+    which adds the time and the unit itself."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    if stderr_is_journal():
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s.%(msecs)03d %(levelname)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S"))
     root = logging.getLogger("melodyflowd")
     root.handlers[:] = [handler]
     root.propagate = False
@@ -107,6 +128,8 @@ class Daemon:
         self.chart: Any = None
         self.engine: Any = None
         self.ports: Any = None
+        self.connector: Any = None
+        self.requested_ports = settings.ports      # before `auto` became a backend
         self.generator: Any = None
         self.pending: Pending | None = None
         self.follow_charts: tuple = ()        # follow mode: the charts its lines are written on
@@ -339,15 +362,14 @@ class Daemon:
             log.error("chart reload failed: %s: %s; the old chart keeps playing",
                       settings.chart, exc.strerror or exc)
             return
-        if settings.ports != self.settings.ports:
-            log.warning("port settings changed: they take effect at the next restart")
+        ports = self._reload_connections(settings.ports)
         if settings.view != self.settings.view:
             log.warning("view settings changed: they take effect at the next restart")
         engine_changed = settings.engine != self.settings.engine
         if engine_changed:
             self.engine.update_settings(settings.engine)      # live from the next message
             log.info("engine settings updated")
-        self.settings = replace(settings, ports=self.settings.ports, view=self.settings.view)
+        self.settings = replace(settings, ports=ports, view=self.settings.view)
         logging.getLogger("melodyflowd").setLevel(
             getattr(logging, str(self.settings.log_level).upper(), logging.INFO))
         if engine_changed and self.follow_banks:
@@ -384,8 +406,9 @@ class Daemon:
 
     # -- lifecycle -----------------------------------------------------------------------
     def run(self) -> int:
+        from melodyflowd.live.connect import check_connect_backend, open_connector
         from melodyflowd.live.engine import Engine
-        from melodyflowd.live.ports import open_ports
+        from melodyflowd.live.ports import choose_backend, open_ports
         from melodyflowd.live.transport import Transport
         from melodyflowd.music.sources import load_chart
 
@@ -410,6 +433,13 @@ class Daemon:
 
                 self.view = DaemonView(settings.view)
                 self.view.start()
+            # The MIDI system is chosen (and its absence reported) before any generation.
+            backend = choose_backend(settings.ports.backend)
+            if backend != settings.ports.backend:
+                log.info("MIDI backend: %s (%s)", backend, settings.ports.backend)
+                settings = self.settings = replace(
+                    settings, ports=replace(settings.ports, backend=backend))
+            check_connect_backend(settings.ports)
             if settings.phrases:
                 bank = self._load_bank_file(self.chart)
                 self.bank_source = f"file {settings.phrases}"
@@ -452,6 +482,8 @@ class Daemon:
             log.info("ready: %r -> %r on %s; %d bars, %d variations", settings.ports.in_name,
                      settings.ports.out_name, settings.ports.backend, len(self.chart.bars),
                      bank.n_variations)
+            self.connector = open_connector(settings.ports)
+            self._connect_ports()
             sdnotify.ready(self._status())
             self._next_queued()
             return self.serve()
@@ -465,6 +497,7 @@ class Daemon:
         interval = float(self.settings.stats_interval or 0)
         self._next_stats = time.monotonic() + interval if interval > 0 else None
         self._next_server_check = time.monotonic() + SERVER_CHECK_SECONDS
+        self._next_connect = time.monotonic() + CONNECT_SECONDS
         failures = 0
         while self.flags.stop is None:
             try:
@@ -493,6 +526,9 @@ class Daemon:
                 log.error("%s; exiting with status 1 so that the service manager "
                           "restarts melodyflowd on the new server", gone)
                 return 1
+        if self.connector is not None and now >= self._next_connect:
+            self._next_connect = now + CONNECT_SECONDS
+            self._connect_ports()
         if self.flags.reload:
             self.flags.reload = False
             self.reload()
@@ -528,10 +564,53 @@ class Daemon:
                     self.engine.settings.controls, action):
                 log.warning("view: %s is off (engine.controls)", action)
 
+    def _reload_connections(self, requested: Any) -> Any:
+        """New connect_in / connect_out patterns apply at once (the next poll joins what they
+        match; joined ports stay joined); other port settings at the next start. Returns the
+        port settings in force."""
+        from melodyflowd.live.connect import open_connector
+
+        old = self.requested_ports
+        patterns = {"connect_in": requested.connect_in, "connect_out": requested.connect_out}
+        blank = dict.fromkeys(patterns, ())
+        if replace(requested, **blank) != replace(old, **blank):
+            log.warning("port settings changed: they take effect at the next restart")
+        if (requested.connect_in, requested.connect_out) == (old.connect_in, old.connect_out):
+            return self.settings.ports
+        ports = replace(self.settings.ports, **patterns)
+        try:
+            connector = open_connector(ports)
+        except UserError as exc:
+            log.error("new connections: %s; keeping the old ones", exc)
+            return self.settings.ports
+        if self.connector is not None:
+            self.connector.close()
+        self.connector = connector
+        self.requested_ports = replace(old, **patterns)
+        log.info("connect_in %s, connect_out %s", list(ports.connect_in) or "none",
+                 list(ports.connect_out) or "none")
+        self._connect_ports()
+        return ports
+
+    def _connect_ports(self) -> None:
+        """Join the ports that match connect_in / connect_out and are new (main loop)."""
+        if self.connector is None:
+            return
+        try:
+            made = self.connector.poll()
+        except Exception as exc:                # the graph changed under us: next time
+            log.warning("looking for ports to connect: %s", exc)
+            return
+        for line in made:
+            log.info("%s", line)
+
     def shutdown(self) -> None:
         """Stop the callback, send every note-off owed, close the ports, stop the child."""
         sdnotify.stopping()
         gc.enable()
+        if self.connector is not None:
+            self.connector.close()
+            self.connector = None
         if self.view is not None:
             self.view.close()
             self.view = None

@@ -243,8 +243,18 @@ def test_channel_filter_and_out_channel() -> None:
     assert e.handle(off(60, 0, ch=0), 0.1) == [off(60, 0, ch=0)]
 
 
-def test_all_sixteen_channels_then_all_notes_off() -> None:
+def test_drum_channel_passes_through_unless_named() -> None:
     e = make_engine(mode="poly")
+    assert e.handle(on(36, 100, ch=9), 0.0) == [on(36, 100, ch=9)]     # a kick drum
+    assert e.handle(off(36, 0, ch=9), 0.1) == [off(36, 0, ch=9)]
+    assert e.handle(on(60, 100, ch=8), 0.0) == [[0x98, 62, 100]]
+    named = make_engine(mode="poly", channels=(9,))
+    assert named.handle(on(36, 100, ch=9), 0.0) == [[0x99, 62, 100]]
+    assert named.handle(on(60, 100, ch=0), 0.0) == [on(60, 100, ch=0)]
+
+
+def test_all_sixteen_channels_then_all_notes_off() -> None:
+    e = make_engine(mode="poly", channels=tuple(range(16)))
     for ch in range(16):
         out = e.handle(on(60, 100, ch), 0.0)
         assert out[-1][0] == 0x90 | ch
@@ -474,7 +484,7 @@ def test_note_off_without_note_on() -> None:
 
 
 def test_flood_of_notes_leaves_nothing_on() -> None:
-    e = make_engine(mode="poly")
+    e = make_engine(mode="poly", channels=tuple(range(16)))
     sounding: dict[tuple[int, int], int] = {}
     t = 0.0
     for i in range(2000):                          # 1000 notes/s over every channel

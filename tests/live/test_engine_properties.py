@@ -25,7 +25,7 @@ CONTROL_CCS = {20, 21, 22, 23, 24}          # the ControlMap defaults, any chann
 PROPS = settings(max_examples=150, deadline=None,
                  suppress_health_check=[HealthCheck.too_slow])
 
-channels = st.integers(0, 3)
+channels = st.sampled_from([0, 1, 2, 3, 9])          # 9: the GM drum channel
 notes = st.integers(30, 90)
 data = st.integers(0, 127)
 
@@ -47,7 +47,7 @@ message = st.one_of(note_on, note_on, note_off, note_off, aftertouch, control, o
 engine_settings = st.builds(
     EngineSettings,
     mode=st.sampled_from(["mono", "poly"]),
-    channels=st.sampled_from([(), (0,), (1, 2)]),
+    channels=st.sampled_from([(), (0,), (1, 2), (0, 9)]),
     out_channel=st.sampled_from([None, 0, 3]),
     split=st.sampled_from([None, 48, 60]),
     anticipation_ms=st.sampled_from([0.0, 120.0, 500.0]),
@@ -71,7 +71,8 @@ def narrow(bank: PhraseBank) -> PhraseBank:
 
 
 def remapped(s: EngineSettings, ch: int, note: int) -> bool:
-    return (not s.channels or ch in s.channels) and (s.split is None or note >= s.split)
+    return (ch in s.channels if s.channels else ch != 9) and \
+        (s.split is None or note >= s.split)
 
 
 def passes(s: EngineSettings, msg: list[int]) -> bool:

@@ -282,6 +282,7 @@ def test_hand_checked_bolivia_link_and_musicxml_agree():
     assert link.bars[16].chords[0].alternate.symbol == "Bb7sus"
 
 
+@pytest.mark.slow                       # 3-6 s a playlist: not in `make test-fast`
 @pytest.mark.parametrize("name", ["pop400.txt", "country.txt", "irealbook.txt",
                                   "playlist.html", "brendan.html", "strange.html"])
 def test_real_playlists_import_and_pass_check(name):

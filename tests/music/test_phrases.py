@@ -240,9 +240,9 @@ def _abs_notes(track: mido.MidiTrack) -> list[tuple[int, str, int, int]]:
     return out
 
 
-def test_bank_to_midi(tmp_path: Path) -> None:
+def test_bank_to_midi_tracks(tmp_path: Path) -> None:
     bank = make_bank()
-    midi = bank_to_midi(bank)
+    midi = bank_to_midi(bank, tracks=True)
     assert midi.type == 1
     assert len(midi.tracks) == 1 + bank.n_variations
     tpb = midi.ticks_per_beat
@@ -270,6 +270,28 @@ def test_bank_to_midi(tmp_path: Path) -> None:
     again = mido.MidiFile(path)
     assert len(again.tracks) == 3
     assert sum(1 for m in again.tracks[1] if m.type == "note_on") == 4
+
+
+def test_bank_to_midi_plays_the_variations_one_after_another() -> None:
+    bank = make_bank()
+    midi = bank_to_midi(bank)
+    tpb = midi.ticks_per_beat
+    form = len(bank.bars) * bank.beats_per_bar * tpb
+    assert len(midi.tracks) == 2
+    now, markers = 0, []
+    for msg in midi.tracks[0]:
+        now += msg.time
+        if msg.type == "marker":
+            markers.append((now, msg.text))
+    assert markers == [(0, "variation 1"), (0, "Dm7"), (2 * tpb, "G7"), (4 * tpb, "Cj7"),
+                       (form, "variation 2"), (form, "Dm7"), (form + 2 * tpb, "G7"),
+                       (form + 4 * tpb, "Cj7")]
+    ons = [(t, p) for t, kind, p, _ in _abs_notes(midi.tracks[1]) if kind == "on"]
+    tracks = bank_to_midi(bank, tracks=True)
+    first = [(t, p) for t, kind, p, _ in _abs_notes(tracks.tracks[1]) if kind == "on"]
+    second = [(t + form, p) for t, kind, p, _ in _abs_notes(tracks.tracks[2]) if kind == "on"]
+    assert ons == first + second
+    assert {m.channel for m in midi.tracks[1] if m.type == "note_on"} == {0}
 
 
 def test_bank_to_midi_repeated_pitch_does_not_overlap() -> None:

@@ -48,6 +48,9 @@ def test_import_writes_one_readable_chart_a_tune(tmp_path):
     assert text.count("\n    | ") == 8                     # one line a bar
     chart = load_chart(str(out / "blues-in-c.yaml"))
     assert len(chart.bars) == 12 and chart.style == "swing"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(out / "blues-in-c.yaml").st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_import_one_tune_and_a_bad_folder(tmp_path):

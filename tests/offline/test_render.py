@@ -56,9 +56,36 @@ def test_render_json_is_a_bank(setup, tmp_path):
     assert [name for name in os.listdir(tmp_path)] == ["bank.json"]   # no temp file left
 
 
-def test_render_midi_has_a_track_a_variation_with_markers(setup, tmp_path):
+def test_render_midi_plays_the_variations_one_after_another(setup, tmp_path):
     out = tmp_path / "bank.mid"
     result = render(setup, out)
+    assert result.exit_code == 0, result.output
+    midi = mido.MidiFile(str(out))
+    assert len(midi.tracks) == 2
+    markers = [m.text for m in midi.tracks[0] if m.type == "marker"]
+    assert [m for m in markers if m.startswith("variation")] == [
+        "variation 1", "variation 2", "variation 3"]
+    assert markers.count("Dm7") == 3
+    # Played back, the notes take three times the form (11 bars of 4 beats), not one.
+    form_ticks = 11 * 4 * midi.ticks_per_beat
+    now, onsets = 0, []
+    for message in midi.tracks[1]:
+        now += message.time
+        if message.type == "note_on" and message.velocity:
+            onsets.append(now)
+    assert min(onsets) < form_ticks and 2 * form_ticks <= max(onsets) < 3 * form_ticks
+    assert oct(os.stat(out).st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_render_midi_tracks_has_a_track_a_variation_with_markers(setup, tmp_path):
+    out = tmp_path / "bank.mid"
+    result = render(setup, out, "--tracks")
     assert result.exit_code == 0, result.output
     midi = mido.MidiFile(str(out))
     with_notes = [t for t in midi.tracks if any(m.type == "note_on" for m in t)]
@@ -88,7 +115,9 @@ def test_render_png_is_a_piano_roll(setup, tmp_path):
 
     image = matplotlib.image.imread(str(out))
     height, width = image.shape[:2]
-    assert width > 800 and height > 300             # a chord lane and three rows
+    # 11 bars: two lines (8 + 3 bars), each a chord lane and three rows
+    assert 800 < width < 1400 and height > 2 * 3 * 100
+    assert oct(os.stat(out).st_mode & 0o777) == oct(0o666 & ~_umask())
 
 
 def test_unknown_extension_is_a_user_error(setup, tmp_path):
@@ -153,7 +182,7 @@ def test_render_in_a_real_process(setup, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-c", script, "render", "--chart", str(setup["chart"]),
          "--out", str(out), "--config", str(setup["config"]), "--model", str(setup["model"]),
-         "--variations", "2",
+         "--variations", "2", "--tracks",
          "--scale", "pentatonic", "--temperature", "1.2"],
         capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
@@ -198,3 +227,24 @@ def test_a_model_that_cannot_load_is_reported_once(setup, tmp_path):
     assert last.startswith("render: error:") and str(missing) in last
     assert result.stderr.count("model directory not found") == 1, result.stderr
     assert not out.exists() and os.listdir(tmp_path) == []
+
+
+def test_a_long_chart_wraps_and_the_title_names_the_style(tmp_path):
+    from melodyflowd.music.phrases import BankBar, BankChord, BarPhrase, PhraseBank, PhraseNote
+    from melodyflowd.offline.render import piano_roll, roll_title
+
+    adapter = tmp_path / "models" / "adapters" / "bebop"
+    adapter.mkdir(parents=True)
+    bars = tuple(BankBar(i, (BankChord("C7", 0.0, 4.0),)) for i in range(32))
+    variations = tuple(tuple(BarPhrase(i, (PhraseNote(60 + v, 200, 250, 90, 0.0, "C7"),))
+                             for i in range(32)) for v in range(4))
+    bank = PhraseBank("Long", 160.0, (4, 4), bars, variations, model="default",
+                      adapter=str(adapter), seed=7)
+    assert roll_title(bank) == "Long - default + bebop, seed 7"
+    out = tmp_path / "long.png"
+    with open(out, "wb") as handle:
+        piano_roll(bank, handle)
+    import matplotlib.image
+
+    height, width = matplotlib.image.imread(str(out)).shape[:2]
+    assert width <= 1300 and height > width          # four lines of 8 bars, not one strip

@@ -19,7 +19,6 @@ from melodyflowd.service.config import (
     default_config_path,
     default_config_text,
     load_settings,
-    platform_backend,
     reload_settings,
 )
 
@@ -82,7 +81,7 @@ def test_defaults_file_names_every_setting_and_nothing_else() -> None:
 def test_defaults_file_agrees_with_the_dataclass_defaults() -> None:
     settings = load_settings()
     assert settings == Settings()
-    assert settings.ports.backend == platform_backend()
+    assert settings.ports.backend == "auto"
     assert settings.config_file is None and settings.overrides == ()
 
 

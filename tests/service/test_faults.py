@@ -297,7 +297,7 @@ def test_invalid_chart_and_sighup_with_the_generator_keeps_playing(jack_server, 
         daemon.send_signal(signal.SIGHUP)
         assert daemon.wait_log("chart reload failed", timeout=5, after=mark), daemon.log()
         error = next(line for line in daemon.lines[mark:] if "chart reload failed" in line)
-        assert error.startswith("ERROR") and "Q#lydian" in error, error
+        assert "ERROR chart reload failed" in error and "Q#lydian" in error, error
         assert re.search(re.escape(chart.name) + r":\d+", error), error     # file:line
         time.sleep(0.5)
         assert not any("regenerating" in line for line in daemon.lines[mark:]), daemon.log()

@@ -50,7 +50,8 @@ def _bad_input_once(jack_server, tmp_path: Path):
     """One take: bad messages, SysEx, all 16 channels, then a flood of 1000 notes/s for
     two seconds. Returns (alive, exit status, messages out, daemon, peer, JACK loss)."""
     chart, bank = write_files(tmp_path)
-    daemon = DaemonProcess(jack_server, tmp_path, ["--chart", str(chart), "--phrases", str(bank)])
+    daemon = DaemonProcess(jack_server, tmp_path, ["--chart", str(chart), "--phrases", str(bank),
+                                                   "--channels", "all"])     # 10 too
     peer = None
     alive = False
     try:

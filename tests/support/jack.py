@@ -51,6 +51,20 @@ def jack_available() -> str | None:
     return None
 
 
+def remove_jack_leftovers(name: str) -> None:
+    """After the server `name` stopped (or was killed): remove the files it and its clients
+    left (semaphores, socket), its registry slot, and the memory segments of dead servers."""
+    from tests.support.jack_registry import (
+        reclaim_stale_servers,
+        release_dead_segments,
+        remove_server_files,
+    )
+
+    remove_server_files(name)
+    reclaim_stale_servers()
+    release_dead_segments()
+
+
 class _SlotsFull(Exception):
     pass
 
@@ -87,6 +101,7 @@ def reclaim_dead_servers() -> list[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        remove_jack_leftovers(name)
     return freed
 
 
@@ -149,6 +164,7 @@ class JackServer:
         raise RuntimeError(f"jackd did not answer within {timeout} s")
 
     def stop(self) -> None:
+        started = self.proc is not None
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -157,6 +173,8 @@ class JackServer:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        if started:
+            remove_jack_leftovers(self.name)
         if self.log_path is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self.log_path)
