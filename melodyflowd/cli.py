@@ -17,7 +17,7 @@ import click
 from melodyflowd import __version__
 from melodyflowd.errors import UserError
 from melodyflowd.music.instruments import INSTRUMENTS
-from melodyflowd.service.config import SCALES
+from melodyflowd.music.scale_modes import SCALE_MODES
 
 BACKENDS = ["auto", "alsa", "jack", "coremidi", "windows"]
 
@@ -78,7 +78,7 @@ SETTING_FLAGS: tuple[tuple[str, str, click.ParamType, str], ...] = (
     ("--channels", "engine.channels", ChannelsParam(),
      "Input channels remapped, 1-16: 1 or 1,2 or 1-4, or all. Default: every channel but "
      "10 (General MIDI drums)."),
-    ("--scale", "generation.scale", click.Choice(SCALES),
+    ("--scale", "generation.scale", click.Choice(SCALE_MODES),
      "Which pitches the phrases use over each chord."),
     ("--temperature", "generation.temperature", click.FloatRange(0.05, 5.0),
      "Sampling temperature: lower is safer, higher is wilder."),
@@ -239,6 +239,20 @@ def _check_playlist(source: str, as_json: bool) -> None:
         sys.exit(1)
 
 
+def generation_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options render and apply share: the config file and the generation settings."""
+    for option in reversed((
+        click.option("--config", "config_file", type=click.Path(dir_okay=False)),
+        click.option("--model", help="Model directory or hub id (default: the embedded model)."),
+        click.option("--adapter", help="LoRA adapter directory or style name."),
+        click.option("--variations", type=click.IntRange(1, 64)),
+        click.option("--seed", type=int),
+        click.option("--scale", type=click.Choice(SCALE_MODES)),
+    )):
+        command = option(command)
+    return command
+
+
 @tools_main.command()
 @click.option("--chart", "chart_file", required=True,
               help="YAML chart, iReal Pro link or playlist, or MusicXML lead sheet.")
@@ -248,13 +262,7 @@ def _check_playlist(source: str, as_json: bool) -> None:
                    ".png (piano roll).")
 @click.option("--tracks", is_flag=True,
               help=".mid: one track a variation, each from bar 1 (parallel takes in a DAW).")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False))
-@click.option("--model", help="Model directory or hub id (default: the embedded model).")
-@click.option("--adapter", help="LoRA adapter directory or style name.")
-@click.option("--variations", type=click.IntRange(1, 64))
-@click.option("--seed", type=int)
-@click.option("--scale", type=click.Choice(["chord-scale", "pentatonic", "chord-tones",
-                                            "chromatic", "metrical"]))
+@generation_options
 @click.option("--temperature", type=float, help="Sampling temperature, 0.05 to 5.")
 @click.option("--instrument", type=click.Choice(INSTRUMENTS),
               help="Register: where this instrument's solos sit.")
@@ -295,13 +303,7 @@ def render(chart_file: str, tune: str | None, out_file: str, tracks: bool,
               help="Play this phrase bank (.json) instead of generating one.")
 @click.option("--start-bar", type=click.IntRange(1, None), default=1, show_default=True,
               help="Bar of the chart that tick 0 of the file is beat 1 of.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False))
-@click.option("--model", help="Model directory or hub id (default: the embedded model).")
-@click.option("--adapter", help="LoRA adapter directory or style name.")
-@click.option("--variations", type=click.IntRange(1, 64))
-@click.option("--seed", type=int)
-@click.option("--scale", type=click.Choice(["chord-scale", "pentatonic", "chord-tones",
-                                            "chromatic", "metrical"]))
+@generation_options
 @click.option("--temperature", type=click.FloatRange(0.05, 5.0))
 @click.option("--instrument", type=click.Choice(INSTRUMENTS),
               help="Register: where this instrument's solos sit.")

@@ -1,4 +1,7 @@
-"""The one exception type a user can fix: the CLI prints it as one line and exits 2."""
+"""The errors a user sees as one line: UserError (exit status 2: fix the file or setting)
+and RetryError (exit status 1: something outside may change, a service manager tries
+again). Exit statuses, one meaning each: 0 stopped by SIGTERM/SIGINT; 2 the user's file
+or setting (chart, config, bank, model); 1 anything else (retry)."""
 
 from __future__ import annotations
 
@@ -34,6 +37,15 @@ class UserError(Exception):
                     where += f":{self.column}"
             where += ": "
         return where + self.detail
+
+
+class RetryError(UserError):
+    """One clear line, like UserError, for what may pass without the user changing any file
+    or setting: the JACK server not running yet, a port name still held by a melodyflowd
+    that is stopping, a generator process killed (out of memory) while starting. Exit
+    status 1, so that systemd's Restart=on-failure tries again."""
+
+    exit_code = 1
 
 
 def run_reporting_user_errors(prog: str, step: Callable[..., object], *args: Any,

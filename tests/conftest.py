@@ -19,7 +19,8 @@ WJAZZD = ROOT.parent / "shared" / "data" / "wjazzd" / "wjazzd-train.db"
 MODEL_MODULES = frozenset({
     "tests/generate/test_compose.py", "tests/generate/test_constraint.py",
     "tests/generate/test_fastllama.py", "tests/generate/test_model.py",
-    "tests/generate/test_worker.py", "tests/offline/test_render.py",
+    "tests/generate/test_scale_modes.py", "tests/generate/test_worker.py",
+    "tests/offline/test_render.py",
     "tests/training/test_training.py",
 })
 

@@ -91,3 +91,13 @@ def test_check_in_a_real_process(tmp_path):
     lines = bad.stderr.strip().split("\n")
     assert len(lines) == 1, bad.stderr
     assert f"{song}:3:29:" in lines[0] and "'Hm7'" in lines[0]
+
+
+def test_check_json_writes_fractions_as_the_phrase_bank_does(tmp_path):
+    chart = tmp_path / "thirds.yaml"
+    chart.write_text('title: Thirds\ntempo: 120\ntime: 2/4\nchords: "| C D E | F |"\n')
+    result = CliRunner().invoke(tools_main, ["check", "--json", str(chart)])
+    assert result.exit_code == 0, result.output
+    chords = json.loads(result.stdout)["bars"][0]["chords"]     # a warning goes to stderr
+    assert [(c["start_beat"], c["beats"]) for c in chords] == \
+        [(0, 0.666667), (0.666667, 0.666667), (1.333333, 0.666667)]

@@ -153,11 +153,14 @@ def cache_path(cache_dir: str | os.PathLike[str], key: str) -> Path:
 
 
 def load_cached(cache_dir: str | os.PathLike[str], key: str, *, bars: int | None = None,
-                variations: int | None = None, seed: int | None = None) -> PhraseBank | None:
+                variations: int | None = None, seed: int | None = None,
+                generation: GenerationSettings | None = None) -> PhraseBank | None:
     """The cached bank for key, or None. A file that does not load as a bank, or whose shape
-    does not match (bar count, variation count, seed, when given), is logged and ignored, so
-    the caller generates it again and ``store`` replaces it."""
-    from melodyflowd.music.phrases import load_bank
+    does not match (bar count, variation count, seed, when given; its pitches outside the
+    range of `generation`, or else of its own settings), is logged and ignored, so the
+    caller generates it again and ``store`` replaces it. A FIFO, device or oversized file
+    in its place is not read (files.read_bytes)."""
+    from melodyflowd.music.phrases import BankError, check_bank_pitches, load_bank
 
     path = cache_path(cache_dir, key)
     if not path.exists():
@@ -175,6 +178,14 @@ def load_cached(cache_dir: str | os.PathLike[str], key: str, *, bars: int | None
         problems.append(f"{bank.n_variations} variations, expected {variations}")
     if seed is not None and bank.seed != seed:
         problems.append(f"seed {bank.seed}, expected {seed}")
+    try:
+        if generation is not None:
+            check_bank_pitches(bank, str(path), generation.low, generation.high,
+                               generation.constraint, generation.instrument)
+        else:
+            check_bank_pitches(bank, str(path))
+    except BankError as exc:
+        problems.append(exc.detail)
     if problems:
         log.warning("ignoring cache file %s (%s); generating again", path, "; ".join(problems))
         return None

@@ -21,6 +21,7 @@ Same chart, model, settings and seed -> the same bank.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import secrets
 import time
@@ -57,6 +58,14 @@ DECODE_THREADS = environment().threads or 1
 USE_FAST_FORWARD = not environment().hf_forward
 MAX_CACHE = 4096            # tokens of KV cache a row; longer rows slide a window
 TOP_K = 64                  # top-p looks at the 64 likeliest tokens first (all when needed)
+# A chart whose parts x variations fit MAX_ROWS_AT_ONCE rows is written in one batched
+# run. A longer one in runs of RUN_ROWS rows one after another, so that memory grows with
+# that, not with the chart, the first part alone first (playable soonest). bench/long_chart
+# (4 variations, embedded model): 1,000 bars in one run peaked at 1,437 MB; in runs of 16
+# rows 544 MB, of 8 rows 498 MB (an 8-bar chart: 413 MB).
+MAX_ROWS_AT_ONCE = 32
+RUN_ROWS = 8
+RUN_SEED_STEP = 104729      # run k of a long chart draws from seed + k * this
 
 
 @dataclass
@@ -69,6 +78,7 @@ class ComposeStats:
     seconds: float = 0.0
     prefills: int = 0            # context windows read (1 + re-reads when a row overruns)
     segments: int = 1            # parts of the chart written side by side
+    runs: int = 1                # batched runs one after another (plan_runs)
     dropped: int = 0             # rows the model stopped computing once they were done
 
 
@@ -135,7 +145,8 @@ def _settings_dict(settings: GenerationSettings) -> dict:
     return {"scale": settings.scale, "constraint": settings.constraint,
             "penalty": settings.penalty, "temperature": settings.temperature,
             "top_p": settings.top_p, "trend_notes": settings.trend_notes,
-            "trend_range": settings.trend_range, "low": settings.low, "high": settings.high}
+            "trend_range": settings.trend_range, "low": settings.low, "high": settings.high,
+            "instrument": settings.instrument}
 
 
 @dataclass(frozen=True, slots=True)
@@ -532,15 +543,31 @@ def _edge_pitch(bars: list[list[PhraseNote]], segment: Segment, last: bool) -> i
     return notes[-1].pitch if last else notes[0].pitch
 
 
+def plan_runs(segments: list[Segment], variations: int) -> list[list[Segment]]:
+    """The parts in playing order as batched runs: all in one when they fit
+    MAX_ROWS_AT_ONCE rows; else the first part alone (playable while the rest is written),
+    then runs of at most RUN_ROWS rows (all the variations of a part in the same run)."""
+    if len(segments) * variations <= MAX_ROWS_AT_ONCE:
+        return [list(segments)]
+    per_run = max(1, RUN_ROWS // max(1, variations))
+    rest = segments[1:]
+    return [segments[:1]] + [rest[i:i + per_run] for i in range(0, len(rest), per_run)]
+
+
 def compose_bank(chart: Chart, loaded: LoadedModel, settings: GenerationSettings,
-                 progress: Callable[[int, int], None] | None = None) -> PhraseBank:
-    """The whole chart, settings.variations variations, in one batched generation run."""
-    return compose(chart, loaded, settings, progress).bank
+                 progress: Callable[[int, int], None] | None = None,
+                 partial: Callable[[PhraseBank], None] | None = None) -> PhraseBank:
+    """The whole chart, settings.variations variations (see compose)."""
+    return compose(chart, loaded, settings, progress, partial).bank
 
 
 def compose(chart: Chart, loaded: LoadedModel, settings: GenerationSettings,
-            progress: Callable[[int, int], None] | None = None) -> Composed:
-    """As compose_bank, with what the run took (steps, tokens, parts ...)."""
+            progress: Callable[[int, int], None] | None = None,
+            partial: Callable[[PhraseBank], None] | None = None) -> Composed:
+    """The bank, with what the run took (steps, tokens, parts ...). A chart longer than
+    one run (plan_runs) is written run after run; after each run but the last, `partial`
+    gets the bank so far: the bars written, the others empty (the engine plays a chord's
+    own tones there)."""
     if "wait" not in loaded.profile.columns:
         raise UserError("the model's profile has no 'wait' column, so phrases cannot follow "
                         "the chart; accepted: a profile whose columns include wait",
@@ -550,29 +577,87 @@ def compose(chart: Chart, loaded: LoadedModel, settings: GenerationSettings,
     seed = settings.seed if settings.seed is not None else secrets.randbelow(2 ** 31)
     stats = ComposeStats()
     segments = plan_segments(chart, loaded)
-    stats.segments = len(segments)
-    rows = generate_rows(chart, loaded, settings, settings.variations, seed, progress, stats,
-                         segments)
-    variations = _assemble(rows, chart, loaded, settings.variations)
-    # A variation with a bar that has no notes is sampled again (with another seed). The
-    # constraint's wait bounds make this rare; the loop makes "never silent" hold anyway.
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        bad = _with_empty_bar(variations)
-        if not bad:
-            break
-        redo = generate_rows(chart, loaded, settings, len(bad), seed + 7919 * attempt,
-                             None, stats, segments)
-        again = _assemble(redo, chart, loaded, len(bad))
-        for i, bars in zip(bad, again, strict=True):
-            variations[i] = bars
+    runs = plan_runs(segments, settings.variations)
+    stats.segments, stats.runs = len(segments), len(runs)
+    n_bars = len(chart.bars)
+    variations: list[list[list[PhraseNote]]] = [[[] for _ in chart.bars]
+                                                for _ in range(settings.variations)]
+    last_part: list[tuple[Row, list[list[PhraseNote]]]] = []
+    for k, run in enumerate(runs):
+        run_seed = seed if k == 0 else (seed + RUN_SEED_STEP * k) % 2 ** 63
+        start, end = run[0].start, run[-1].end
+        rows = generate_rows(chart, loaded, settings, settings.variations, run_seed,
+                             _run_progress(progress, start, end, n_bars), stats, run)
+        last_part = _place(rows, last_part, variations, chart, loaded)
+        _rewrite_empty_bars(variations, chart, loaded, settings, run_seed, stats, run)
+        if k + 1 < len(runs):
+            _give_back_memory()
+            if partial is not None:
+                partial(_bank(chart, loaded, settings, seed, variations))
     if _with_empty_bar(variations):
         raise RuntimeError(f"a variation still has an empty bar after {MAX_ATTEMPTS} "
                            "attempts")
-    bank = PhraseBank(
+    return Composed(_bank(chart, loaded, settings, seed, variations), stats)
+
+
+def _give_back_memory() -> None:
+    """Between two runs: free what the run left, and hand the heap's free pages back to the
+    system (glibc keeps them otherwise, and the next run's peak adds to them)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _run_progress(progress: Callable[[int, int], None] | None, start: int, end: int,
+                  n_bars: int) -> Callable[[int, int], None] | None:
+    """A run's progress (bars of its own) as bars of the whole chart."""
+    if progress is None:
+        return None
+    return lambda done, _total: progress(start + min(done, end - start), n_bars)
+
+
+def _place(rows: list[Row], last_part: list[tuple[Row, list[list[PhraseNote]]]],
+           variations: list[list[list[PhraseNote]]], chart: Chart, loaded: LoadedModel
+           ) -> list[tuple[Row, list[list[PhraseNote]]]]:
+    """Write a run's rows into `variations`, chained (link_parts) to the last part of the
+    run before, which keeps its variations. Returns the rows of this run's last part."""
+    parsed = [(row, phrases_from_text(row.text, chart, loaded, row.segment)) for row in rows]
+    ours = {id(row) for row, _ in parsed}
+    linked = [item for item in link_parts(last_part + parsed) if id(item[0]) in ours]
+    for row, bars in linked:
+        for i in range(row.segment.start, row.segment.end):
+            variations[row.variation][i] = bars[i]
+    last = max(row.segment.start for row, _ in linked)
+    return [item for item in linked if item[0].segment.start == last]
+
+
+def _rewrite_empty_bars(variations: list[list[list[PhraseNote]]], chart: Chart,
+                        loaded: LoadedModel, settings: GenerationSettings, seed: int,
+                        stats: ComposeStats, run: list[Segment]) -> None:
+    """A variation with a bar of this run that has no notes is sampled again over the run
+    (with another seed). The constraint's wait bounds make this rare; the loop makes "never
+    silent" hold anyway."""
+    start, end = run[0].start, run[-1].end
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        bad = [v for v, bars in enumerate(variations) if not all(bars[start:end])]
+        if not bad:
+            return
+        redo = generate_rows(chart, loaded, settings, len(bad), seed + 7919 * attempt,
+                             None, stats, run)
+        again = _assemble(redo, chart, loaded, len(bad))
+        for v, bars in zip(bad, again, strict=True):
+            variations[v][start:end] = bars[start:end]
+
+
+def _bank(chart: Chart, loaded: LoadedModel, settings: GenerationSettings, seed: int,
+          variations: list[list[list[PhraseNote]]]) -> PhraseBank:
+    return PhraseBank(
         title=chart.title, tempo=float(chart.tempo), time=tuple(chart.time),
         bars=bank_bars(chart),
         variations=tuple(tuple(BarPhrase(bar=i, notes=tuple(notes))
                                for i, notes in enumerate(bars)) for bars in variations),
         model=loaded.name, adapter=loaded.adapter, seed=seed,
         settings=_settings_dict(settings))
-    return Composed(bank, stats)

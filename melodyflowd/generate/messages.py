@@ -83,9 +83,25 @@ class Made:
 class Refused:
     request_id: int
     text: str
+    retry: bool = False               # not the user's file or setting (a bug, say)
 
 
-Report = LogLine | ModelLoading | ModelLoaded | Started | Working | Made | Refused
+@message
+class MadePart:
+    """The bank so far of a long chart (compose's runs): the bars written, others empty."""
+
+    request_id: int
+    bank: PhraseBank
+    bars_done: int
+
+
+@message
+class Alive:
+    """The child's heartbeat (a thread of its own sends it every HEARTBEAT_SECONDS)."""
+
+
+Report = (LogLine | ModelLoading | ModelLoaded | Started | Working | Made | MadePart | Refused
+          | Alive)
 
 
 # -- events: what poll() returns ---------------------------------------------------------
@@ -108,9 +124,20 @@ class BankReady:
 
 
 @message
+class BankPart:
+    """The first bars of a long chart's bank, playable while the rest is written; a
+    BankReady with the whole bank follows (or Failed)."""
+
+    request_id: int
+    bank: PhraseBank
+    bars_done: int
+
+
+@message
 class Failed:
     request_id: int
     message: str              # one line, a UserError's text where the user can fix it
+    retry: bool = False       # not the user's file or setting: the child died, a bug
 
 
 @message
@@ -121,4 +148,4 @@ class ChildDied:
     message: str              # one line for the log
 
 
-Event = Progress | BankReady | Failed | ChildDied
+Event = Progress | BankPart | BankReady | Failed | ChildDied

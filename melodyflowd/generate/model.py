@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from melodyflowd.errors import UserError
+from melodyflowd.files import check_folder_files
 from melodyflowd.generate.textformat import PROFILE_FILE, ModelProfile
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
@@ -248,6 +249,11 @@ def _check_model_dir(directory: Path) -> None:
     if not (directory / "config.json").is_file():
         raise ModelError("missing config.json; a model directory needs config.json, "
                          "model.safetensors and tokenizer files", file=str(directory))
+    try:
+        check_folder_files(directory, "model", ModelError)
+    except OSError as exc:
+        raise ModelError(f"cannot read the model directory: {exc.strerror or exc}",
+                         file=exc.filename or str(directory)) from None
     weights = [directory / "model.safetensors", directory / "model.safetensors.index.json"]
     if not any(p.is_file() for p in weights):
         pickled = [p.name for p in directory.glob("*.bin")] + [p.name for p in
@@ -278,8 +284,17 @@ def _load_pretrained(source: str, *, local_only: bool):
 
     kwargs = dict(trust_remote_code=False, local_files_only=local_only)
     tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(source, use_safetensors=True,
-                                                 dtype=torch.float32, **kwargs)
+    model, info = AutoModelForCausalLM.from_pretrained(source, use_safetensors=True,
+                                                       dtype=torch.float32,
+                                                       output_loading_info=True, **kwargs)
+    # transformers fills tensors the weights lack with random numbers and goes on; a model
+    # that would play noise is an error here.
+    for kind, what in (("missing_keys", "lack"), ("mismatched_keys", "have the wrong shape for")):
+        names = sorted(str(name) for name in info.get(kind) or ())
+        if names:
+            raise ModelError(f"the weights {what} {len(names)} of the tensors the model "
+                             f"needs (e.g. {names[0]}); the model directory is incomplete or "
+                             "from another model", file=source)
     model.eval()
     return model, tokenizer
 
@@ -515,6 +530,12 @@ def load_model(spec: str | None = None, adapter: str | None = None, *,
         _check_model_dir(directory)
     profile = resolve_profile(directory, name)
     adapter_dir = resolve_adapter(adapter, directory) if adapter else None
+    if adapter_dir is not None and Path(adapter_dir).is_dir():
+        try:
+            check_folder_files(adapter_dir, "adapter", ModelError)
+        except OSError as exc:
+            raise ModelError(f"cannot read the adapter directory: {exc.strerror or exc}",
+                             file=exc.filename or str(adapter_dir)) from None
     adapter_name = str(adapter_dir) if adapter_dir else None
     config = lean_config(directory) if lean and directory is not None else None
     found = _load_lean(directory, config, adapter_dir) if config is not None else None

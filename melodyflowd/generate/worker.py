@@ -39,6 +39,7 @@ import multiprocessing
 import os
 import random
 import signal
+import threading
 import time
 import traceback
 from collections import deque
@@ -49,6 +50,8 @@ from typing import TYPE_CHECKING, Any
 from melodyflowd.errors import UserError
 from melodyflowd.generate import cache
 from melodyflowd.generate.messages import (  # noqa: F401 - the events are worker's API too
+    Alive,
+    BankPart,
     BankReady,
     Cancel,
     ChildDied,
@@ -57,6 +60,7 @@ from melodyflowd.generate.messages import (  # noqa: F401 - the events are worke
     Generate,
     LogLine,
     Made,
+    MadePart,
     ModelLoaded,
     ModelLoading,
     Progress,
@@ -72,6 +76,7 @@ from melodyflowd.service.config import GenerationSettings, Settings
 
 if TYPE_CHECKING:
     from melodyflowd.music.chart import Chart
+    from melodyflowd.music.phrases import PhraseBank
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +84,9 @@ MAX_ATTEMPTS = 3              # the child may die this many times on one request
 CHILD_NICE = 10               # niceness added in the child
 _STOP_GRACE = 2.0             # seconds the child gets to leave after "stop"
 _PROGRESS_EVERY = 0.1         # seconds between progress messages from the child
+HEARTBEAT_SECONDS = 0.5       # the child says Alive this often, whatever it is doing
+HEARTBEAT_TIMEOUT = 6.0       # silent this long: stopped (SIGSTOP) or hung, replaced
+SPAWN_GRACE = 60.0            # a new child's first word may take this long (a busy machine)
 
 
 
@@ -135,6 +143,8 @@ class GeneratorClient:
         self._ready: list[Event] = []              # answered in the parent, for the next poll
         self._next_id = 1
         self._started_at = 0.0
+        self._heard_at = 0.0                       # the child's last report (any kind)
+        self._heard_once = False                   # the current child has said anything
         self._quick_deaths = 0
         self._restart_at: float | None = None
         self._fresh_seeded = 0
@@ -162,7 +172,8 @@ class GeneratorClient:
         self._process = process
         self._requests = parent_writer
         self._events = parent_reader
-        self._started_at = time.monotonic()
+        self._started_at = self._heard_at = time.monotonic()
+        self._heard_once = False
         self._current = None
         self.model_ready = False
         self._restart_at = None
@@ -253,7 +264,8 @@ class GeneratorClient:
             log.warning("bank cache unavailable: %s", exc)
         if not fresh and keys:
             bank = cache.load_cached(cache_dir, keys[0], bars=len(chart.bars),
-                                     variations=generation.variations, seed=generation.seed)
+                                     variations=generation.variations, seed=generation.seed,
+                                     generation=generation)
             if bank is not None:
                 log.info("bank from cache (%s)", cache.cache_path(cache_dir, keys[0]).name)
                 self._ready.append(BankReady(request_id, bank, from_cache=True))
@@ -305,12 +317,24 @@ class GeneratorClient:
         broken = False
         try:
             while self._events.poll(0):
-                self._handle(self._events.recv(), out)
+                report = self._events.recv()
+                self._heard_at = time.monotonic()
+                self._heard_once = True
+                self._handle(report, out)
         except (EOFError, OSError):
             broken = True
         except Exception as exc:  # noqa: BLE001 - a garbled message: treat the child as lost
             log.error("generator process sent an unreadable message: %s", exc)
             broken = True
+        silent = time.monotonic() - self._heard_at
+        if not (exited or broken) and silent > (HEARTBEAT_TIMEOUT if self._heard_once
+                                                else SPAWN_GRACE):
+            # Stopped (SIGSTOP), or hung: it will not answer. SIGKILL ends a stopped
+            # process too; then it is replaced like one that died.
+            self._process.kill()
+            self._child_lost(out, f"did not answer for {silent:.0f} s (stopped or hung); "
+                                  "killed it")
+            return out
         if exited or broken:
             self._child_lost(out)
         return out
@@ -335,17 +359,22 @@ class GeneratorClient:
                 self._current = None
                 if self._pending.pop(request_id, None) is not None:
                     out.append(BankReady(request_id, bank, from_cache=False))
-            case Refused(request_id, text):
+            case MadePart(request_id, bank, bars_done):
+                if request_id in self._pending:
+                    out.append(BankPart(request_id, bank, bars_done))
+            case Refused(request_id, text, retry):
                 self._current = None
                 if self._pending.pop(request_id, None) is not None:
-                    out.append(Failed(request_id, text))
+                    out.append(Failed(request_id, text, retry=retry))
+            case Alive():
+                pass
             case _:
                 log.error("generator process sent an unknown message %r", report)
 
     def _oldest(self) -> int:
         return next(iter(self._pending), 0)
 
-    def _child_lost(self, out: list[Event]) -> None:
+    def _child_lost(self, out: list[Event], why: str | None = None) -> None:
         process = self._process
         if process.is_alive():          # its pipe broke but it runs: it cannot be trusted
             process.kill()
@@ -356,14 +385,15 @@ class GeneratorClient:
                 conn.close()
         lived = time.monotonic() - self._started_at
         blamed = self._current if self._current in self._pending else self._oldest()
-        message = f"generator process (pid {process.pid}) {_describe_exit(exitcode)}"
+        message = f"generator process (pid {process.pid}) {why or _describe_exit(exitcode)}"
         if blamed:
             pending = self._pending[blamed]
             pending.attempts += 1
             if pending.attempts >= MAX_ATTEMPTS:
                 del self._pending[blamed]
-                out.append(Failed(blamed, f"{message} {pending.attempts} times while "
-                                  "generating this bank; giving up on it"))
+                out.append(Failed(blamed, f"the generator process was lost "
+                                  f"{pending.attempts} times while writing this bank (the "
+                                  f"last: {message}); giving up on it", retry=True))
         self.restarts += 1
         self._quick_deaths = self._quick_deaths + 1 if lived < 5.0 else 0
         delay = 0.0 if self._quick_deaths <= 1 else min(30.0, 0.5 * 2 ** self._quick_deaths)
@@ -415,6 +445,10 @@ def _child_main(requests: Connection, events: Connection,
         os.environ[var] = str(threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")   # no bars on the daemon's log
+    events = _LockedSender(events)       # the heartbeat thread sends on it too
+    heartbeat = threading.Thread(target=_heartbeat, args=(events,), name="heartbeat",
+                                 daemon=True)
+    heartbeat.start()
     handler = _PipeLogHandler(events)
     ours = logging.getLogger("melodyflowd")
     ours.addHandler(handler)
@@ -422,6 +456,27 @@ def _child_main(requests: Connection, events: Connection,
     ours.propagate = False
     with contextlib.suppress(_ParentGone, BrokenPipeError, ConnectionError, EOFError):
         _Child(requests, events, threads, parent_pid).run(preload)
+
+
+class _LockedSender:
+    """A Connection's send for two threads (a Connection is not safe for that)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._lock = threading.Lock()
+
+    def send(self, report: Report) -> None:
+        with self._lock:
+            self._connection.send(report)
+
+
+def _heartbeat(events: _LockedSender) -> None:
+    """Alive every HEARTBEAT_SECONDS while the process runs (model loading and generation
+    leave the GIL often enough); when the process is stopped, so is this."""
+    with contextlib.suppress(OSError, ValueError, BrokenPipeError):
+        while True:
+            events.send(Alive())
+            time.sleep(HEARTBEAT_SECONDS)
 
 
 class _ParentGone(Exception):
@@ -438,6 +493,7 @@ class _Child:
         self.loaded: Any = None
         self.loaded_key: tuple[str | None, str | None] | None = None
         self.load_error: str | None = None
+        self.load_retry = False                   # the load failed, not for a user's reason
         self.queue: deque[Request] = deque()
         self.cancelled: set[int] = set()
 
@@ -486,6 +542,7 @@ class _Child:
             return
         self.loaded = None                            # free the old one first
         self.load_error = None
+        self.load_retry = False
         self.loaded_key = (model, adapter)
         name = model or "default"
         self.events.send(ModelLoading(f"loading model {name}"
@@ -502,6 +559,7 @@ class _Child:
             return
         except Exception as exc:  # noqa: BLE001 - reported, the child keeps serving
             self.load_error = f"cannot load model {name}: {type(exc).__name__}: {exc}"
+            self.load_retry = True
             logging.getLogger(__name__).error("%s\n%s", self.load_error, traceback.format_exc())
             return
         from melodyflowd.generate.compose import USE_FAST_FORWARD
@@ -518,7 +576,8 @@ class _Child:
         adapter = adapter_for(generation.model, generation.adapter, chart.style)
         self.ensure_model(generation.model, adapter)
         if self.loaded is None:
-            self.events.send(Refused(request_id, self.load_error or "model not loaded"))
+            self.events.send(Refused(request_id, self.load_error or "model not loaded",
+                                     retry=self.load_retry))
             return
         last = [0.0]
 
@@ -530,10 +589,15 @@ class _Child:
                 last[0] = now
                 self.events.send(Working(request_id, done, total, "generating"))
 
+        def partial(bank: PhraseBank) -> None:
+            done = sum(1 for phrase in bank.variations[0] if phrase.notes) if \
+                bank.variations else 0
+            self.events.send(MadePart(request_id, bank, done))
+
         try:
             from melodyflowd.generate.compose import compose_bank
 
-            bank = compose_bank(chart, self.loaded, generation, progress)
+            bank = compose_bank(chart, self.loaded, generation, progress, partial)
         except (_ParentGone, BrokenPipeError, ConnectionError):
             raise
         except UserError as exc:
@@ -543,7 +607,8 @@ class _Child:
             logging.getLogger(__name__).error("generation failed:\n%s", traceback.format_exc())
             first = str(exc).splitlines()[0] if str(exc) else ""
             self.events.send(Refused(request_id,
-                                     f"generation failed: {type(exc).__name__}: {first}"))
+                                     f"generation failed: {type(exc).__name__}: {first}",
+                                     retry=True))
             return
         for key in keys:
             cache.store(generation.cache_dir, key, bank)

@@ -6,6 +6,14 @@ with the message and a `time.perf_counter` timestamp, sends what comes back, and
 the handler's time (perf_counter_ns around `handle`) into a preallocated ring. No
 logging, no I/O, no locks: the main loop reads the ring and the error counter when it
 prints its stats line.
+
+SysEx: a message that starts with 0xF0 takes the rare path: midistream.split_messages
+takes apart what rtmidi joined after a SysEx without its end byte (the messages a player
+sent after it are played), and a SysEx goes on only when `ports.sysex` allows it, it is
+whole and not longer than SYSEX_MAX_BYTES; the others are counted in `Timing.dropped`.
+rtmidi's JACK input delivers nothing while a SysEx is open, so on JACK a small client of
+ours, `SysexClear`, sends an empty SysEx into our input port every few milliseconds: it
+closes an open SysEx and is never passed on.
 """
 
 from __future__ import annotations
@@ -14,13 +22,15 @@ import contextlib
 import os
 import re
 import sys
+import threading
 import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from melodyflowd.errors import UserError
+from melodyflowd.errors import RetryError, UserError
+from melodyflowd.live.midistream import SYSEX, SYSEX_CLEAR, split_messages, sysex_passes
 
 Handler = Callable[[list[int], float], Sequence[Sequence[int]]]
 
@@ -30,6 +40,7 @@ ALSA_SEQUENCER = "/dev/snd/seq"
 RING_SIZE = 4096                     # a power of two: the callback masks, never divides
 _RING_MASK = RING_SIZE - 1
 _ALSA_ADDRESS = re.compile(r"\s+\d+:\d+$")
+SYSEX_CLEAR_SECONDS = 0.01       # how long rtmidi's JACK input may stay deaf to an open SysEx
 
 
 def _rtmidi() -> Any:
@@ -73,10 +84,10 @@ def _client(kind: str, backend: str, name: str) -> Any:
                             "(with a JACK server running)") from exc
         if backend == "jack":
             server = os.environ.get("JACK_DEFAULT_SERVER", "default")
-            raise UserError(f"cannot reach the JACK server {server!r} ({exc}); start one "
+            raise RetryError(f"cannot reach the JACK server {server!r} ({exc}); start one "
                             "(e.g. jackd -d alsa, or qjackctl) or use --backend alsa"
                             ) from exc
-        raise UserError(f"cannot open the {backend} MIDI backend: {exc}") from exc
+        raise RetryError(f"cannot open the {backend} MIDI backend: {exc}") from exc
 
 
 @contextlib.contextmanager
@@ -200,6 +211,7 @@ class Timing:
     count: list[int] = field(default_factory=lambda: [0])     # messages handled, ever
     sent: list[int] = field(default_factory=lambda: [0])      # messages the callback sent
     errors: list[int] = field(default_factory=lambda: [0])    # handler exceptions, ever
+    dropped: list[int] = field(default_factory=lambda: [0])   # SysEx not passed on, ever
 
     def samples(self) -> list[int]:
         n = min(self.count[0], RING_SIZE)
@@ -219,15 +231,45 @@ class Timing:
 
 
 def _make_callback(handler: Handler, send: Callable[[Sequence[int]], None],
-                   timing: Timing) -> Callable[[tuple[list[int], float], object], None]:
+                   timing: Timing, sysex: bool = False
+                   ) -> Callable[[tuple[list[int], float], object], None]:
+    """The rtmidi callback. `sysex`: whether whole SysEx messages go on to the handler."""
     ring, count, errors, sent = timing.ring, timing.count, timing.errors, timing.sent
+    dropped = timing.dropped
     clock = time.perf_counter_ns
     seconds = time.perf_counter           # the same clock, as the float the handler takes
+
+    def handle(message: list[int], now: float) -> None:
+        start = clock()
+        try:
+            out = handler(message, now)
+            took = clock() - start
+            for message in out:
+                send(message)
+            sent[0] += len(out)
+        except Exception:
+            errors[0] += 1
+            took = clock() - start
+        i = count[0]
+        ring[i & _RING_MASK] = took
+        count[0] = i + 1
+
+    def on_sysex(message: list[int], now: float) -> None:
+        if len(message) == 2 and message[1] == 0xF7:        # SYSEX_CLEAR alone: not ours
+            return
+        for piece in split_messages(message):
+            if piece[0] == SYSEX and not sysex_passes(piece, sysex):
+                dropped[0] += 1
+            else:
+                handle(piece, now)
 
     def on_midi(event: tuple[list[int], float], _data: object = None) -> None:
         message = event[0]
         now = seconds()
-        start = clock()
+        if message and message[0] == SYSEX:
+            on_sysex(message, now)
+            return
+        start = clock()                   # `handle`, inline: the common path saves a call
         try:
             out = handler(message, now)
             took = clock() - start
@@ -244,6 +286,37 @@ def _make_callback(handler: Handler, send: Callable[[Sequence[int]], None],
     return on_midi
 
 
+class SysexClear:
+    """A JACK client of ours whose output is joined to our input port and sends it an empty
+    SysEx every SYSEX_CLEAR_SECONDS, from a thread: rtmidi's JACK input, which stops
+    delivering after a SysEx without its end byte, then hands over the joined bytes (the
+    callback takes them apart) and listens again."""
+
+    def __init__(self, target: str, client_name: str) -> None:
+        self._out = _client("out", "jack", client_name)
+        ports = list(self._out.get_ports())
+        if target not in ports:
+            self._out.delete()
+            raise RetryError(f"cannot find our own JACK input port {target!r}; ports: "
+                             + ", ".join(ports))
+        self._out.open_port(ports.index(target), client_name)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sysex-clear", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        send = self._out.send_message
+        clear = list(SYSEX_CLEAR)
+        while not self._stop.wait(SYSEX_CLEAR_SECONDS):
+            send(clear)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1)
+        self._out.close_port()
+        self._out.delete()
+
+
 class Ports:
     """An open input/output pair. `close()` stops the callback first, so the main loop
     may then call the engine itself (panic) and `send` what it owes."""
@@ -253,9 +326,11 @@ class Ports:
         self.backend = backend
         self.in_name = settings.in_name
         self.out_name = settings.out_name
+        self.sysex = bool(getattr(settings, "sysex", False))
         self.timing = Timing()
         self._in: Any = None
         self._out: Any = None
+        self._clear: SysexClear | None = None
         self._jack_socket = _jack_socket() if backend == "jack" else None
         try:
             self._open(handler)
@@ -278,16 +353,48 @@ class Ports:
             existing = list(self._in.get_ports()) + list(self._out.get_ports())
             for name, flag in ((self.in_name, "--in-name"), (self.out_name, "--out-name")):
                 if _taken(name, existing):
-                    raise UserError(f"MIDI port name {name!r} is already taken on {backend} "
+                    raise RetryError(f"MIDI port name {name!r} is already taken on {backend} "
                                     f"(another melodyflowd running?); stop it or pass {flag}")
             try:
-                self._out.open_virtual_port(self.out_name)
-                self._in.open_virtual_port(self.in_name)
+                if backend == "jack":
+                    self._open_jack()
+                else:
+                    self._out.open_virtual_port(self.out_name)
+                    self._in.open_virtual_port(self.in_name)
             except rtmidi.RtMidiError as exc:
-                raise UserError(f"cannot open virtual MIDI ports on {backend}: {exc}") from exc
-        # Clock, SPP and SysEx must reach the engine; active sensing passes through too.
+                raise RetryError(f"cannot open virtual MIDI ports on {backend}: {exc}"
+                                 ) from exc
+        # Clock and SPP must reach the engine, SysEx the callback (see the module's doc);
+        # active sensing passes through too.
         self._in.ignore_types(sysex=False, timing=False, active_sense=False)
-        self._in.set_callback(_make_callback(handler, self._out.send_message, self.timing))
+        self._in.set_callback(_make_callback(handler, self._out.send_message, self.timing,
+                                             sysex=self.sysex))
+        if backend == "jack":
+            self._clear = SysexClear(self.in_full_name, f"melodyflowd {os.getpid()} sysex-clear")
+
+    def _open_jack(self) -> None:
+        """Open the two ports under names only this process uses, read the client names
+        JACK gave (a second client of the same name becomes 'NAME-01'), then rename the
+        ports. Two daemons started at the same instant both pass the check in `_open`; the
+        one JACK renamed refuses, naming the port it would have had."""
+        marker = f"~{os.getpid()}-{id(self) & 0xFFFF:x}"
+        self._out.open_virtual_port(self.out_name + marker)
+        self._in.open_virtual_port(self.in_name + marker)
+        full: dict[str, str] = {}
+        for what, client, name, listing in (("in", self._in, self.in_name,
+                                             self._out.get_ports()),
+                                            ("out", self._out, self.out_name,
+                                             self._in.get_ports())):
+            port = next((p for p in listing if p.endswith(":" + name + marker)), None)
+            real_client = port.rpartition(":")[0] if port else name
+            client.set_port_name(name)
+            full[what] = f"{real_client}:{name}"
+            if real_client != name:
+                flag = "--in-name" if what == "in" else "--out-name"
+                raise RetryError(f"MIDI port name {name!r} is already taken on jack (another "
+                                f"melodyflowd started at the same moment; JACK named ours "
+                                f"{full[what]!r}); stop it or pass {flag}")
+        self.in_full_name, self.out_full_name = full["in"], full["out"]
 
     @staticmethod
     def _open_existing(client: Any, name: str, what: str) -> None:
@@ -327,12 +434,18 @@ class Ports:
 
     def stop_input(self) -> None:
         """Stop calling the handler (the input port stays until close)."""
+        if self._clear is not None:
+            self._clear.close()
+            self._clear = None
         if self._in is not None:
             self._in.cancel_callback()
 
     def close(self, drain: float = 0.0) -> None:
         """Stop the callback, then close both ports. `drain` seconds let a JACK out port
         flush what was just sent (it is written in the next process cycle)."""
+        if self._clear is not None:
+            self._clear.close()
+            self._clear = None
         if self._in is not None:
             self._in.cancel_callback()
             self._in.close_port()

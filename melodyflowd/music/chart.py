@@ -36,10 +36,11 @@ from typing import Any
 import yaml
 
 from melodyflowd.errors import UserError
+from melodyflowd.files import CHART_MAX_BYTES, read_bytes
 from melodyflowd.music.form import Signs, playing_order
 from melodyflowd.music.meter import bar_beats, quarters_per_unit
 from melodyflowd.music.theory import NO_CHORD, Chord, ChordError, note_names, parse_chord
-from melodyflowd.numbers import plain
+from melodyflowd.numbers import json_number, plain
 from melodyflowd.yamlnodes import node_kind, yaml_problem
 
 
@@ -180,6 +181,19 @@ class _Source:
 
 def parse_chart(text: str, filename: str = "<chart>") -> Chart:
     """Parse chart YAML text. Raises ChartError naming filename:line:column."""
+    try:
+        return _parse_chart(text, filename)
+    except RecursionError:
+        raise ChartError("not a YAML chart: nested too deeply (lists or mappings inside "
+                         "each other hundreds of levels deep)", file=filename) from None
+    except ValueError as exc:
+        if "digits" not in str(exc):            # int() of a number too long to convert
+            raise
+        raise ChartError("not a YAML chart: a number with thousands of digits",
+                         file=filename) from None
+
+
+def _parse_chart(text: str, filename: str) -> Chart:
     src = _Source(text, filename)
     root = _compose(src)
     loader_values = _Values(src)
@@ -254,7 +268,7 @@ def parse_chart(text: str, filename: str = "<chart>") -> Chart:
 def load_chart(path: str) -> Chart:
     """Read and parse a chart file. Missing/unreadable file -> ChartError."""
     try:
-        data = Path(path).read_bytes()
+        data = read_bytes(path, "the chart", CHART_MAX_BYTES, ChartError)
     except FileNotFoundError:
         raise ChartError("no such chart file: give the path of a YAML chart", file=path) from None
     except IsADirectoryError:
@@ -511,106 +525,158 @@ def _line_break_between(src: _Source, line: yaml.ScalarNode, positions: dict[int
 def _bar(src: _Source, line: yaml.ScalarNode, tokens: list[tuple[str, int]],
          time: tuple[int, int], previous: list[tuple[ChordSpan, ...] | None],
          what: str) -> tuple[ChordSpan, ...] | None:
-    num, den = time
+    """One bar's chord spans; None for a rest bar ('_'); '%' repeats the bar before."""
     if tokens[0][0] in ("%", "_"):
-        sign = tokens[0][0]
-        if len(tokens) > 1:
-            raise src.error(f"{sign!r} must be alone in its bar, found {tokens[1][0]!r} after "
-                            f"it: {BAR_SYNTAX}", line, tokens[1][1])
-        if sign == "_":
-            return None
-        if not previous:
-            raise src.error(f"'%' in the first bar of {what} has no previous bar to repeat: "
-                            f"write the chord", line, tokens[0][1])
-        return previous[-1]
+        return _repeat_or_rest(src, line, tokens, previous, what)
+    items = _bar_items(src, line, tokens)
+    num, den = time
+    if len(items) > num:
+        src.warn(f"{len(items)} chords in a bar of {num} beats ({num}/{den}): "
+                 f"{plain(round(num / len(items), 3))} beat each", line, items[0].offset)
+    _check_filled(src, line, items, time)
+    free_shares = sum(item.shares for item in items if item.beats is None)
+    remaining = num - sum(item.beats for item in items if item.beats is not None)
+    return _spans(items, _free_sizes(remaining, free_shares), quarters_per_unit(den))
 
-    # items: [chord, given beats or None, offset, text, alternate]; '/' adds a share to the
-    # chord before it
-    items: list[list[Any]] = []
-    shares: list[int] = []
+
+@dataclass(slots=True)
+class _BarItem:
+    """A chord written in a bar: its beats after ':' (None: a share of the rest)."""
+
+    chord: Chord
+    beats: float | None
+    offset: int
+    text: str
+    alternate: Chord | None = None
+    shares: int = 1                 # 1 + the '/' written after it
+
+
+def _repeat_or_rest(src: _Source, line: yaml.ScalarNode, tokens: list[tuple[str, int]],
+                    previous: list[tuple[ChordSpan, ...] | None],
+                    what: str) -> tuple[ChordSpan, ...] | None:
+    sign = tokens[0][0]
+    if len(tokens) > 1:
+        raise src.error(f"{sign!r} must be alone in its bar, found {tokens[1][0]!r} after "
+                        f"it: {BAR_SYNTAX}", line, tokens[1][1])
+    if sign == "_":
+        return None
+    if not previous:
+        raise src.error(f"'%' in the first bar of {what} has no previous bar to repeat: "
+                        f"write the chord", line, tokens[0][1])
+    return previous[-1]
+
+
+def _is_alternate(text: str) -> bool:
+    """An alternate chord in parentheses after its chord: C7 (Gb7)."""
+    return text.startswith("(") and text.endswith(")") and len(text) > 2 \
+        and text[1] in "ABCDEFGN"
+
+
+def _bar_items(src: _Source, line: yaml.ScalarNode,
+               tokens: list[tuple[str, int]]) -> list[_BarItem]:
+    items: list[_BarItem] = []
     for text, offset in tokens:
         if text in ("%", "_"):
             raise src.error(f"{text!r} must be alone in its bar: {BAR_SYNTAX}", line, offset)
         if text == "/":
-            if not items:
-                raise src.error(f"'/' at the start of a bar has no chord to extend: "
-                                f"{BAR_SYNTAX}", line, offset)
-            if items[-1][1] is not None:
-                raise src.error(f"'/' after {items[-1][3]!r} which has a beat count: use "
-                                f"either Chord:beats or '/'", line, offset)
-            shares[-1] += 1
-            continue
-        if text.startswith("(") and text.endswith(")") and len(text) > 2 \
-                and text[1] in "ABCDEFGN":
-            if not items:
-                raise src.error(f"alternate chord {text!r} has no chord before it to stand "
-                                f"for: write it after the chord, e.g. C7 (Gb7)", line, offset)
-            try:
-                items[-1][4] = parse_chord(text[1:-1])
-            except ChordError as exc:
-                raise src.error(exc.detail, line, offset + 1) from None
-            continue
-        symbol, colon, count = text.partition(":")
-        beats: float | None = None
-        if colon:
-            beats = _beats(src, line, text, offset + len(symbol) + 1, count)
-        try:
-            chord = parse_chord(symbol)
-        except ChordError as exc:
-            raise src.error(exc.detail, line, offset) from None
-        if symbol.strip() not in NO_CHORD and symbol.rstrip()[-1:] in STRAY:
-            src.warn(f"{symbol!r} ends in stray punctuation {symbol.rstrip()[-1]!r}: read as "
-                     f"{symbol.rstrip().rstrip(STRAY)!r}", line, offset)
-        items.append([chord, beats, offset, text, None])
-        shares.append(1)
+            _extend_last(src, line, items, offset)
+        elif _is_alternate(text):
+            _set_alternate(src, line, items, text, offset)
+        else:
+            items.append(_chord_item(src, line, text, offset))
     if not items:
         raise src.error(f"bar has no chord: {BAR_SYNTAX}", line, tokens[0][1])
-    if len(items) > num:
-        src.warn(f"{len(items)} chords in a bar of {num} beats ({num}/{den}): "
-                 f"{plain(round(num / len(items), 3))} beat each", line, items[0][2])
+    return items
 
-    given = sum(item[1] for item in items if item[1] is not None)
-    free_shares = sum(s for item, s in zip(items, shares, strict=True) if item[1] is None)
+
+def _extend_last(src: _Source, line: yaml.ScalarNode, items: list[_BarItem],
+                 offset: int) -> None:
+    """'/' adds a share of the bar to the chord before it."""
+    if not items:
+        raise src.error(f"'/' at the start of a bar has no chord to extend: "
+                        f"{BAR_SYNTAX}", line, offset)
+    if items[-1].beats is not None:
+        raise src.error(f"'/' after {items[-1].text!r} which has a beat count: use "
+                        f"either Chord:beats or '/'", line, offset)
+    items[-1].shares += 1
+
+
+def _set_alternate(src: _Source, line: yaml.ScalarNode, items: list[_BarItem], text: str,
+                   offset: int) -> None:
+    if not items:
+        raise src.error(f"alternate chord {text!r} has no chord before it to stand "
+                        f"for: write it after the chord, e.g. C7 (Gb7)", line, offset)
+    try:
+        items[-1].alternate = parse_chord(text[1:-1])
+    except ChordError as exc:
+        raise src.error(exc.detail, line, offset + 1) from None
+
+
+def _chord_item(src: _Source, line: yaml.ScalarNode, text: str, offset: int) -> _BarItem:
+    """`Chord` or `Chord:beats`."""
+    symbol, colon, count = text.partition(":")
+    beats: float | None = None
+    if colon:
+        beats = _beats(src, line, text, offset + len(symbol) + 1, count)
+    try:
+        chord = parse_chord(symbol)
+    except ChordError as exc:
+        raise src.error(exc.detail, line, offset) from None
+    if symbol.strip() not in NO_CHORD and symbol.rstrip()[-1:] in STRAY:
+        src.warn(f"{symbol!r} ends in stray punctuation {symbol.rstrip()[-1]!r}: read as "
+                 f"{symbol.rstrip().rstrip(STRAY)!r}", line, offset)
+    return _BarItem(chord, beats, offset, text)
+
+
+def _check_filled(src: _Source, line: yaml.ScalarNode, items: list[_BarItem],
+                  time: tuple[int, int]) -> None:
+    """The counted beats fit the bar, leaving room for the chords without a count."""
+    num, den = time
+    given = sum(item.beats for item in items if item.beats is not None)
+    free_shares = sum(item.shares for item in items if item.beats is None)
     remaining = num - given
     if remaining < -1e-9 or (free_shares and remaining <= 1e-9):
-        # name the counted chord that used up the bar
-        limit = num - (1e-9 if free_shares else -1e-9)
-        running = 0.0
-        bad = items[-1]
-        for item in items:
-            running += item[1] or 0
-            if item[1] is not None and running >= limit:
-                bad = item
-                break
-        raise src.error(f"beats overflow the bar: {bad[3]!r} brings the bar to "
+        bad = _overflowing(items, num - (1e-9 if free_shares else -1e-9))
+        raise src.error(f"beats overflow the bar: {bad.text!r} brings the bar to "
                         f"{plain(given)} of {num} beats in {num}/{den} "
                         f"(counts after ':' must add up to {num}, leaving room for chords "
-                        f"without one)", line, bad[2])
+                        f"without one)", line, bad.offset)
     if not free_shares and abs(remaining) > 1e-9:
         raise src.error(f"bar is short: its beats add up to {plain(given)} but a {num}/{den} "
                         f"bar has {num} (give every beat to a chord, or leave a chord without "
-                        f"':' to take the rest)", line, items[-1][2])
+                        f"':' to take the rest)", line, items[-1].offset)
 
-    # even split of the free units: whole beats where possible, the first chords longer
-    free_sizes: list[float]
+
+def _overflowing(items: list[_BarItem], limit: float) -> _BarItem:
+    """The counted chord that used up the bar (the last chord if none alone did)."""
+    running = 0.0
+    for item in items:
+        running += item.beats or 0
+        if item.beats is not None and running >= limit:
+            return item
+    return items[-1]
+
+
+def _free_sizes(remaining: float, free_shares: int) -> list[float]:
+    """An even split of the free shares: whole beats where possible, the first ones longer."""
     if free_shares and abs(remaining - round(remaining)) < 1e-9 and free_shares <= remaining:
-        whole = round(remaining)
-        base, extra = divmod(whole, free_shares)
-        free_sizes = [float(base + (1 if k < extra else 0)) for k in range(free_shares)]
-    else:
-        free_sizes = [remaining / free_shares] * free_shares if free_shares else []
+        base, extra = divmod(round(remaining), free_shares)
+        return [float(base + (1 if k < extra else 0)) for k in range(free_shares)]
+    return [remaining / free_shares] * free_shares if free_shares else []
 
-    unit = quarters_per_unit(den)
+
+def _spans(items: list[_BarItem], free_sizes: list[float], unit: float) -> tuple[ChordSpan, ...]:
     spans: list[ChordSpan] = []
     start = 0.0
     k = 0
-    for item, share in zip(items, shares, strict=True):
-        if item[1] is not None:
-            length = item[1]
+    for item in items:
+        if item.beats is not None:
+            length = item.beats
         else:
-            length = sum(free_sizes[k:k + share])
-            k += share
-        spans.append(ChordSpan(item[0], _clean(start * unit), _clean(length * unit), item[4]))
+            length = sum(free_sizes[k:k + item.shares])
+            k += item.shares
+        spans.append(ChordSpan(item.chord, _clean(start * unit), _clean(length * unit),
+                               item.alternate))
         start += length
     return tuple(spans)
 
@@ -634,10 +700,6 @@ def _clean(x: float) -> float:
 
 # --------------------------------------------------------------------------- output
 
-def _num(x: float) -> int | float:
-    return int(x) if float(x).is_integer() else x
-
-
 def chart_to_json(chart: Chart) -> dict:
     """The `melodyflow check --json` shape: title, tempo, time, and per bar its chord spans."""
     bars = []
@@ -645,8 +707,8 @@ def chart_to_json(chart: Chart) -> dict:
         chords = []
         for span in bar.chords:
             c = span.chord
-            chords.append({"symbol": c.symbol, "start_beat": _num(span.start_beat),
-                           "beats": _num(span.beats), "root": c.root, "bass": c.bass,
+            chords.append({"symbol": c.symbol, "start_beat": json_number(span.start_beat),
+                           "beats": json_number(span.beats), "root": c.root, "bass": c.bass,
                            "tones": list(c.tones), "scale": list(c.scale),
                            "pentatonic": list(c.pentatonic)})
             if span.alternate is not None:
@@ -657,7 +719,7 @@ def chart_to_json(chart: Chart) -> dict:
         if bar.empty:
             entry["empty"] = True
         bars.append(entry)
-    return {"title": chart.title, "tempo": _num(chart.tempo), "time": list(chart.time),
+    return {"title": chart.title, "tempo": json_number(chart.tempo), "time": list(chart.time),
             "key": chart.key, "style": chart.style, "bars": bars}
 
 

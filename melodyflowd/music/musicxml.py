@@ -24,6 +24,7 @@ import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass, field
 
+from melodyflowd.files import UNPACKED_MAX_BYTES
 from melodyflowd.music.form import Signs, playing_order
 from melodyflowd.music.leadsheet import LeadSheet, SheetBar, SheetChord, SourceError
 from melodyflowd.music.meter import bar_beats, quarters_per_unit
@@ -65,6 +66,9 @@ def read_mxl(data: bytes, source: str) -> LeadSheet:
         names = archive.namelist()
         target = None
         if "META-INF/container.xml" in names:
+            if archive.getinfo("META-INF/container.xml").file_size > 1 << 20:
+                raise SourceError("META-INF/container.xml in this .mxl archive is over 1 MB",
+                                   file=source)
             container = _parse(archive.read("META-INF/container.xml"), source)
             target = next((e.get("full-path") for e in container.iter()
                            if _local(e.tag) == "rootfile" and e.get("full-path")), None)
@@ -73,6 +77,11 @@ def read_mxl(data: bytes, source: str) -> LeadSheet:
                            and n.lower().endswith((".xml", ".musicxml"))), None)
         if target is None:
             raise SourceError("no MusicXML score inside this .mxl archive", file=source)
+        size = archive.getinfo(target).file_size
+        if size > UNPACKED_MAX_BYTES:
+            raise SourceError(f"the score inside this .mxl archive unpacks to {size} bytes, "
+                               f"over the limit of {UNPACKED_MAX_BYTES // (1 << 20)} MB",
+                               file=source)
         return read_root(_parse(archive.read(target), source), source)
 
 

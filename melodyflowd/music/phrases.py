@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from melodyflowd.errors import UserError
-from melodyflowd.files import atomic_file
+from melodyflowd.files import BANK_MAX_BYTES, atomic_file, read_bytes
 from melodyflowd.music.meter import bar_beats
-from melodyflowd.numbers import plain
+from melodyflowd.numbers import JSON_DECIMALS, json_number, plain
 
 if TYPE_CHECKING:
     import mido
@@ -104,6 +104,39 @@ def bank_bars(chart: Chart) -> tuple[BankBar, ...]:
         for i, bar in enumerate(chart.bars))
 
 
+# Notes one variation of a bank may hold in one bar (the generator writes at most 16).
+MAX_NOTES_PER_BAR = 64
+
+
+def check_bank_pitches(bank: PhraseBank, source: str = "<bank>", low: int | None = None,
+                       high: int | None = None, constraint: str | None = None,
+                       instrument: str | None = None) -> None:
+    """Raise BankError when a bank written with the hard constraint holds a note outside
+    the range it was written for: the instrument's register when one is named, else
+    `low`..`high` (each, when not given, what the bank's own settings claim). The soft
+    constraint makes other pitches unlikely, not impossible (a random model writes them all
+    the time), so a soft bank promises no range to check."""
+    from melodyflowd.music.instruments import REGISTERS
+
+    claims = bank.settings
+    low = low if low is not None else claims.get("low")
+    high = high if high is not None else claims.get("high")
+    constraint = constraint or claims.get("constraint")
+    instrument = instrument or claims.get("instrument")
+    if instrument in REGISTERS:
+        low, high = REGISTERS[instrument].low, REGISTERS[instrument].high
+    if constraint != "hard" or not isinstance(low, int) or not isinstance(high, int):
+        return
+    for v, row in enumerate(bank.variations):
+        for phrase in row:
+            for k, note in enumerate(phrase.notes):
+                if not low <= note.pitch <= high:
+                    raise BankError(
+                        f"variations[{v}][{phrase.bar}].notes[{k}].pitch: {note.pitch} is "
+                        f"outside the range the bank was written for ({low}..{high}, "
+                        "hard constraint)", file=source)
+
+
 def check_bank_for_chart(bank: PhraseBank, chart: Chart, source: str = "<bank>") -> None:
     """Raise BankError when a bank was not written for this chart (bars or chords differ)."""
     want = bank_bars(chart)
@@ -124,31 +157,24 @@ def check_bank_for_chart(bank: PhraseBank, chart: Chart, source: str = "<bank>")
 # JSON
 # ---------------------------------------------------------------------------------------------
 
-def _num(value: float) -> float | int:
-    """Whole numbers as ints (as people write them), others rounded to 6 decimals."""
-    if float(value).is_integer():
-        return int(value)
-    return round(float(value), 6)
-
-
 def bank_to_json(bank: PhraseBank) -> dict[str, Any]:
     """The bank as plain JSON data (json.dumps-able): format, chart, model, settings, bars
     with their chord spans, and variations[v][bar] as lists of notes."""
     return {
         "format": BANK_FORMAT,
-        "chart": {"title": bank.title, "tempo": _num(bank.tempo), "time": list(bank.time)},
+        "chart": {"title": bank.title, "tempo": json_number(bank.tempo), "time": list(bank.time)},
         "model": bank.model,
         "adapter": bank.adapter,
         "seed": bank.seed,
         "settings": dict(bank.settings),
         "bars": [{"index": bar.index,
-                  "chords": [{"symbol": c.symbol, "start_beat": _num(c.start_beat),
-                              "beats": _num(c.beats)} for c in bar.chords]}
+                  "chords": [{"symbol": c.symbol, "start_beat": json_number(c.start_beat),
+                              "beats": json_number(c.beats)} for c in bar.chords]}
                  for bar in bank.bars],
         "variations": [
             [{"bar": phrase.bar,
               "notes": [{"pitch": n.pitch, "duration_ms": n.duration_ms, "wait_ms": n.wait_ms,
-                         "velocity": n.velocity, "beat": round(float(n.beat), 6),
+                         "velocity": n.velocity, "beat": round(float(n.beat), JSON_DECIMALS),
                          "chord": n.chord} for n in phrase.notes]}
              for phrase in variation]
             for variation in bank.variations],
@@ -326,8 +352,11 @@ def bank_from_json(data: object, source: str = "<bank>") -> PhraseBank:
             if r.integer(phrase["bar"], f"{ppath}.bar") != b:
                 raise r.fail(f"{ppath}.bar", phrase["bar"], f"{b} (phrases in bar order)")
             notes: list[PhraseNote] = []
-            for k, note_data in enumerate(r.list(phrase["notes"], f"{ppath}.notes", "notes",
-                                                 nonempty=False)):
+            listed = r.list(phrase["notes"], f"{ppath}.notes", "notes", nonempty=False)
+            if len(listed) > MAX_NOTES_PER_BAR:
+                raise BankError(f"{ppath}.notes: {len(listed)} notes in one bar; a bank holds "
+                                f"at most {MAX_NOTES_PER_BAR} a bar", file=source)
+            for k, note_data in enumerate(listed):
                 npath = f"{ppath}.notes[{k}]"
                 note = r.mapping(note_data, npath, _NOTE_KEYS)
                 notes.append(PhraseNote(
@@ -349,7 +378,7 @@ def load_bank(path: str | os.PathLike[str]) -> PhraseBank:
     """Read and validate a phrase bank file. Every problem is a BankError naming the file."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_bytes(path, "the phrase bank", BANK_MAX_BYTES, BankError).decode("utf-8")
     except FileNotFoundError:
         raise BankError("phrase bank file not found; give a .json written by "
                         "`melodyflow render --out bank.json`", file=name) from None
@@ -364,6 +393,12 @@ def load_bank(path: str | os.PathLike[str]) -> PhraseBank:
     except json.JSONDecodeError as exc:
         raise BankError(f"not valid JSON: {exc.msg}", file=name, line=exc.lineno,
                         column=exc.colno) from None
+    except RecursionError:
+        raise BankError("not a phrase bank: nested too deeply (lists inside lists hundreds "
+                        "of levels deep)", file=name) from None
+    except ValueError as exc:                    # int() of a number too long to convert
+        raise BankError(f"not a phrase bank: {str(exc).splitlines()[0][:80]}",
+                        file=name) from None
     return bank_from_json(data, source=name)
 
 

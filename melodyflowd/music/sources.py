@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from melodyflowd.errors import UserError
+from melodyflowd.files import IMPORT_MAX_BYTES, read_bytes, read_head
 from melodyflowd.music import chart as chart_module
 from melodyflowd.music.chart import Chart, ChartError, parse_chart
 from melodyflowd.music.leadsheet import LeadSheet, SourceError, to_yaml
@@ -52,11 +53,7 @@ def is_import_source(source: str) -> bool:
         return True
     if path.suffix.lower() in (".yaml", ".yml"):
         return False
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(1 << 16)
-    except OSError:
-        return False
+    head = read_head(path, 1 << 16)        # a FIFO or device: b"", read as a YAML chart
     return (b"irealb://" in head or b"irealbook://" in head or b"<score-partwise" in head
             or b"<score-timewise" in head or head.lstrip().startswith(b"<?xml"))
 
@@ -102,7 +99,7 @@ def _titled(sheet: LeadSheet) -> tuple[str, LeadSheet]:
 
 def _read(path: Path) -> bytes:
     try:
-        return path.read_bytes()
+        return read_bytes(path, "an imported chart file", IMPORT_MAX_BYTES, SourceError)
     except FileNotFoundError:
         raise SourceError("no such file: give a YAML chart, an irealb:// link, a playlist or "
                            "a MusicXML lead sheet", file=str(path)) from None

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 
 from melodyflowd.errors import UserError
+from melodyflowd.music.scale_modes import PER_CHORD_MODES
 
 
 class ChordError(UserError):
@@ -57,52 +58,49 @@ NO_CHORD = frozenset({"NC", "N.C.", "N.C", "N/C"})
 _FOLD = str.maketrans({"♭": "b", "♯": "#", "Δ": "^", "△": "^", "°": "o", "Ø": "ø",
                        "–": "-", "−": "-"})
 
-# Scales as intervals from the root.
-SCALES: dict[str, tuple[int, ...]] = {
-    "ionian": (0, 2, 4, 5, 7, 9, 11),
-    "lydian": (0, 2, 4, 6, 7, 9, 11),
-    "lydian augmented": (0, 2, 4, 6, 8, 9, 11),
-    "mixolydian": (0, 2, 4, 5, 7, 9, 10),
-    "mixolydian sus4": (0, 2, 4, 5, 7, 9, 10),
-    "lydian dominant": (0, 2, 4, 6, 7, 9, 10),
-    "mixolydian b6": (0, 2, 4, 5, 7, 8, 10),
-    "phrygian dominant": (0, 1, 4, 5, 7, 8, 10),
-    "altered": (0, 1, 3, 4, 6, 8, 10),
-    "half-whole diminished": (0, 1, 3, 4, 6, 7, 9, 10),
-    "whole tone": (0, 2, 4, 6, 8, 10),
-    "dorian": (0, 2, 3, 5, 7, 9, 10),
-    "aeolian": (0, 2, 3, 5, 7, 8, 10),
-    "phrygian": (0, 1, 3, 5, 7, 8, 10),
-    "melodic minor": (0, 2, 3, 5, 7, 9, 11),
-    "locrian natural 2": (0, 2, 3, 5, 6, 8, 10),
-    "locrian": (0, 1, 3, 5, 6, 8, 10),
-    "whole-half diminished": (0, 2, 3, 5, 6, 8, 9, 11),
-}
+# Each scale by its degrees, then its five-note subset: the major / dominant / minor
+# pentatonics of the original Melody Flow, the usual jazz pentatonic for the others.
+_SCALE_TABLE = """
+ionian                  1 2 3 4 5 6 7            1 2 3 5 6
+lydian                  1 2 3 #4 5 6 7           1 2 3 5 6
+lydian augmented        1 2 3 #4 #5 6 7          1 2 3 #5 7
+mixolydian              1 2 3 4 5 6 b7           1 2 3 5 b7
+mixolydian sus4         1 2 3 4 5 6 b7           1 2 4 5 b7
+lydian dominant         1 2 3 #4 5 6 b7          1 2 3 #4 b7
+mixolydian b6           1 2 3 4 5 b6 b7          1 2 3 5 b7
+phrygian dominant       1 b2 3 4 5 b6 b7         1 b2 3 5 b7
+altered                 1 b2 #2 3 #4 #5 b7       1 #2 3 #5 b7
+half-whole diminished   1 b2 #2 3 #4 5 6 b7      1 b2 3 5 b7
+whole tone              1 2 3 #4 #5 b7           1 2 3 #5 b7
+dorian                  1 2 b3 4 5 6 b7          1 b3 4 5 b7
+aeolian                 1 2 b3 4 5 b6 b7         1 b3 4 5 b7
+phrygian                1 b2 b3 4 5 b6 b7        1 b3 4 5 b7
+melodic minor           1 2 b3 4 5 6 7           1 2 b3 5 6
+locrian natural 2       1 2 b3 4 b5 b6 b7        1 b3 4 b5 b7
+locrian                 1 b2 b3 4 b5 b6 b7       1 b3 4 b5 b7
+whole-half diminished   1 2 b3 4 b5 b6 6 7       1 2 b3 b5 6
+"""
+_MAJOR_DEGREES = (0, 2, 4, 5, 7, 9, 11)
 
-# The five-note subset for each scale: the major / dominant / minor pentatonics
-# of the original Melody Flow, and the usual jazz pentatonic for the others.
-PENTATONICS: dict[str, tuple[int, ...]] = {
-    "ionian": (0, 2, 4, 7, 9),
-    "lydian": (0, 2, 4, 7, 9),
-    "lydian augmented": (0, 2, 4, 8, 11),
-    "mixolydian": (0, 2, 4, 7, 10),
-    "mixolydian sus4": (0, 2, 5, 7, 10),
-    "lydian dominant": (0, 2, 4, 6, 10),
-    "mixolydian b6": (0, 2, 4, 7, 10),
-    "phrygian dominant": (0, 1, 4, 7, 10),
-    "altered": (0, 3, 4, 8, 10),
-    "half-whole diminished": (0, 1, 4, 7, 10),
-    "whole tone": (0, 2, 4, 8, 10),
-    "dorian": (0, 3, 5, 7, 10),
-    "aeolian": (0, 3, 5, 7, 10),
-    "phrygian": (0, 3, 5, 7, 10),
-    "melodic minor": (0, 2, 3, 7, 9),
-    "locrian natural 2": (0, 3, 5, 6, 10),
-    "locrian": (0, 3, 5, 6, 10),
-    "whole-half diminished": (0, 2, 3, 6, 9),
-}
 
-MODES = ("chord-scale", "pentatonic", "chord-tones", "chromatic")
+def _interval(degree: str) -> int:
+    """A scale degree as semitones above the root: b3 is 3, #4 is 6."""
+    return _MAJOR_DEGREES[int(degree[-1]) - 1] + degree.count("#") - degree.count("b")
+
+
+def _scale_rows() -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    rows = {}
+    for line in _SCALE_TABLE.strip().splitlines():
+        name, notes, five = re.split(r"\s{2,}", line)          # columns: two spaces or more
+        rows[name] = (tuple(map(_interval, notes.split())), tuple(map(_interval, five.split())))
+    return rows
+
+
+_SCALE_ROWS = _scale_rows()
+SCALES: dict[str, tuple[int, ...]] = {name: row[0] for name, row in _SCALE_ROWS.items()}
+PENTATONICS: dict[str, tuple[int, ...]] = {name: row[1] for name, row in _SCALE_ROWS.items()}
+
+MODES = PER_CHORD_MODES       # the modes pitch_classes answers; all modes: scale_modes
 
 # --------------------------------------------------------------------------- tokenizer
 
@@ -269,133 +267,181 @@ def _natural(shape: _Shape, degree: str, first: bool, symbol: str) -> None:
                          f"the chord's number; {ACCEPTED}")
 
 
-def _read(tokens: list[_Tok], symbol: str) -> _Shape:
-    if _postfix_notation(tokens):
-        # Move each trailing accidental in front of its number: 9 b -> b 9.
-        swapped: list[_Tok] = []
-        k = 0
-        while k < len(tokens):
-            tok = tokens[k]
-            nxt = tokens[k + 1] if k + 1 < len(tokens) else None
-            if (tok.kind == "num" and tok.value in ("5", "9", "11", "13") and nxt is not None
-                    and nxt.kind in ("acc", "plus", "dash")):
-                swapped.extend((nxt, tok))
-                k += 2
-            else:
-                swapped.append(tok)
-                k += 1
-        tokens = swapped
-
-    shape = _Shape()
-    seen_number = False
-    pending_acc: int | None = None
-    pending_word = ""          # "add" or "omit" waiting for its number
-    for k, tok in enumerate(tokens):
+def _swap_postfix(tokens: list[_Tok]) -> list[_Tok]:
+    """WJazzD's trailing accidentals moved in front of their numbers: 9 b -> b 9."""
+    swapped: list[_Tok] = []
+    k = 0
+    while k < len(tokens):
+        tok = tokens[k]
         nxt = tokens[k + 1] if k + 1 < len(tokens) else None
-        kind = tok.kind
-        if kind == "dash":
-            if not seen_number and shape.quality == "" and not shape.maj:
-                kind = "min"
-            else:
-                kind, tok = "acc", _Tok("acc", "-1", tok.pos)
-        elif kind == "plus":
-            if not seen_number and shape.quality == "" and not shape.maj:
-                kind = "aug"
-            elif nxt is None or nxt.kind != "num":
-                kind = "aug"       # C7+ = C7#5
-            else:
-                kind, tok = "acc", _Tok("acc", "1", tok.pos)
+        if (tok.kind == "num" and tok.value in ("5", "9", "11", "13") and nxt is not None
+                and nxt.kind in ("acc", "plus", "dash")):
+            swapped.extend((nxt, tok))
+            k += 2
+        else:
+            swapped.append(tok)
+            k += 1
+    return swapped
 
-        if pending_acc is not None and kind != "num":
-            raise ChordError(f"unknown chord symbol {symbol!r}: an accidental needs a "
-                             f"degree after it; {ACCEPTED}")
-        if pending_word and kind not in ("num", "acc"):
-            raise ChordError(f"unknown chord symbol {symbol!r}: {pending_word} needs a "
-                             f"degree after it; {ACCEPTED}")
 
-        if kind == "sep":
-            continue
-        if kind == "acc":
-            pending_acc = int(tok.value)
-            continue
-        if kind == "num":
-            if pending_word == "omit":
-                if tok.value == "3":
-                    shape.third = None
-                elif tok.value == "5":
-                    shape.fifths.discard(7)
-                else:
-                    raise ChordError(f"unknown chord symbol {symbol!r}: only no3 / no5 can "
-                                     f"be left out; {ACCEPTED}")
-            elif pending_word == "add":
-                if pending_acc is not None:
-                    _alter(shape, tok.value, pending_acc, symbol)
-                elif tok.value == "3":
-                    shape.added.add(4)
-                elif tok.value in ("2", "9"):
-                    shape.ninths.add(2)
-                elif tok.value in ("4", "11"):
-                    shape.elevenths.add(5)
-                elif tok.value in ("6", "13"):
-                    shape.thirteenths.add(9)
-                else:
-                    raise ChordError(f"unknown chord symbol {symbol!r}: cannot add "
-                                     f"{tok.value!r}; {ACCEPTED}")
-            elif pending_acc is not None:
-                _alter(shape, tok.value, pending_acc, symbol)
-            else:
-                _natural(shape, tok.value, not seen_number, symbol)
-                seen_number = True
-            pending_acc = None
-            pending_word = ""
-            continue
-        if kind in ("add", "omit"):
-            pending_word = kind
-            continue
-        if kind == "maj":
-            if shape.maj:
-                raise ChordError(f"unknown chord symbol {symbol!r}: major written twice; "
-                                 f"{ACCEPTED}")
-            shape.maj = tok.value
-            if seen_number and shape.seventh is not None:
-                shape.seventh = 11            # C-7maj? treat as "C-(maj7)" written late
-            continue
-        if kind == "alt":
-            shape.alt = True
-            if shape.seventh is None:
-                shape.seventh = 10
-            continue
-        if kind == "sus":
-            shape.third = 5 if tok.value == "4" else 2
-            shape.sus = True
-            continue
-        # triad qualities: only before the numbers (C-7, Co7, C+j7, Ch7)
-        if seen_number and kind != "aug":
-            raise ChordError(f"unknown chord symbol {symbol!r}: the quality must come "
-                             f"before the numbers; {ACCEPTED}")
-        if shape.quality and not (shape.quality == "min" and kind == "aug"):
-            raise ChordError(f"unknown chord symbol {symbol!r}: two qualities "
-                             f"({shape.quality}, {kind}); {ACCEPTED}")
-        if kind == "min":
-            shape.quality, shape.third = "min", 3
-        elif kind == "dim":
-            shape.quality, shape.third, shape.fifths = "dim", 3, {6}
-        elif kind == "halfdim":
-            shape.quality, shape.third, shape.fifths, shape.seventh = "halfdim", 3, {6}, 10
-        elif kind == "aug":
-            if shape.quality == "":
-                shape.quality = "aug"
-            shape.fifths.discard(7)
-            shape.fifths.add(8)
+def _meaning(tok: _Tok, nxt: _Tok | None, shape: _Shape, seen_number: bool) -> _Tok:
+    """A dash or plus read in context: before any number and quality it is the quality
+    (C- minor, C+ augmented), else an accidental (C7-9, C7+9) or, ending the run, #5 (C7+)."""
+    names_quality = not seen_number and shape.quality == "" and not shape.maj
+    if tok.kind == "dash":
+        return _Tok("min", tok.value, tok.pos) if names_quality else _Tok("acc", "-1", tok.pos)
+    if tok.kind == "plus":
+        if names_quality or nxt is None or nxt.kind != "num":
+            return _Tok("aug", tok.value, tok.pos)
+        return _Tok("acc", "1", tok.pos)
+    return tok
 
-    if pending_acc is not None or pending_word:
-        raise ChordError(f"unknown chord symbol {symbol!r}: it ends in the middle of an "
-                         f"alteration; {ACCEPTED}")
+
+def _omit(shape: _Shape, degree: str, symbol: str) -> None:
+    if degree not in ("3", "5"):
+        raise ChordError(f"unknown chord symbol {symbol!r}: only no3 / no5 can "
+                         f"be left out; {ACCEPTED}")
+    if degree == "3":
+        shape.third = None
+    else:
+        shape.fifths.discard(7)
+
+
+_ADDED: dict[str, tuple[str, int]] = {
+    "3": ("added", 4), "2": ("ninths", 2), "9": ("ninths", 2), "4": ("elevenths", 5),
+    "11": ("elevenths", 5), "6": ("thirteenths", 9), "13": ("thirteenths", 9),
+}
+
+
+def _add(shape: _Shape, degree: str, symbol: str) -> None:
+    if degree not in _ADDED:
+        raise ChordError(f"unknown chord symbol {symbol!r}: cannot add "
+                         f"{degree!r}; {ACCEPTED}")
+    tones, tone = _ADDED[degree]
+    getattr(shape, tones).add(tone)
+
+
+def _major(shape: _Shape, tok: _Tok, seen_number: bool, symbol: str) -> None:
+    if shape.maj:
+        raise ChordError(f"unknown chord symbol {symbol!r}: major written twice; "
+                         f"{ACCEPTED}")
+    shape.maj = tok.value
+    if seen_number and shape.seventh is not None:
+        shape.seventh = 11            # C-7maj? treat as "C-(maj7)" written late
+
+
+def _alt(shape: _Shape) -> None:
+    shape.alt = True
+    if shape.seventh is None:
+        shape.seventh = 10
+
+
+def _sus(shape: _Shape, tok: _Tok) -> None:
+    shape.third = 5 if tok.value == "4" else 2
+    shape.sus = True
+
+
+def _quality(shape: _Shape, kind: str, seen_number: bool, symbol: str) -> None:
+    """A triad quality: only before the numbers (C-7, Co7, C+j7, Ch7); aug also after (C7+)."""
+    if seen_number and kind != "aug":
+        raise ChordError(f"unknown chord symbol {symbol!r}: the quality must come "
+                         f"before the numbers; {ACCEPTED}")
+    if shape.quality and not (shape.quality == "min" and kind == "aug"):
+        raise ChordError(f"unknown chord symbol {symbol!r}: two qualities "
+                         f"({shape.quality}, {kind}); {ACCEPTED}")
+    if kind == "min":
+        shape.quality, shape.third = "min", 3
+    elif kind == "dim":
+        shape.quality, shape.third, shape.fifths = "dim", 3, {6}
+    elif kind == "halfdim":
+        shape.quality, shape.third, shape.fifths, shape.seventh = "halfdim", 3, {6}, 10
+    elif kind == "aug":
+        if shape.quality == "":
+            shape.quality = "aug"
+        shape.fifths.discard(7)
+        shape.fifths.add(8)
+
+
+def _settle_major_seventh(shape: _Shape) -> None:
+    """C^ and Cj mean Cmaj7; any seventh written with a major word is the major seventh."""
     if shape.maj == "sym" and shape.seventh is None and not shape.sixth:
-        shape.seventh = 11                    # C^ and Cj mean Cmaj7
+        shape.seventh = 11
     if shape.seventh is not None and shape.maj and shape.seventh != 11:
         shape.seventh = 11
-    return shape
+
+
+@dataclass(slots=True)
+class _Reader:
+    """Reads a chord suffix's tokens into a _Shape, one token at a time.
+
+    A number's meaning depends on what came before it: an accidental waiting for its
+    degree (b9), an "add" or "omit" word waiting for its degree, or nothing (the first
+    plain number names the chord, later ones add tones).
+    """
+
+    symbol: str
+    shape: _Shape = field(default_factory=_Shape)
+    seen_number: bool = False
+    pending_acc: int | None = None
+    pending_word: str = ""          # "add" or "omit" waiting for its number
+
+    def read(self, tok: _Tok) -> None:
+        self._check_pending(tok.kind)
+        match tok.kind:
+            case "sep":
+                pass
+            case "acc":
+                self.pending_acc = int(tok.value)
+            case "num":
+                self._number(tok.value)
+            case "add" | "omit":
+                self.pending_word = tok.kind
+            case "maj":
+                _major(self.shape, tok, self.seen_number, self.symbol)
+            case "alt":
+                _alt(self.shape)
+            case "sus":
+                _sus(self.shape, tok)
+            case kind:
+                _quality(self.shape, kind, self.seen_number, self.symbol)
+
+    def _check_pending(self, kind: str) -> None:
+        if self.pending_acc is not None and kind != "num":
+            raise ChordError(f"unknown chord symbol {self.symbol!r}: an accidental needs a "
+                             f"degree after it; {ACCEPTED}")
+        if self.pending_word and kind not in ("num", "acc"):
+            raise ChordError(f"unknown chord symbol {self.symbol!r}: {self.pending_word} "
+                             f"needs a degree after it; {ACCEPTED}")
+
+    def _number(self, degree: str) -> None:
+        if self.pending_word == "omit":
+            _omit(self.shape, degree, self.symbol)
+        elif self.pending_acc is not None:
+            _alter(self.shape, degree, self.pending_acc, self.symbol)
+        elif self.pending_word == "add":
+            _add(self.shape, degree, self.symbol)
+        else:
+            _natural(self.shape, degree, not self.seen_number, self.symbol)
+            self.seen_number = True
+        self.pending_acc = None
+        self.pending_word = ""
+
+    def finish(self) -> _Shape:
+        if self.pending_acc is not None or self.pending_word:
+            raise ChordError(f"unknown chord symbol {self.symbol!r}: it ends in the middle "
+                             f"of an alteration; {ACCEPTED}")
+        _settle_major_seventh(self.shape)
+        return self.shape
+
+
+def _read(tokens: list[_Tok], symbol: str) -> _Shape:
+    if _postfix_notation(tokens):
+        tokens = _swap_postfix(tokens)
+    reader = _Reader(symbol)
+    for k, tok in enumerate(tokens):
+        nxt = tokens[k + 1] if k + 1 < len(tokens) else None
+        reader.read(_meaning(tok, nxt, reader.shape, reader.seen_number))
+    return reader.finish()
 
 
 def _tones(shape: _Shape) -> list[int]:
@@ -420,57 +466,93 @@ def _tones(shape: _Shape) -> list[int]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Alterations:
+    """The altered tones a chord's scale is chosen by."""
+
+    sharp5: bool        # #5 or b13
+    flat5: bool         # b5 without the natural fifth
+    sharp11: bool
+    flat9: bool
+    sharp9: bool
+
+    @classmethod
+    def of(cls, shape: _Shape) -> _Alterations:
+        return cls(sharp5=8 in shape.fifths or 8 in shape.thirteenths,
+                   flat5=6 in shape.fifths and 7 not in shape.fifths,
+                   sharp11=6 in shape.elevenths,
+                   flat9=1 in shape.ninths, sharp9=3 in shape.ninths)
+
+
 def _scale_name(shape: _Shape) -> str:
-    fifths, ninths = shape.fifths, shape.ninths
-    sharp5 = 8 in fifths or 8 in shape.thirteenths
-    flat5 = 6 in fifths and 7 not in fifths
-    sharp11 = 6 in shape.elevenths
-    flat9, sharp9 = 1 in ninths, 3 in ninths
-    seventh = shape.seventh
+    alt = _Alterations.of(shape)
     if shape.quality == "dim":
-        return "whole-half diminished" if seventh in (9, 11, None) else "locrian natural 2"
+        return "whole-half diminished" if shape.seventh in (9, 11, None) else "locrian natural 2"
     if shape.third == 3:
-        if flat5 and seventh == 10:
-            return "locrian" if flat9 else "locrian natural 2"
-        if flat5:
-            return "whole-half diminished"
-        if seventh == 11 or (shape.sixth and seventh is None):
-            return "melodic minor"
-        if flat9:
-            return "phrygian"
-        if sharp5:
-            return "aeolian"
-        return "dorian"
-    if seventh == 10:                                 # dominant (major third or sus)
-        if shape.alt:
-            return "altered"
-        if shape.sus and shape.third == 5:
-            return "phrygian" if flat9 else "mixolydian sus4"
-        if (flat9 or sharp9) and sharp5:
-            if flat9 and not sharp9 and 8 not in fifths and not (sharp11 or flat5):
-                return "phrygian dominant"            # 7(b9,b13): the V of a minor key
-            return "altered"
-        if flat9 or sharp11 or flat5 or 9 in shape.thirteenths:
-            if flat9 or sharp9:
-                return "half-whole diminished"        # 7b9, 7(b9,#11), 7(#9,13)
-        elif sharp9:
-            return "half-whole diminished"            # 7#9 on its own: 1 3 5 b7 #9
-        if sharp5 and 8 in fifths:
-            return "whole tone"
-        if flat5:
-            return "whole tone"
-        if sharp11:
-            return "lydian dominant"
-        if 8 in shape.thirteenths:
-            return "mixolydian b6"
-        return "mixolydian"
-    if seventh == 11 and 8 in fifths:
-        return "lydian augmented"
-    if 8 in fifths and 7 not in fifths:
+        return _minor_scale(shape, alt)
+    if shape.seventh == 10:                           # dominant (major third or sus)
+        return _dominant_scale(shape, alt)
+    return _major_scale(shape, alt)
+
+
+def _minor_scale(shape: _Shape, alt: _Alterations) -> str:
+    if alt.flat5 and shape.seventh == 10:
+        return "locrian" if alt.flat9 else "locrian natural 2"
+    if alt.flat5:
+        return "whole-half diminished"
+    if shape.seventh == 11 or (shape.sixth and shape.seventh is None):
+        return "melodic minor"
+    if alt.flat9:
+        return "phrygian"
+    if alt.sharp5:
+        return "aeolian"
+    return "dorian"
+
+
+def _dominant_scale(shape: _Shape, alt: _Alterations) -> str:
+    if shape.alt:
+        return "altered"
+    if shape.sus and shape.third == 5:
+        return "phrygian" if alt.flat9 else "mixolydian sus4"
+    if (alt.flat9 or alt.sharp9) and alt.sharp5:
+        return _altered_or_phrygian_dominant(shape, alt)
+    if _half_whole(shape, alt):
+        return "half-whole diminished"
+    return _plain_dominant_scale(shape, alt)
+
+
+def _altered_or_phrygian_dominant(shape: _Shape, alt: _Alterations) -> str:
+    """A dominant with an altered ninth and a sharp five (or flat thirteen)."""
+    if alt.flat9 and not alt.sharp9 and 8 not in shape.fifths and not (alt.sharp11 or alt.flat5):
+        return "phrygian dominant"                    # 7(b9,b13): the V of a minor key
+    return "altered"
+
+
+def _half_whole(shape: _Shape, alt: _Alterations) -> bool:
+    """7b9, 7(b9,#11), 7(#9,13), and 7#9 on its own (1 3 5 b7 #9)."""
+    if alt.flat9 or alt.sharp11 or alt.flat5 or 9 in shape.thirteenths:
+        return alt.flat9 or alt.sharp9
+    return alt.sharp9
+
+
+def _plain_dominant_scale(shape: _Shape, alt: _Alterations) -> str:
+    if (alt.sharp5 and 8 in shape.fifths) or alt.flat5:
         return "whole tone"
-    if shape.third == 5 and seventh is None:
+    if alt.sharp11:
+        return "lydian dominant"
+    if 8 in shape.thirteenths:
+        return "mixolydian b6"
+    return "mixolydian"
+
+
+def _major_scale(shape: _Shape, alt: _Alterations) -> str:
+    if shape.seventh == 11 and 8 in shape.fifths:
+        return "lydian augmented"
+    if 8 in shape.fifths and 7 not in shape.fifths:
+        return "whole tone"
+    if shape.third == 5 and shape.seventh is None:
         return "mixolydian sus4"
-    if sharp11 or flat5:
+    if alt.sharp11 or alt.flat5:
         return "lydian"
     return "ionian"
 

@@ -22,7 +22,9 @@ from pathlib import Path
 import yaml
 
 from melodyflowd.errors import UserError
+from melodyflowd.files import CONFIG_MAX_BYTES, read_bytes
 from melodyflowd.music.instruments import INSTRUMENTS
+from melodyflowd.music.scale_modes import SCALE_MODES
 from melodyflowd.numbers import plain
 from melodyflowd.yamlnodes import node_kind, yaml_problem
 
@@ -32,6 +34,7 @@ class PortSettings:
     backend: str = "auto"                   # auto | alsa | jack | coremidi | windows
     in_name: str = "melodyflowd in"
     out_name: str = "melodyflowd out"
+    sysex: bool = False                      # pass whole SysEx messages on (off: dropped)
     # Name patterns (live/connect.py): ports that send to our input / that our output
     # sends to, joined at start and whenever such a port appears.
     connect_in: tuple[str, ...] = ()
@@ -118,7 +121,7 @@ class Settings:
 
 BACKENDS = ("auto", "alsa", "jack", "coremidi", "windows")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-SCALES = ("chord-scale", "pentatonic", "chord-tones", "chromatic", "metrical")
+SCALES = SCALE_MODES
 
 # Settings that are not read from any config file (they record where the others came from).
 _INTERNAL = frozenset({"config_file", "overrides"})
@@ -134,7 +137,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 
 # (low, high, low is exclusive); None = unbounded. Values in Settings units.
 _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
-    "stats_interval": (0, None, False),
+    "stats_interval": (0, 86400, False),
     "engine.split": (0, 127, False),
     "engine.anticipation_ms": (0, 2000, False),
     "generation.variations": (1, 64, False),
@@ -151,7 +154,15 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
 _CONTROL_KEYS = ("regenerate", "next_variation", "previous_variation", "select_variation",
                  "panic")
 for _name in _CONTROL_KEYS:
-    _RANGES[f"engine.controls.{_name}"] = (0, 127, False)
+    _RANGES[f"engine.controls.{_name}"] = (1, 119, False)
+# CCs a control may not take, because the engine must pass them on: bank select (it goes
+# with the program changes that pass through); 120-127 are channel mode messages (All
+# Sound Off, All Notes Off, ...), outside the controls' range.
+_RESERVED_CCS = {0: "Bank Select", 32: "Bank Select (LSB)"}
+# Settings with a gap at the bottom of their range: 0 turns them off, else at least this.
+_ZERO_OR_AT_LEAST = {"stats_interval": 0.25}       # at most 4 stats lines a second
+# Port names: JACK client names hold at most 63 bytes, ALSA's 63 characters.
+_MAX_LENGTH = {"ports.in_name": 63, "ports.out_name": 63}
 
 # MIDI channels: 1-16 in a config file (as DAWs number them), 0-15 in Settings.
 _CHANNELS = frozenset({"engine.channels", "engine.out_channel", "engine.controls.channel",
@@ -224,8 +235,7 @@ def _show(value: object) -> str:
 def _read_file(path: str) -> tuple[dict[str, _Value], str]:
     """Read a config file into {dotted key: value with its file:line}. Unknown keys raise."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        text = read_bytes(path, "the config file", CONFIG_MAX_BYTES).decode("utf-8")
     except OSError as exc:
         raise UserError(f"cannot read the config file: {exc.strerror or exc}", file=path) from None
     except UnicodeDecodeError:
@@ -253,6 +263,13 @@ def _parse(text: str, path: str) -> dict[str, _Value]:
                         column=mark.column + 1 if mark else None) from None
     except yaml.YAMLError as exc:
         raise UserError(f"not valid YAML: {exc}", file=path) from None
+    except RecursionError:
+        raise UserError("not a config: nested too deeply (lists or mappings inside each "
+                        "other hundreds of levels deep)", file=path) from None
+    except ValueError as exc:
+        if "digits" not in str(exc):            # int() of a number too long to convert
+            raise
+        raise UserError("not a config: a number with thousands of digits", file=path) from None
     finally:
         loader.dispose()
 
@@ -365,6 +382,10 @@ def _text(dotted: str, item: _Value) -> str:
     value = item.value
     if not isinstance(value, str) or not value.strip():
         raise _rejected(dotted, str, item)
+    limit = _MAX_LENGTH.get(dotted)
+    if limit is not None and len(value.encode()) > limit:
+        raise item.error(dotted, f"{value[:20]!r}... is {len(value.encode())} bytes long; "
+                         f"at most {limit} bytes are accepted")
     choices = _CHOICES.get(dotted)
     if choices and value not in choices:
         close = difflib.get_close_matches(value, choices, n=1)
@@ -390,6 +411,13 @@ def _number(dotted: str, hint: object, item: _Value, channel: bool) -> int | flo
     if too_low or (high is not None and value > high):
         raise item.error(dotted, f"{value} is out of range; expected "
                          + _accepted(dotted, hint, channel))
+    floor = _ZERO_OR_AT_LEAST.get(dotted)
+    if floor is not None and 0 < value < floor:
+        raise item.error(dotted, f"{value} is out of range; expected 0 (off) or "
+                         f"{plain(floor)} to {plain(high or floor)}")
+    if dotted.startswith("engine.controls.") and value in _RESERVED_CCS:
+        raise item.error(dotted, f"CC {value} ({_RESERVED_CCS[value]}) must pass through "
+                         "to the synth; give a control another CC from 1 to 119 (not 32)")
     return float(value) if hint is float else value
 
 

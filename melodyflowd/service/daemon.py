@@ -19,11 +19,11 @@ Signals only set flags; the main loop acts on them between two sleeps:
   SIGTERM, SIGINT  stop the callback, send the note-offs owed (engine.panic), close the
                    ports, exit 0
 
-Exit status: 0 after SIGTERM/SIGINT; 2 for what the user fixes (chart, bank, config,
-model, port name; raised as UserError to the CLI); 1 when the JACK server under the
-ports went away or restarted (systemd's Restart=on-failure then starts us on the new one),
-or when the main loop failed ten turns in a row. A generator child that dies is restarted
-by the GeneratorClient while the current bank keeps playing.
+Exit status (errors.py): 0 after SIGTERM/SIGINT; 2 for the user's file or setting (chart,
+bank, config, model; raised as UserError to the CLI); 1 for everything else, which a retry
+may fix (RetryError: JACK unreachable, port names held; the JACK server under the ports
+went away or restarted; the main loop failed ten turns in a row). A generator child that
+dies is restarted by the GeneratorClient while the current bank keeps playing.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any
 
-from melodyflowd.errors import UserError
-from melodyflowd.generate.messages import BankReady, ChildDied, Event, Failed, Progress
+from melodyflowd.errors import RetryError, UserError
+from melodyflowd.generate.messages import BankPart, BankReady, ChildDied, Event, Failed, Progress
 from melodyflowd.service import sdnotify
 
 log = logging.getLogger("melodyflowd")
@@ -138,6 +138,8 @@ class Daemon:
         self.bank_since = time.monotonic()
         self.bank_source = ""
         self.regenerate_seen = 0
+        self.bank_partial = False       # playing the first bars of a long chart's bank
+        self.variation_seen = 0
         self._last_progress: tuple | None = None
         self.progress = ""                  # the last progress line of the generator
         self.view: Any = None               # the live view (service/view.py), when asked for
@@ -162,11 +164,12 @@ class Daemon:
 
     # -- banks -------------------------------------------------------------------------
     def _load_bank_file(self, chart: Any) -> Any:
-        from melodyflowd.music.phrases import check_bank_for_chart, load_bank
+        from melodyflowd.music.phrases import check_bank_for_chart, check_bank_pitches, load_bank
 
         path = self.settings.phrases
         bank = load_bank(path)
         check_bank_for_chart(bank, chart, source=path)
+        check_bank_pitches(bank, source=path)
         return bank
 
     def _request(self, chart: Any, reason: str, fresh: bool = True) -> None:
@@ -217,18 +220,34 @@ class Daemon:
                 reason = self.pending.reason
                 self.pending = None
                 if first:
-                    raise UserError(f"phrase generation failed: {event.message}")
+                    error = RetryError if event.retry else UserError
+                    raise error(f"phrase generation failed: {event.message}")
                 log.error("generation failed (%s): %s; the current bank keeps playing",
                           reason, event.message)
                 sdnotify.status("playing; the last generation failed")
+            case BankPart() if not self._is_current(event.request_id):
+                pass
+            case BankPart() if first or self.bank_partial:
+                # A long chart: its first bars play while the rest is written.
+                log.info("phrase bank: bars 1-%d of %d ready, playing them; the rest follows"
+                         " (%s)", event.bars_done, len(event.bank.bars), self.pending.reason)
+                self.bank_partial = True
+                if first:
+                    self.bank_source = "generated, in part"
+                    return event.bank
+                self._offer(event.bank, self.pending.chart, "generated, in part")
+            case BankPart():
+                pass                      # a new bank for what plays whole: only when whole
             case BankReady() if not self._is_current(event.request_id):
                 log.info("generator: dropping the bank of superseded request %d",
                          event.request_id)
             case BankReady():
                 pending, self.pending = self.pending, None
                 took = time.monotonic() - pending.started
-                log.info("phrase bank ready in %.1f s%s (%s)", took,
+                log.info("phrase bank %s in %.1f s%s (%s)",
+                         "complete" if self.bank_partial else "ready", took,
                          " from the cache" if event.from_cache else "", pending.reason)
+                self.bank_partial = False
                 if first:
                     self.bank_source = "generated"
                     return event.bank
@@ -395,6 +414,7 @@ class Daemon:
                 f"sent {timing.sent[0] if timing else 0}, {handling}, "
                 f"dropped {engine.dropped}, engine errors {engine.errors}, "
                 f"callback errors {timing.errors[0] if timing else 0}, "
+                f"sysex dropped {timing.dropped[0] if timing else 0}, "
                 f"bank swaps {engine.swaps}, "
                 f"bank age {_age(time.monotonic() - self.bank_since)} ({self.bank_source}), "
                 f"variation {engine.variation + 1}/{engine.bank.n_variations}")
@@ -539,6 +559,7 @@ class Daemon:
         if requests != self.regenerate_seen:
             self.regenerate_seen = requests
             self.regenerate("control CC")
+        self._log_variation()
         if self.generator is not None:
             for event in self.generator.poll():
                 self._on_generator_event(event)
@@ -551,6 +572,14 @@ class Daemon:
             log.info("%s", self.stats_line())
             self._next_stats = time.monotonic() + interval
         return None
+
+    def _log_variation(self) -> None:
+        """A variation chosen by a control CC (or the view) is logged here, not in the
+        callback that made the change."""
+        variation = self.engine.variation
+        if variation != self.variation_seen:
+            self.variation_seen = variation
+            log.info("variation %d/%d", variation + 1, self.engine.bank.n_variations)
 
     def _view_turn(self) -> None:
         """The live view's turn: publish this turn's state, do what its buttons asked."""

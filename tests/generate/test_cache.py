@@ -207,3 +207,64 @@ def test_stored_file_is_a_bank_a_user_can_load(tmp_path, model_dir):
     chart = make_chart()
     path = cache.store(tmp_path, "b" * 64, make_bank(chart))
     assert load_bank(str(path)).n_variations == 2
+
+
+def test_a_cached_hard_bank_outside_the_configured_pitch_range_is_not_played(tmp_path, model_dir,
+                                                                         caplog):
+    chart = make_chart()
+    generation = gen(model_dir, low=55, high=84, constraint="hard", instrument=None)
+    key = cache.cache_key(chart, generation)
+    bank = make_bank(chart)                     # pitches 60-68: inside 55..84
+    cache.store(tmp_path, key, bank)
+    assert cache.load_cached(tmp_path, key, generation=generation) is not None
+    wide = dataclasses.replace(bank, variations=(bank.variations[0][:-1] + (
+        BarPhrase(3, (PhraseNote(0, 200, 250, 80, 0.0, "G7"),
+                      PhraseNote(96, 200, 250, 80, 1.0, "G7"))),),), settings={})
+    cache.store(tmp_path, key, wide)
+    with caplog.at_level(logging.WARNING):
+        assert cache.load_cached(tmp_path, key, generation=generation) is None
+    assert "pitch: 0 is outside the range the bank was written for (55..84, hard" in caplog.text
+
+
+@pytest.mark.parametrize("special", ["fifo", "symlink to /dev/zero"])
+def test_a_cache_entry_that_is_a_fifo_or_device_is_ignored_without_blocking(
+        tmp_path, model_dir, caplog, special):
+    import threading
+
+    chart = make_chart()
+    key = cache.cache_key(chart, gen(model_dir))
+    path = cache.cache_path(tmp_path, key)
+    path.parent.mkdir(parents=True)
+    if special == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    result: list[object] = []
+    with caplog.at_level(logging.WARNING):
+        thread = threading.Thread(target=lambda: result.append(cache.load_cached(tmp_path, key)),
+                                  daemon=True)
+        thread.start()
+        thread.join(10)
+    assert result == [None], "load_cached blocked or read forever"
+    assert "must be a regular file" in caplog.text
+    assert cache.store(tmp_path, key, make_bank(chart)) is not None        # replaced
+    assert cache.load_cached(tmp_path, key) is not None
+
+
+def test_a_cached_hard_bank_is_checked_against_its_instruments_register(tmp_path, model_dir,
+                                                                        caplog):
+    from melodyflowd.music.instruments import REGISTERS
+
+    chart = make_chart()
+    generation = gen(model_dir, low=0, high=127, constraint="hard", instrument="any")
+    key = cache.cache_key(chart, generation)
+    bank = make_bank(chart)                     # pitches 60-68: inside the register
+    cache.store(tmp_path, key, bank)
+    assert cache.load_cached(tmp_path, key, generation=generation) is not None
+    register = REGISTERS["any"]
+    high = dataclasses.replace(bank, variations=(bank.variations[0][:-1] + (
+        BarPhrase(3, (PhraseNote(register.high + 1, 200, 250, 80, 0.0, "G7"),)),),))
+    cache.store(tmp_path, key, high)
+    with caplog.at_level(logging.WARNING):
+        assert cache.load_cached(tmp_path, key, generation=generation) is None
+    assert f"({register.low}..{register.high}, hard" in caplog.text

@@ -318,3 +318,39 @@ def test_parts_are_linked_so_that_each_variation_leaps_least_at_a_seam():
     assert sorted(abs(ends_b[v] - starts_c[v]) for v in range(3)) == [1, 1, 1]
     for _, bars_ in linked:                           # nothing the model wrote changed
         assert [n for bar in bars_ for n in bar] == notes_before[id(bars_)]
+
+
+def test_a_chart_longer_than_one_run_is_written_run_after_run_first_bars_first(tmp_path):
+    """Memory follows one run, not the chart: a chart of more parts x variations than
+    MAX_ROWS_AT_ONCE is written the first part alone, then RUN_ROWS rows a run; after each
+    run but the last the bank so far (its bars written, the rest empty) is handed over."""
+    tiny = load_model(str(build_tiny_model(tmp_path / "short", context=200)))
+    chart = hand_chart(40)
+    settings = replace(SETTINGS, variations=2)
+    parts = compose.plan_segments(chart, tiny)
+    runs = compose.plan_runs(parts, settings.variations)
+    assert len(parts) * settings.variations > compose.MAX_ROWS_AT_ONCE
+    assert runs[0] == parts[:1] and [p for run in runs for p in run] == parts
+    assert all(len(run) * settings.variations <= compose.RUN_ROWS for run in runs)
+    seen: list[int] = []
+
+    def partial(bank) -> None:
+        filled = [all(row[i].notes for row in bank.variations) for i in range(len(chart.bars))]
+        written = filled.index(False) if False in filled else len(filled)
+        assert not any(filled[written:]), "a partial bank holds bars after a gap"
+        seen.append(written)
+
+    composed = compose.compose(chart, tiny, settings, partial=partial)
+    assert composed.stats.runs == len(runs)
+    assert seen == [run[-1].end for run in runs[:-1]]        # each run's bars, in order
+    assert all(len(p.notes) >= compose.MIN_NOTES_PER_BAR
+               for row in composed.bank.variations for p in row)
+    again = compose.compose(chart, tiny, settings)            # the same seed, the same bank
+    assert bank_to_json(again.bank) == bank_to_json(composed.bank)
+
+
+def test_a_chart_that_fits_one_run_is_one_run(loaded):
+    chart = hand_chart(8)
+    parts = compose.plan_segments(chart, loaded)
+    assert compose.plan_runs(parts, SETTINGS.variations) == [parts]
+    assert compose.compose(chart, loaded, SETTINGS).stats.runs == 1

@@ -261,3 +261,25 @@ def test_lean_merge_refuses_an_unknown_adapter_key_by_name(tiny_dir, tmp_path, c
     assert model_mod.lora_refusals(config) == ["lora_new_scaling", "use_dora"]
     loaded = load_model(str(copy), adapter="bebop")
     assert not loaded.lean                       # peft merged it
+
+
+def test_weights_missing_the_expected_tensors_are_an_error_not_random_weights(tiny_dir,
+                                                                              tmp_path):
+    from safetensors.torch import save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_dir, broken)
+    save_file({"something.else": torch.zeros(2, 2)}, str(broken / "model.safetensors"))
+    with pytest.raises(UserError, match="the weights lack .* tensors the model needs"):
+        load_model(str(broken))
+
+
+def test_a_model_file_that_is_a_fifo_is_refused_without_blocking(tiny_dir, tmp_path):
+    import os
+
+    broken = tmp_path / "fifo-model"
+    shutil.copytree(tiny_dir, broken)
+    (broken / "tokenizer_config.json").unlink()
+    os.mkfifo(broken / "tokenizer_config.json")
+    with pytest.raises(UserError, match="must be a regular file, this is a FIFO"):
+        load_model(str(broken))

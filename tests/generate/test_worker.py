@@ -242,3 +242,33 @@ def test_a_model_that_cannot_load_fails_the_request_not_the_child(tmp_path):
         client.stop()
         client.stop()                                    # idempotent
     assert not client.alive and client.pid is None
+
+
+def test_a_stopped_child_is_logged_and_replaced_and_the_request_answered(tiny_model, tmp_path):
+    """SIGSTOP on the child mid-generation: its heartbeat stops, the client kills it,
+    reports why, starts a new child and the request is answered (the old one never would)."""
+    chart_file = tmp_path / "long.yaml"
+    chart_file.write_text(LONG_CHART)
+    settings = make_settings(chart_file, tiny_model, tmp_path / "cache")
+    own = GeneratorClient(settings, threads=1)
+    own.start()
+    stopped: list[tuple[int, float]] = []
+    try:
+        rid = own.request(str(chart_file), settings.generation)
+
+        def stop_while_generating(event) -> None:
+            if (not stopped and isinstance(event, Progress) and event.request_id == rid
+                    and event.total and event.done < event.total // 2):
+                stopped.append((own.pid, time.monotonic()))
+                os.kill(own.pid, signal.SIGSTOP)
+
+        answer, seen = wait_answer(own, rid, hook=stop_while_generating)
+        assert stopped, "the child finished before it could be stopped mid-generation"
+        died = [e for e in seen if isinstance(e, ChildDied)]
+        assert len(died) == 1 and "did not answer" in died[0].message, died
+        assert isinstance(answer, BankReady) and len(answer.bank.bars) == 32
+        assert own.pid != stopped[0][0] and own.alive
+        assert not Path(f"/proc/{stopped[0][0]}").exists() or \
+            "zombie" in Path(f"/proc/{stopped[0][0]}/status").read_text()
+    finally:
+        own.stop()

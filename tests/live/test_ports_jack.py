@@ -24,14 +24,15 @@ def transpose_octave(message: list[int], now: float) -> list[list[int]]:
     return [message]
 
 
-def names() -> PortSettings:
+def names(sysex: bool = False) -> PortSettings:
     tag = uuid.uuid4().hex[:6]
-    return PortSettings(backend="jack", in_name=f"t{tag} in", out_name=f"t{tag} out")
+    return PortSettings(backend="jack", in_name=f"t{tag} in", out_name=f"t{tag} out",
+                        sysex=sysex)
 
 
 @pytest.mark.jack
 def test_ports_route_through_the_handler(jack_server) -> None:
-    settings = names()
+    settings = names(sysex=True)
     ports = open_ports(settings, transpose_octave)
     try:
         jack_server.wait_for_ports([settings.in_name, settings.out_name])

@@ -302,3 +302,33 @@ def test_bank_to_midi_repeated_pitch_does_not_overlap() -> None:
     tpb = bank_to_midi(bank).ticks_per_beat
     assert [(t, k) for t, k, _, _ in events] == [(0, "on"), (tpb, "off"), (tpb, "on"),
                                                 (3 * tpb, "off")]
+
+
+def test_a_bank_with_too_many_notes_in_a_bar_is_refused(tmp_path):
+    from melodyflowd.music.phrases import MAX_NOTES_PER_BAR, BankError, load_bank
+    from tests.support.jack import write_bank
+
+    notes = [(60, i * 4 / (MAX_NOTES_PER_BAR + 1), "C") for i in range(MAX_NOTES_PER_BAR + 1)]
+    path = write_bank(tmp_path / "b.json", [[("C", 0, 4)]], [[notes]])
+    with pytest.raises(BankError, match=f"{MAX_NOTES_PER_BAR + 1} notes in one bar"):
+        load_bank(path)
+
+
+def test_a_hard_constraint_bank_is_checked_against_the_pitch_range_it_claims(tmp_path):
+    import json
+
+    from melodyflowd.music.phrases import BankError, check_bank_pitches, load_bank
+    from tests.support.jack import write_bank
+
+    path = write_bank(tmp_path / "b.json", [[("C", 0, 4)]], [[[(40, 0, "C"), (60, 2, "C")]]])
+    data = json.loads(path.read_text())
+    for constraint, low, ok in (("hard", 55, False), ("hard", 40, True), ("soft", 55, True),
+                                ("soft", 52, True)):
+        data["settings"] = {"constraint": constraint, "low": low, "high": 84}
+        path.write_text(json.dumps(data))
+        bank = load_bank(path)
+        if ok:
+            check_bank_pitches(bank, str(path))
+        else:
+            with pytest.raises(BankError, match="pitch: 40 is outside"):
+                check_bank_pitches(bank, str(path))

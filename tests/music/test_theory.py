@@ -317,7 +317,7 @@ def _pc_of(name: str) -> int:
     return (base + name.count("#") - name.count("b")) % 12
 
 
-# --------------------------------------------------------------------------- issue 15
+# --------------------------------------------------------------------------- spelling
 
 def names(symbol: str, which: str = "tones") -> str:
     chord = parse_chord(symbol)

@@ -215,7 +215,7 @@ def test_out_of_range(tmp_path: Path) -> None:
     err = error_of(tmp_path, "generation:\n  top_p: 0\n")
     assert "greater than 0 and at most 1" in str(err)
     err = error_of(tmp_path, "engine:\n  controls:\n    regenerate: 128\n")
-    assert err.line == 3 and "0 to 127" in str(err)
+    assert err.line == 3 and "1 to 119" in str(err)
 
 
 def test_bad_choice(tmp_path: Path) -> None:
@@ -346,3 +346,28 @@ def test_an_installed_copy_finds_its_default_config(tmp_path: Path) -> None:
     version = subprocess.run([str(venv / "bin" / "melodyflowd"), "--version"],
                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert version.returncode == 0 and "melodyflowd, version" in version.stdout
+
+
+@pytest.mark.parametrize("cc", [120, 121, 123, 127, 0, 32])
+def test_control_ccs_cannot_take_a_cc_the_engine_must_pass_on(tmp_path: Path, cc: int) -> None:
+    for name in ("panic", "regenerate", "select_variation"):
+        err = error_of(tmp_path, f"engine:\n  controls:\n    {name}: {cc}\n")
+        assert err.line == 3 and f"engine.controls.{name}" in str(err)
+        assert "1 to 119" in str(err)
+
+
+@pytest.mark.parametrize("value, ok", [(0, True), (0.25, True), (60.5, True), (86400, True),
+                                       (0.000001, False), (0.2, False), (86401, False),
+                                       (-1, False)])
+def test_stats_interval_is_off_or_a_sane_number_of_seconds(tmp_path: Path, value, ok) -> None:
+    text = f"stats_interval: {value}\n"
+    if ok:
+        assert load_settings(write(tmp_path, text)).stats_interval == value
+    else:
+        assert "stats_interval" in str(error_of(tmp_path, text))
+
+
+def test_a_port_name_too_long_for_jack_is_one_line(tmp_path: Path) -> None:
+    err = error_of(tmp_path, "ports:\n  in_name: " + "x" * 64 + "\n")
+    assert "at most 63 bytes" in str(err)
+    assert load_settings(write(tmp_path, "ports:\n  in_name: " + "x" * 63 + "\n"))

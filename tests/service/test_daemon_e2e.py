@@ -288,7 +288,32 @@ def test_control_cc_watchdog_stats_and_a_bad_config_on_sighup(jack_server, tmp_p
 
 
 @pytest.mark.jack
-def test_port_name_taken_is_exit_2_with_one_line(jack_server, tmp_path):
+def test_a_variation_chosen_by_control_cc_is_logged(jack_server, tmp_path):
+    chart, _ = write_files(tmp_path)
+    bank = write_bank(tmp_path / "two.json", BARS, [NOTES, NOTES], title="two variations",
+                      tempo=120)
+    daemon = DaemonProcess(jack_server, tmp_path, ["--chart", str(chart), "--phrases", str(bank)])
+    peer = None
+    try:
+        daemon.wait_ready()
+        peer = daemon.peer()
+        mark = len(daemon.lines)
+        peer.send([0xB0, 21, 127])                                  # next variation
+        assert daemon.wait_log("variation 2/2", timeout=3, after=mark), daemon.log()
+        mark = len(daemon.lines)
+        peer.send([0xB0, 22, 127])                                  # previous variation
+        assert daemon.wait_log("variation 1/2", timeout=3, after=mark), daemon.log()
+    finally:
+        if peer is not None:
+            peer.close()
+        status = daemon.stop()
+    assert status == 0, daemon.log()
+
+
+@pytest.mark.jack
+def test_port_name_taken_is_exit_1_retry_with_one_line(jack_server, tmp_path):
+    """Another melodyflowd holds the name (under systemd, often the one that is stopping):
+    one line, and exit status 1, so that the service manager tries again."""
     chart, bank = write_files(tmp_path)
     first = DaemonProcess(jack_server, tmp_path, ["--chart", str(chart), "--phrases", str(bank)])
     try:
@@ -300,7 +325,7 @@ def test_port_name_taken_is_exit_2_with_one_line(jack_server, tmp_path):
         assert first.proc.poll() is None                        # the first one plays on
     finally:
         first.stop()
-    assert second.returncode == 2
+    assert second.returncode == 1
     errors = [line for line in second.stderr.splitlines() if line.startswith("melodyflowd")]
     assert len(errors) == 1 and "already taken" in errors[0] and "--in-name" in errors[0]
     assert "Traceback" not in second.stderr

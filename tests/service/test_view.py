@@ -279,7 +279,8 @@ def test_view_settings_from_file_and_flags(tmp_path: Path) -> None:
 
 def run_daemon(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     """The real daemon on a chart and a saved bank, with no JACK server to reach: it gets
-    as far as the view (which starts before the ports) and then stops with status 2."""
+    as far as the view (which starts before the ports) and then stops with status 1 (an
+    unreachable JACK server may come up: retry)."""
     chart = tmp_path / "iivi.yaml"
     chart.write_text(CHART)
     bank = write_bank(tmp_path / "bank.json", BARS, [NOTES], title="ii-V-I test", tempo=120)
@@ -292,7 +293,7 @@ def run_daemon(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_view_flag_takes_an_optional_port(tmp_path: Path) -> None:
     result = run_daemon(tmp_path, "--view")
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == (2 if "already in use" in result.stderr else 1), result.stderr
     # 8765 unless something on this machine holds it: then that is the one clear error.
     assert "live view: http://127.0.0.1:8765/?token=" in result.stderr or \
         "view: 127.0.0.1 port 8765 is already in use" in result.stderr, result.stderr

@@ -25,10 +25,9 @@ from melodyflowd.generate.constraint.tokens import NoteTokenizer
 from melodyflowd.generate.metrical import metrical_choice, resolving
 from melodyflowd.music.chart import Chart
 from melodyflowd.music.instruments import CENTRE_SLACK
+from melodyflowd.music.scale_modes import SCALE_MODES
 from melodyflowd.music.theory import Chord, pitch_classes
 from melodyflowd.music.timeline import Timeline
-
-SCALE_MODES = ("chord-scale", "pentatonic", "chord-tones", "chromatic", "metrical")
 
 
 def allowed_pitch_classes(chord: Chord, mode: str) -> tuple[int, ...]:
