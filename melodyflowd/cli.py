@@ -287,9 +287,16 @@ def render(chart_file: str, tune: str | None, out_file: str, tracks: bool,
 
 @tools_main.command()
 @click.argument("in_file", type=click.Path(dir_okay=False))
-@click.option("--chart", "chart_file", required=True,
+@click.option("--chart", "chart_file",
               help="YAML chart, iReal Pro link or playlist, or MusicXML lead sheet.")
 @click.option("--tune", help="Which tune of a playlist chart (its title).")
+@click.option("--follow", is_flag=True, default=None,
+              help="Follow the chords the recording plays (keys below the split, or "
+                   "--chord-channel), as melodyflowd --follow does.")
+@click.option("--chord-channel", type=click.IntRange(1, 16),
+              help="In follow mode, the chords come from this channel (1-16).")
+@click.option("--bass-channel", type=click.IntRange(1, 16),
+              help="In follow mode, this channel's note is the chord's bass (1-16).")
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False),
               help="The performance with the phrase notes (.mid).")
 @click.option("--phrases", type=click.Path(dir_okay=False),
@@ -301,8 +308,9 @@ def render(chart_file: str, tune: str | None, out_file: str, tracks: bool,
 @click.option("--instrument", type=click.Choice(INSTRUMENTS),
               help="Register: where this instrument's solos sit.")
 @user_errors
-def apply(in_file: str, chart_file: str, tune: str | None, out_file: str, phrases: str | None,
-          start_bar: int,
+def apply(in_file: str, chart_file: str | None, tune: str | None, follow: bool | None,
+          chord_channel: int | None, bass_channel: int | None, out_file: str,
+          phrases: str | None, start_bar: int,
           config_file: str | None, model: str | None, adapter: str | None,
           variations: int | None, seed: int | None, scale: str | None,
           temperature: float | None, instrument: str | None) -> None:
@@ -316,6 +324,9 @@ def apply(in_file: str, chart_file: str, tune: str | None, out_file: str, phrase
         "generation.adapter": adapter, "generation.variations": variations,
         "generation.seed": seed, "generation.scale": scale,
         "generation.temperature": temperature, "generation.instrument": instrument,
+        "engine.follow": follow,
+        "engine.chord_channel": None if chord_channel is None else chord_channel - 1,
+        "engine.bass_channel": None if bass_channel is None else bass_channel - 1,
     })
     written = apply_file(settings, in_file, out_file, start_bar=start_bar)
     click.echo(f"wrote {written}")

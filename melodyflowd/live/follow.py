@@ -15,13 +15,14 @@ Pure data and functions; nothing here imports torch or does I/O.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from melodyflowd.music.chart import Chart
 from melodyflowd.music.follow import follow_lines, is_follow_chart, scale_key
 from melodyflowd.music.phrases import PhraseBank
 from melodyflowd.music.recognize import NO_CONTEXT, RecognitionTable, context_index
-from melodyflowd.music.theory import Chord, parse_chord
+from melodyflowd.music.theory import SCALES, Chord, parse_chord
 
 _BIT = tuple(1 << (n % 12) for n in range(128))   # note -> its pitch class's bit
 _PC = tuple(n % 12 for n in range(129))
@@ -77,10 +78,58 @@ def chord_lines(key: int, lines: tuple[tuple[int, ...], ...]) -> ChordLines:
 
 
 def _tone_lines(chord: Chord, centre: int) -> tuple[tuple[int, ...], ...]:
-    """A chord the bank has no lines for still sounds: its tones around the centre."""
+    """A chord no scale of the bank fits still sounds: its tones around the centre."""
     tones = set(chord.tones) or set(range(12))
     up = tuple(p for p in range(centre - 6, centre + 7) if p % 12 in tones)
     return (up, tuple(reversed(up)))
+
+
+def _snap(pitch: int, tones: frozenset[int], new: frozenset[int]) -> int:
+    """The scale tone nearest to `pitch`; on a tie the one of `new` (the tones the other
+    scale lacks: Bb over lydian F becomes B, not A), else the one below."""
+    for step in range(7):
+        below, above = (pitch - step) % 12 in tones, (pitch + step) % 12 in tones
+        if below and above and (pitch + step) % 12 in new and (pitch - step) % 12 not in new:
+            return pitch + step
+        if below:
+            return pitch - step
+        if above:
+            return pitch + step
+    return pitch
+
+
+def _borrowed_lines(root: int, scale_name: str,
+                    by_key: dict[int, tuple[tuple[int, ...], ...]]
+                    ) -> tuple[tuple[int, ...], ...] | None:
+    """Lines for a scale the bank has none for (yet): those of the written scale on the
+    same root that shares most tones with it, each note moved to the nearest tone of this
+    scale (lydian plays ionian's lines with the 4th raised). None: no scale on this root."""
+    want = frozenset((root + i) % 12 for i in SCALES[scale_name])
+    best = None
+    for name, steps in SCALES.items():
+        lines = by_key.get(scale_key(root, name))
+        if lines:
+            tones = frozenset((root + i) % 12 for i in steps)
+            if best is None or len(want & tones) > len(want & best[1]):
+                best = (lines, tones)
+    if best is None:
+        return None
+    new = want - best[1]
+    return tuple(tuple(_snap(p, want, new) for p in line) for line in best[0])
+
+
+def _above(lines: tuple[tuple[int, ...], ...], floor: int | None
+           ) -> tuple[tuple[int, ...], ...]:
+    """Each line moved up by octaves until its lowest note is at or above `floor` (the
+    split: the right hand's lines sit above the left hand's chord keys)."""
+    if floor is None:
+        return lines
+    out = []
+    for line in lines:
+        low = min(line)
+        shift = 12 * max(0, -(-(floor - low) // 12))
+        out.append(tuple(min(127, p + shift) for p in line) if shift else line)
+    return tuple(out)
 
 
 @functools.lru_cache(maxsize=4)
@@ -89,10 +138,19 @@ def _recognition_table(key: str | None) -> RecognitionTable:
     return RecognitionTable(key)
 
 
-def build_follow(bank: PhraseBank, chart: Chart, key: str | None = None) -> FollowProgram:
-    """The follow tables from a bank written over music.follow.follow_chart() (`chart`),
-    for a key (a chart's key text, or None)."""
+def build_follow(bank: PhraseBank, chart: Chart, key: str | None = None, *,
+                 more: Sequence[tuple[PhraseBank, Chart]] = (),
+                 floor: int | None = None) -> FollowProgram:
+    """The follow tables from a bank written over music.follow.follow_chart() (`chart`)
+    and the banks of `more` follow charts (follow_charts(): the later scales), for a key
+    (a chart's key text, or None). A scale none of them has lines for plays the nearest
+    written one's (_borrowed_lines). `floor`: the lowest note a line starts from (the
+    split point when the chords come from the keyboard; see line_floor)."""
     by_key = follow_lines(bank, chart)
+    for other_bank, other_chart in more:
+        for k, lines in follow_lines(other_bank, other_chart).items():
+            by_key[k] = by_key.get(k, ()) + lines
+    by_key = {k: _above(lines, floor) for k, lines in by_key.items()}
     pitches = sorted(p for lines in by_key.values() for line in lines for p in line)
     centre = pitches[len(pitches) // 2] if pitches else DEFAULT_CENTRE
     recognition = _recognition_table(key)
@@ -105,7 +163,8 @@ def build_follow(bank: PhraseBank, chart: Chart, key: str | None = None) -> Foll
     for chord in chords:
         k = scale_key(chord.root, chord.scale_name)
         if k not in made:
-            own = by_key.get(k) or _tone_lines(chord, centre)
+            own = by_key.get(k) or _borrowed_lines(chord.root, chord.scale_name, by_key) \
+                or _tone_lines(chord, centre)
             made[k] = chord_lines(k, own)
         lines.append(made[k])
         keys.append(k)
@@ -338,6 +397,14 @@ def effective_split(settings) -> int | None:
     return settings.split
 
 
+def line_floor(settings) -> int | None:
+    """Where follow lines start (build_follow's floor): above the split when the chords
+    come from the keyboard; anywhere when they come from a channel of their own."""
+    if settings.chord_channel is not None:
+        return None
+    return effective_split(settings)
+
+
 def roles(settings) -> tuple[int, ...]:
     """[channel * 128 + note] -> NONE, CHORD (a key that names the chord) or BASS."""
     if not getattr(settings, "follow", False):
@@ -359,4 +426,4 @@ def roles(settings) -> tuple[int, ...]:
 
 __all__ = ["BASS", "CHORD", "NONE", "NO_CONTEXT", "ChordLines", "FollowProgram", "Follower",
            "build_follow", "chart_key", "chord_index", "chord_lines", "effective_split",
-           "is_follow_chart", "roles"]
+           "is_follow_chart", "line_floor", "roles"]

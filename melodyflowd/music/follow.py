@@ -4,7 +4,8 @@ Without a chart (or when the hands leave it), melodyflowd plays over whatever ch
 left hand holds, so the lines must exist for every chord it can name before it is played.
 `follow_chart()` is a synthetic chart the model writes them over, with the same
 constraint as any chart: one chord a bar, one chord for each chord-scale theory.SCALES
-knows (18) on each of the 12 roots, 216 bars. Each scale's 12 roots come down a cycle of
+knows (18) on each of the 12 roots, 216 bars (or a part of them: follow_charts() splits
+them in the common scales, written first, and the rest). Each scale's 12 roots come down a cycle of
 fifths in a section of their own, so the model hears a moving harmony and every bar
 starts from where the line over the bar before ended: the lines start on many pitches.
 
@@ -43,18 +44,27 @@ SCALE_CHORDS: dict[str, str] = {
     "locrian": "m7b5(b9)",
     "whole-half diminished": "dim7",
 }
+# The chord-scales a pianist's left hand names most (ii-V-I, minor ii-V, diminished
+# passing chords): written first, so follow mode plays sooner; the rest come after (until
+# then a missing scale plays the nearest written one's lines, live.follow).
+FIRST_SCALES = ("ionian", "dorian", "mixolydian", "locrian natural 2", "altered",
+                "half-whole diminished", "whole-half diminished")
+LATER_SCALES = tuple(name for name in SCALE_CHORDS if name not in FIRST_SCALES)
 CYCLE = tuple((k * 5) % 12 for k in range(12))        # C F Bb Eb ... G: down in fifths
 FOLLOW_TITLE = "follow: every chord-scale in 12 keys"
 
 
 def follow_chart(tempo: float = 120.0, time: tuple[int, int] = (4, 4),
-                 style: str | None = None) -> Chart:
-    """The synthetic chart of one chord a bar (see the module docstring)."""
+                 style: str | None = None,
+                 scales: tuple[str, ...] | None = None) -> Chart:
+    """The synthetic chart of one chord a bar (see the module docstring), over `scales`
+    (names of SCALE_CHORDS; None: all of them)."""
     num, den = time
     beats = bar_beats(time)
     bars = []
     form = []
-    for name, suffix in SCALE_CHORDS.items():
+    for name in scales if scales is not None else SCALE_CHORDS:
+        suffix = SCALE_CHORDS[name]
         form.append(name)
         for root in CYCLE:
             chord = parse_chord(ROOT_NAMES[root] + suffix)
@@ -64,6 +74,13 @@ def follow_chart(tempo: float = 120.0, time: tuple[int, int] = (4, 4),
                             chords=(ChordSpan(chord, 0.0, beats),)))
     return Chart(title=FOLLOW_TITLE, tempo=float(tempo), time=(num, den), key=None,
                  style=style, bars=tuple(bars), source="<follow>", form=tuple(form))
+
+
+def follow_charts(style: str | None = None) -> tuple[Chart, Chart]:
+    """Follow mode's lines in two charts, written in this order: FIRST_SCALES, then
+    LATER_SCALES."""
+    return (follow_chart(style=style, scales=FIRST_SCALES),
+            follow_chart(style=style, scales=LATER_SCALES))
 
 
 def is_follow_chart(chart: Chart) -> bool:

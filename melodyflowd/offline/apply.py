@@ -31,6 +31,7 @@ from melodyflowd.live.engine import Engine
 from melodyflowd.live.transport import CLOCK, CONTINUE, PPQN, SONG_POSITION, START, Transport
 
 if TYPE_CHECKING:
+    from melodyflowd.live.follow import FollowProgram
     from melodyflowd.music.chart import Chart
     from melodyflowd.music.phrases import PhraseBank
     from melodyflowd.service.config import EngineSettings, Settings
@@ -85,9 +86,11 @@ def start_messages(start_bar: int, chart: Chart) -> list[list[int]]:
 
 
 def apply_performance(midi: mido.MidiFile, chart: Chart, bank: PhraseBank,
-                      settings: EngineSettings, start_bar: int = 1) -> mido.MidiFile:
+                      settings: EngineSettings, start_bar: int = 1,
+                      follow: FollowProgram | None = None) -> mido.MidiFile:
     """The performance `midi` played through a fresh Engine on `chart` and `bank` with
-    `settings`: a new MidiFile of the same type, resolution and tracks (see module doc)."""
+    `settings`: a new MidiFile of the same type, resolution and tracks (see module doc).
+    `follow`: follow mode's tables (live.follow.build_follow), as the daemon offers them."""
     if midi.type == 2:
         raise UserError("a type 2 MIDI file (independent sequences) has no single timeline; "
                         "give a type 0 or type 1 file")
@@ -95,6 +98,8 @@ def apply_performance(midi: mido.MidiFile, chart: Chart, bank: PhraseBank,
         raise UserError(f"--start-bar must be 1 or more, got {start_bar}")
     transport = Transport(chart.tempo, chart.beats_per_bar)
     engine = Engine(settings, chart, bank, transport)
+    if follow is not None:
+        engine.offer_follow(follow)
     tempo_map = TempoMap.of(midi)
     tpb = midi.ticks_per_beat
 
@@ -165,7 +170,10 @@ def apply_file(settings: Settings, in_file: str, out_file: str, *, start_bar: in
                progress: Callable[[str], None] | None = None) -> Path:
     """`melodyflow apply`: read `in_file`, play it through the engine with a bank (the
     settings' `phrases` file, else one generated as `render` does), write `out_file`
-    atomically. Returns the path written."""
+    atomically. Returns the path written. In follow mode (settings.engine.follow) the
+    follow lines come from the generator and its cache as the daemon's do (the cache's
+    latest for these inputs; written when there is none), and without a chart the first
+    of them is the chart."""
     from melodyflowd.music.phrases import check_bank_for_chart, load_bank
     from melodyflowd.music.sources import load_chart
     from melodyflowd.offline.render import _atomic, _StderrProgress, generate_bank
@@ -174,19 +182,34 @@ def apply_file(settings: Settings, in_file: str, out_file: str, *, start_bar: in
     if target.suffix.lower() not in (".mid", ".midi"):
         raise UserError(f"unknown output type {target.suffix or '(none)'!r}; apply writes "
                         ".mid", file=out_file)
-    if settings.chart is None:
-        raise UserError("no chart given: pass --chart song.yaml")
+    follow = settings.engine.follow
+    if settings.chart is None and not follow:
+        raise UserError("no chart given: pass --chart song.yaml, or --follow to play over "
+                        "the chords the recording holds")
     if not target.parent.is_dir():
         raise UserError(f"cannot write here: the folder {str(target.parent)!r} does not exist",
                         file=out_file)
     midi = read_midi(in_file)
-    chart = load_chart(settings.chart, settings.tune)
-    if settings.phrases is not None:
+    progress = progress or _StderrProgress()
+    chart = load_chart(settings.chart, settings.tune) if settings.chart else None
+    program = None
+    if follow:
+        from melodyflowd.live.follow import build_follow, line_floor
+        from melodyflowd.music.follow import follow_charts
+
+        charts = follow_charts(style=chart.style if chart is not None else None)
+        lines = [generate_bank(settings, progress, c, fresh=False) for c in charts]
+        program = build_follow(lines[0], charts[0], chart.key if chart is not None else None,
+                               more=list(zip(lines[1:], charts[1:], strict=True)),
+                               floor=line_floor(settings.engine))
+    if chart is None:
+        chart, bank = charts[0], lines[0]
+    elif settings.phrases is not None:
         bank = load_bank(settings.phrases)
         check_bank_for_chart(bank, chart, source=settings.phrases)
     else:
-        bank = generate_bank(settings, progress or _StderrProgress())
-    result = apply_performance(midi, chart, bank, settings.engine, start_bar)
+        bank = generate_bank(settings, progress)
+    result = apply_performance(midi, chart, bank, settings.engine, start_bar, program)
     with _atomic(target) as handle:
         result.save(file=handle)
     return target

@@ -22,6 +22,7 @@ from melodyflowd.files import atomic_file
 from melodyflowd.service.config import Settings
 
 if TYPE_CHECKING:
+    from melodyflowd.music.chart import Chart
     from melodyflowd.music.phrases import PhraseBank
 
 FORMATS = {".json": "phrase bank", ".mid": "MIDI", ".midi": "MIDI", ".png": "piano roll"}
@@ -63,14 +64,19 @@ def render_file(settings: Settings, out: str,
     return target
 
 
-def generate_bank(settings: Settings, progress: Callable[[str], None]) -> PhraseBank:
-    """One bank through the generator process; a user error comes back as UserError."""
+def generate_bank(settings: Settings, progress: Callable[[str], None],
+                  chart: Chart | None = None, fresh: bool | None = None) -> PhraseBank:
+    """One bank through the generator process, for the settings' chart file or `chart`;
+    a user error comes back as UserError. `fresh` (default: when no seed is set): a new
+    bank, not the cache's latest."""
     from melodyflowd.generate.worker import BankReady, ChildDied, Failed, GeneratorClient, Progress
 
     generation = settings.generation
     client = GeneratorClient(settings)      # not started: the first request that misses the
     try:                                    # cache spawns the child
-        request_id = client.request(settings.chart, generation, fresh=generation.seed is None)
+        fresh = generation.seed is None if fresh is None else fresh
+        request_id = client.request(settings.chart, generation, fresh=fresh) \
+            if chart is None else client.request_chart(chart, generation, fresh=fresh)
         while True:
             for event in client.poll():
                 if isinstance(event, Progress):

@@ -132,7 +132,9 @@ class Daemon:
         self.requested_ports = settings.ports      # before `auto` became a backend
         self.generator: Any = None
         self.pending: Pending | None = None
-        self.follow_chart: Any = None         # follow mode: the chart its lines are written on
+        self.follow_charts: tuple = ()        # follow mode: the charts its lines are written on
+        self.follow_banks: dict[int, Any] = {}   # [index in follow_charts] -> its bank
+        self.queue: list[tuple[Any, str, bool]] = []   # requests after the pending one
         self.bank_since = time.monotonic()
         self.bank_source = ""
         self.regenerate_seen = 0
@@ -171,7 +173,8 @@ class Daemon:
         return bank
 
     def _request(self, chart: Any, reason: str, fresh: bool = True) -> None:
-        """Ask the child for a bank. `fresh`: a new bank, not the cached one (regenerate)."""
+        """Ask the child for a bank. `fresh`: a new bank, not the cached one (regenerate).
+        Supersedes the pending request; the queue is the caller's."""
         request_id = self.generator.request_chart(chart, self.settings.generation, fresh=fresh)
         if self.pending is not None:
             self.generator.cancel(self.pending.request_id)
@@ -272,18 +275,42 @@ class Daemon:
         log.info("generator: %s", text)
         sdnotify.status(f"phrases: {text}")
 
-    def _offer(self, bank: Any, chart: Any, source: str) -> None:
-        if chart is not None and chart is self.follow_chart:
-            from melodyflowd.live.follow import build_follow
+    def _next_queued(self) -> None:
+        """Nothing pending: ask for the next bank in the queue (follow mode's lines after
+        the chart's, the later scales after the first)."""
+        if self.pending is None and self.queue and self.generator is not None:
+            chart, reason, fresh = self.queue.pop(0)
+            self._request(chart, reason, fresh)
 
-            self.engine.offer_follow(build_follow(bank, chart, self.chart.key))
+    def _follow_index(self, chart: Any) -> int:
+        return next((i for i, c in enumerate(self.follow_charts) if c is chart), -1)
+
+    def _offer_follow(self) -> None:
+        """The follow tables from the follow banks there are, for the chart's key."""
+        from melodyflowd.live.follow import build_follow, line_floor
+
+        banks = self.follow_banks
+        if 0 not in banks:
+            return
+        more = [(banks[i], c) for i, c in enumerate(self.follow_charts) if i and i in banks]
+        self.engine.offer_follow(build_follow(banks[0], self.follow_charts[0], self.chart.key,
+                                              more=more,
+                                              floor=line_floor(self.settings.engine)))
+
+    def _offer(self, bank: Any, chart: Any, source: str) -> None:
+        index = self._follow_index(chart) if chart is not None else -1
+        if index >= 0:
+            self.follow_banks[index] = bank
+            self._offer_follow()
             if chart is not self.chart:       # the follow lines of a chart: nothing else
-                log.info("new follow lines (%s)", source)
+                log.info("new follow lines (%s, %s)", source,
+                         "the first scales" if index == 0 else "the other scales")
                 return
         same_chart = chart is None or chart is self.chart
         self.engine.offer(bank, None if same_chart else chart, now=time.perf_counter())
         if not same_chart:
             self.chart = chart
+            self._offer_follow()              # the recognizer reads chords in the new key
         self.bank_since = time.monotonic()
         self.bank_source = source
         log.info("new phrase bank (%s, %d variations) swaps in at the next bar line",
@@ -291,8 +318,18 @@ class Daemon:
         sdnotify.status(self._status())
 
     # -- actions of the main loop ---------------------------------------------------------
-    def regenerate(self, reason: str, chart: Any = None) -> None:
+    def _follow_queue(self, chart: Any, reason: str, fresh: bool) -> list:
+        """Follow mode: the follow lines to ask for after `chart`'s bank, in order."""
+        return [(c, f"follow lines ({reason})", fresh) for c in self.follow_charts
+                if c is not chart]
+
+    def regenerate(self, reason: str, chart: Any = None, fresh_follow: bool = True) -> None:
+        """A new bank for the chart and, in follow mode, new follow lines after it (a
+        musician asking for new phrases wants new lines over the chords played too).
+        `fresh_follow` False: the follow lines as they are (from the cache), rebuilt for
+        the chart's key (SIGHUP)."""
         chart = chart if chart is not None else self.chart
+        follow_queue = self._follow_queue(chart, reason, fresh_follow)
         if self.generator is None and not self.settings.phrases:
             # The config (SIGHUP) switched from a saved bank to generating.
             from melodyflowd.generate.worker import GeneratorClient
@@ -302,6 +339,7 @@ class Daemon:
         if self.generator is not None and not self.settings.phrases:
             log.info("regenerating (%s)", reason)
             self._request(chart, reason)
+            self.queue = follow_queue
             return
         # Playing a saved bank: "regenerate" rereads the file (it may have been re-rendered).
         try:
@@ -312,6 +350,9 @@ class Daemon:
             return
         log.info("rereading %s (%s; saved bank, no generator)", self.settings.phrases, reason)
         self._offer(bank, chart, f"file {self.settings.phrases}")
+        if follow_queue and self.generator is not None:
+            self.queue = follow_queue[1:]
+            self._request(*follow_queue[0])
 
     def reload(self) -> None:
         """SIGHUP: config, then chart; either invalid -> logged, the old keeps playing."""
@@ -343,13 +384,16 @@ class Daemon:
         ports = self._reload_connections(settings.ports)
         if settings.view != self.settings.view:
             log.warning("view settings changed: they take effect at the next restart")
-        if settings.engine != self.settings.engine:
+        engine_changed = settings.engine != self.settings.engine
+        if engine_changed:
             self.engine.update_settings(settings.engine)      # live from the next message
             log.info("engine settings updated")
         self.settings = replace(settings, ports=ports, view=self.settings.view)
         logging.getLogger("melodyflowd").setLevel(
             getattr(logging, str(self.settings.log_level).upper(), logging.INFO))
-        self.regenerate("SIGHUP", chart)
+        if engine_changed and self.follow_banks:
+            self._offer_follow()              # the split (where lines sit) may have moved
+        self.regenerate("SIGHUP", chart, fresh_follow=False)
 
     def _watchdog(self) -> None:
         if self._watchdog_every is None:
@@ -399,10 +443,10 @@ class Daemon:
         follow = settings.engine.follow
         chart = load_chart(settings.chart, settings.tune) if settings.chart else None
         if follow:
-            from melodyflowd.music.follow import follow_chart
+            from melodyflowd.music.follow import follow_charts
 
-            self.follow_chart = follow_chart(style=chart.style if chart is not None else None)
-        self.chart = chart if chart is not None else self.follow_chart
+            self.follow_charts = follow_charts(style=chart.style if chart is not None else None)
+        self.chart = chart if chart is not None else self.follow_charts[0]
         try:
             if settings.view.port is not None:
                 from melodyflowd.service.view import DaemonView
@@ -424,9 +468,9 @@ class Daemon:
                 if bank is None:
                     log.info("stopped (%s) before the first bank was ready", self.flags.stop)
                     return 0
-            lines = bank if self.chart is self.follow_chart else None
+            lines = bank if follow and self.chart is self.follow_charts[0] else None
             if follow and lines is None:
-                lines = self._pregenerate(self.follow_chart, "follow lines")
+                lines = self._pregenerate(self.follow_charts[0], "follow lines")
                 if lines is None:
                     log.info("stopped (%s) before the follow lines were ready",
                              self.flags.stop)
@@ -435,10 +479,11 @@ class Daemon:
             transport = Transport(self.chart.tempo, self.chart.beats_per_bar)
             self.engine = Engine(settings.engine, self.chart, bank, transport)
             if follow:
-                from melodyflowd.live.follow import build_follow
-
-                self.engine.offer_follow(build_follow(lines, self.follow_chart,
-                                                      self.chart.key))
+                self.follow_banks[0] = lines
+                self._offer_follow()
+                # The other scales next, in the background (until they come, those chords
+                # play the nearest written scale's lines).
+                self.queue = self._follow_queue(self.follow_charts[0], "start-up", False)
                 log.info("following the chords played (%s)",
                          f"channel {settings.engine.chord_channel + 1}"
                          if settings.engine.chord_channel is not None else
@@ -460,6 +505,7 @@ class Daemon:
             self.connector = open_connector(settings.ports)
             self._connect_ports()
             sdnotify.ready(self._status())
+            self._next_queued()
             return self.serve()
         finally:
             self.shutdown()
@@ -517,6 +563,7 @@ class Daemon:
         if self.generator is not None:
             for event in self.generator.poll():
                 self._on_generator_event(event)
+            self._next_queued()
         self.engine.release_retired()       # old banks are freed here, not in the callback
         self._view_turn()
         collect_garbage()

@@ -13,9 +13,18 @@ from melodyflowd.live.follow import (
     build_follow,
     chord_index,
     effective_split,
+    line_floor,
     roles,
 )
-from melodyflowd.music.follow import SCALE_CHORDS, follow_chart, follow_lines, scale_key
+from melodyflowd.music.follow import (
+    FIRST_SCALES,
+    LATER_SCALES,
+    SCALE_CHORDS,
+    follow_chart,
+    follow_charts,
+    follow_lines,
+    scale_key,
+)
 from melodyflowd.music.theory import SCALES, parse_chord
 from melodyflowd.service.config import EngineSettings
 from tests.support.follow_bank import make_follow_bank
@@ -35,6 +44,16 @@ def test_the_follow_chart_has_every_chord_scale_in_12_roots():
     seen = {(bar.chords[0].chord.root, bar.chords[0].chord.scale_name) for bar in chart.bars}
     assert seen == {(root, name) for root in range(12) for name in SCALES}
     assert set(SCALE_CHORDS) == set(SCALES)
+
+
+def test_the_two_follow_charts_have_every_chord_scale_once():
+    first, later = follow_charts()
+    scales = [bar.chords[0].chord.scale_name for bar in first.bars + later.bars]
+    assert sorted(set(scales)) == sorted(SCALES) and len(scales) == len(SCALES) * 12
+    assert {parse_chord(f"C{s}").scale_name for s in ("maj7", "m7", "7", "m7b5", "7alt")} \
+        <= set(FIRST_SCALES)
+    assert len(first.bars) == len(FIRST_SCALES) * 12 and set(LATER_SCALES).isdisjoint(
+        FIRST_SCALES)
 
 
 def test_follow_lines_cut_the_bank_per_chord_scale():
@@ -161,3 +180,65 @@ def test_roles_and_the_follow_split():
     r = roles(channel)
     assert effective_split(channel) is None
     assert r[128 + 80] == CHORD and r[40] == NONE and r[2 * 128 + 30] == BASS
+
+
+def _lines_by_key(program) -> dict[int, tuple[tuple[int, ...], ...]]:
+    return {cl.scale_key: cl.lines for cl in program.lines}
+
+
+def test_the_first_scales_and_the_rest_make_the_same_tables_as_all_at_once():
+    whole = build_follow(*make_follow_bank(3))
+    first_bank, first = make_follow_bank(3, FIRST_SCALES)
+    later = make_follow_bank(3, LATER_SCALES)
+    parts = build_follow(first_bank, first, more=[later])
+    assert _lines_by_key(parts) == _lines_by_key(whole)
+
+
+def test_before_the_rest_arrive_a_scale_plays_the_nearest_written_ones_lines():
+    bank, chart = make_follow_bank(3, FIRST_SCALES)
+    program = build_follow(bank, chart)
+    by_key = _lines_by_key(program)
+    for symbol, near in (("Fmaj7#11", "Fmaj7"), ("Bb7#11", "Bb7"), ("Em7b9", "Em7"),
+                         ("Am(maj7)", "Am7"), ("G7sus4", "G7")):
+        chord, other = parse_chord(symbol), parse_chord(near)
+        lines = by_key[scale_key(chord.root, chord.scale_name)]
+        own = by_key[scale_key(other.root, other.scale_name)]
+        assert all(p % 12 in chord.scale for line in lines for p in line), symbol
+        # the written scale's lines, a note moved where the scales differ: the same shape
+        assert [len(line) for line in lines] == [len(line) for line in own]
+        moved = sum(a != b for x, y in zip(lines, own, strict=True)
+                    for a, b in zip(x, y, strict=True))
+        assert moved > 0 or set(chord.scale) == set(other.scale), symbol
+        assert all(abs(a - b) <= 2 for x, y in zip(lines, own, strict=True)
+                   for a, b in zip(x, y, strict=True))
+
+
+@pytest.mark.parametrize("floor", [60, 72])
+def test_lines_sit_at_or_above_the_floor_an_octave_at_a_time(floor):
+    bank, chart = make_follow_bank(3)
+    low = build_follow(bank, chart)
+    high = build_follow(bank, chart, floor=floor)
+    low_lines, high_lines = _lines_by_key(low), _lines_by_key(high)
+    assert min(p for lines in high_lines.values() for line in lines for p in line) >= floor
+    for k, lines in low_lines.items():
+        for a, b in zip(lines, high_lines[k], strict=True):
+            shift = b[0] - a[0]
+            assert shift % 12 == 0 and shift >= 0
+            assert all(y - x == shift for x, y in zip(a, b, strict=True))
+            assert shift == 0 or min(a) < floor       # moved only when it reached below
+
+
+def test_line_floor_is_the_split_unless_the_chords_have_a_channel():
+    assert line_floor(EngineSettings(follow=True)) == 60
+    assert line_floor(EngineSettings(follow=True, split=55)) == 55
+    assert line_floor(EngineSettings(follow=True, chord_channel=3)) is None
+
+
+def test_a_borrowed_line_takes_the_scales_own_note_where_they_differ():
+    bank, chart = make_follow_bank(3, FIRST_SCALES)
+    by_key = _lines_by_key(build_follow(bank, chart))
+    lydian = by_key[scale_key(5, "lydian")]                  # F lydian from F ionian
+    ionian = by_key[scale_key(5, "ionian")]
+    for a, b in zip(ionian, lydian, strict=True):
+        assert [y - x for x, y in zip(a, b, strict=True)] == [1 if x % 12 == 10 else 0
+                                                               for x in a]

@@ -5,6 +5,7 @@ every right-hand note comes out on the scale of the chord the left hand holds.""
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -137,3 +138,66 @@ def test_follow_with_a_chart_the_played_chord_wins_while_it_differs(jack_server,
     assert len(played) == 4 and all(p % 12 in db7 for p in played), played
     assert not set(played) <= set(CHART_NOTES)
     assert chart_after and set(chart_after) <= set(CHART_NOTES), chart_after
+
+
+@pytest.mark.jack
+@pytest.mark.slow
+def test_regenerate_with_a_chart_gives_new_follow_lines(jack_server, tmp_path: Path):
+    chart = tmp_path / "g7.yaml"
+    chart.write_text(CHART)
+    bank = write_bank(tmp_path / "bank.json", [[("G7", 0, 4)], [("G7", 0, 4)]],
+                      [[[(p, i, "G7") for i, p in enumerate(CHART_NOTES)]] * 2],
+                      title="follow over a chart", tempo=120)
+    config = tmp_path / "follow.yaml"
+    # chord-scale: every note on the held chord's scale (see the first test)
+    config.write_text(f"generation:\n  cache_dir: {tmp_path / 'cache'}\n  seed: 3\n"
+                      "  scale: chord-scale\n")
+    daemon = DaemonProcess(jack_server, tmp_path, ["--follow", "--chart", str(chart),
+                                                   "--phrases", str(bank),
+                                                   "--config", str(config)])
+    peer = None
+    keys = [72, 74, 76, 77, 79, 81]
+
+    def over_db7() -> list[int]:
+        """Db7 held (the chart says G7: the played chord wins), the right hand's figure."""
+        for note in (49, 53, 59):
+            peer.send([0x90, note, 70])
+        time.sleep(0.05)
+        before = len(peer.messages())
+        for key in keys:
+            peer.send([0x91, key, 90])
+            time.sleep(0.08)
+            peer.send([0x81, key, 0])
+            time.sleep(0.04)
+        time.sleep(0.1)
+        for note in (49, 53, 59):
+            peer.send([0x80, note, 0])
+        time.sleep(0.1)
+        return [m[1] for m in peer.messages()[before:] if m[0] == 0x91]
+
+    try:
+        daemon.wait_ready(timeout=300)
+        assert daemon.wait_log("new follow lines (generated, the other scales)",
+                               timeout=300), daemon.log()
+        peer = daemon.peer()
+        old = over_db7()
+        mark = len(daemon.lines)
+        daemon.send_signal(signal.SIGUSR1)
+        assert daemon.wait_log("new follow lines (generated, the first scales)", timeout=300,
+                               after=mark), daemon.log()
+        assert daemon.wait_log("new follow lines (generated, the other scales)", timeout=300,
+                               after=mark), daemon.log()
+        new = over_db7()
+        peer.wait_for(lambda got: not note_balance(got)[0], timeout=3)
+        daemon.stop()
+        loss = daemon.transport_loss(peer)
+    finally:
+        if peer is not None:
+            peer.close()
+        daemon.stop()
+    if loss is not None:
+        pytest.skip(f"JACK lost messages on this busy machine ({loss})")
+    # (which scale the notes sit on is the first tests' subject; here: new lines)
+    assert len(old) == len(new) == len(keys), (old, new)
+    assert all(p >= 60 for p in old + new), (old, new)      # above the split
+    assert old != new, daemon.log()

@@ -19,9 +19,11 @@ def scale_line(scale: tuple[int, ...], start: int, length: int = 8) -> tuple[int
     return tuple(pitches[:length])
 
 
-@lru_cache(maxsize=4)
-def make_follow_bank(variations: int = 3) -> tuple[PhraseBank, Chart]:
-    chart = follow_chart()
+@lru_cache(maxsize=8)
+def make_follow_bank(variations: int = 3, scales: tuple[str, ...] | None = None
+                     ) -> tuple[PhraseBank, Chart]:
+    """The bank over follow_chart(scales=scales) (None: every scale)."""
+    chart = follow_chart(scales=scales)
     rows = []
     for v in range(variations):
         bars = []
