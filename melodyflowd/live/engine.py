@@ -674,23 +674,7 @@ class Engine:
                         self._pos = pos + 1
                         if config.keys_register:
                             pitch = self._to_keys(pitch, note)
-                        slot = config.slot_base[status] + pitch
-                        ref = self._ref
-                        count = ref[slot]
-                        ref[slot] = count + 1
-                        held[key] = slot
-                        self._last_out = pitch
-                        self._last_key = note
-                        self.notes_remapped += 1
-                        on = config.on_status[status]
-                        if count:              # poly: another key holds it: strike it again
-                            if out is None:
-                                out = []
-                            out.append([on - 0x10, pitch, RELEASE_VELOCITY])
-                        if out is None:
-                            return [[on, pitch, velocity]]
-                        out.append([on, pitch, velocity])
-                        return out
+                        return self._sound(config, status, key, note, pitch, velocity, out)
                     role = config.role[key]
                     if role:
                         return self._fast_chord_key(msg, now, key, note, status, velocity,
@@ -867,16 +851,7 @@ class Engine:
             self._pos = pos + 1
             if config.keys_register:
                 pitch = self._to_keys(pitch, note)
-        out_channel = channel if config.out_channel is None else config.out_channel
-        slot = (out_channel << 7) | pitch
-        if self._ref[slot] > 0:               # poly: another key holds it: strike it again
-            out.append([NOTE_OFF | out_channel, pitch, RELEASE_VELOCITY])
-        self._ref[slot] += 1
-        held[key] = slot
-        out.append([NOTE_ON | out_channel, pitch, velocity])
-        self._last_out = pitch
-        self._last_key = note
-        self.notes_remapped += 1
+        self._sound(config, NOTE_ON | channel, key, note, pitch, velocity, out)
 
     def _to_keys(self, pitch: int, note: int) -> int:
         """register: keys: the line moved by whole octaves toward the keys the player
@@ -930,17 +905,28 @@ class Engine:
             if config.mono and held:
                 self._end_all(out)
         pitch = follower.next_pitch(self._last_out)
+        return self._sound(config, status, key, note, pitch, velocity, out)
+
+    def _sound(self, config: _Config, status: int, key: int, note: int, pitch: int,
+               velocity: int, out: list[list[int]] | None) -> list[list[int]]:
+        """Sound `pitch` for the remapped key (note-on `status`, `note`): remember it for the
+        key's note-off, re-strike it when another key holds it (poly), and return `out` with
+        the messages added (a new list when `out` is None). Every path's note-on ends here."""
         slot = config.slot_base[status] + pitch
         ref = self._ref
         count = ref[slot]
         ref[slot] = count + 1
-        held[key] = slot
+        self._held[key] = slot
         self._last_out = pitch
         self._last_key = note
         self.notes_remapped += 1
         on = config.on_status[status]
         if count:              # poly: another key holds it: strike it again
+            if out is None:
+                out = []
             out.append([on - 0x10, pitch, RELEASE_VELOCITY])
+        if out is None:
+            return [[on, pitch, velocity]]
         out.append([on, pitch, velocity])
         return out
 

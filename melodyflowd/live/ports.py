@@ -268,20 +268,8 @@ def _make_callback(handler: Handler, send: Callable[[Sequence[int]], None],
         now = seconds()
         if message and message[0] == SYSEX:
             on_sysex(message, now)
-            return
-        start = clock()                   # `handle`, inline: the common path saves a call
-        try:
-            out = handler(message, now)
-            took = clock() - start
-            for message in out:
-                send(message)
-            sent[0] += len(out)
-        except Exception:
-            errors[0] += 1
-            took = clock() - start
-        i = count[0]
-        ring[i & _RING_MASK] = took
-        count[0] = i + 1
+        else:
+            handle(message, now)
 
     return on_midi
 
