@@ -1,5 +1,6 @@
 """What the two YAML readers (music/chart.py, service/config.py) share for their messages:
-the kind of a node, and the problem and place of a yaml error."""
+the kind of a node, the problem and place of a yaml error, and the line for a document made
+to break a parser."""
 
 from __future__ import annotations
 
@@ -26,3 +27,14 @@ def yaml_problem(exc: yaml.MarkedYAMLError, default: str) -> tuple[str, Any]:
     .line, .column, .index) None when yaml knows no place."""
     mark = exc.problem_mark or exc.context_mark
     return (exc.problem or exc.context or default).strip(), mark
+
+
+def hostile_detail(exc: Exception, what: str) -> str | None:
+    """The one line for a document made to break a parser (nesting hundreds of levels deep,
+    a number with thousands of digits), or None when `exc` is something else."""
+    if isinstance(exc, RecursionError):
+        return (f"not {what}: nested too deeply (lists or mappings inside each other "
+                "hundreds of levels deep)")
+    if isinstance(exc, ValueError) and "digits" in str(exc):   # int() of a giant number
+        return f"not {what}: a number with thousands of digits"
+    return None

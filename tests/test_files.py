@@ -129,6 +129,7 @@ def test_the_daemon_exits_2_with_one_line_for_each_hostile_file(tmp_path):
         assert done.returncode == 2, (name, done.stderr)
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("melodyflowd: error: "), (name, lines)
+        assert "JACK" not in lines[0], (name, lines)       # the file's error, not the MIDI's
 
 
 @pytest.mark.parametrize("name", ["tune.xml", "tune.musicxml", "tune.mxl", "playlist.html",

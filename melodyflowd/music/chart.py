@@ -42,7 +42,7 @@ from melodyflowd.music.form import Signs, playing_order
 from melodyflowd.music.meter import bar_beats, quarters_per_unit
 from melodyflowd.music.theory import NO_CHORD, Chord, ChordError, note_names, parse_chord
 from melodyflowd.numbers import json_number, plain
-from melodyflowd.yamlnodes import node_kind, yaml_problem
+from melodyflowd.yamlnodes import hostile_detail, node_kind, yaml_problem
 
 
 class ChartError(UserError):
@@ -209,14 +209,11 @@ def parse_chart(text: str, filename: str = "<chart>") -> Chart:
     """Parse chart YAML text. Raises ChartError naming filename:line:column."""
     try:
         return _parse_chart(text, filename)
-    except RecursionError:
-        raise ChartError("not a YAML chart: nested too deeply (lists or mappings inside "
-                         "each other hundreds of levels deep)", file=filename) from None
-    except ValueError as exc:
-        if "digits" not in str(exc):            # int() of a number too long to convert
+    except (RecursionError, ValueError) as exc:
+        detail = hostile_detail(exc, "a YAML chart")
+        if detail is None:
             raise
-        raise ChartError("not a YAML chart: a number with thousands of digits",
-                         file=filename) from None
+        raise ChartError(detail, file=filename) from None
 
 
 def _parse_chart(text: str, filename: str) -> Chart:

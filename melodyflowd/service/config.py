@@ -26,7 +26,7 @@ from melodyflowd.files import CONFIG_MAX_BYTES, read_bytes
 from melodyflowd.music.instruments import INSTRUMENTS
 from melodyflowd.music.scale_modes import SCALE_MODES
 from melodyflowd.numbers import plain
-from melodyflowd.yamlnodes import node_kind, yaml_problem
+from melodyflowd.yamlnodes import hostile_detail, node_kind, yaml_problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,13 +266,11 @@ def _parse(text: str, path: str) -> dict[str, _Value]:
                         column=mark.column + 1 if mark else None) from None
     except yaml.YAMLError as exc:
         raise UserError(f"not valid YAML: {exc}", file=path) from None
-    except RecursionError:
-        raise UserError("not a config: nested too deeply (lists or mappings inside each "
-                        "other hundreds of levels deep)", file=path) from None
-    except ValueError as exc:
-        if "digits" not in str(exc):            # int() of a number too long to convert
+    except (RecursionError, ValueError) as exc:
+        detail = hostile_detail(exc, "a config")
+        if detail is None:
             raise
-        raise UserError("not a config: a number with thousands of digits", file=path) from None
+        raise UserError(detail, file=path) from None
     finally:
         loader.dispose()
 

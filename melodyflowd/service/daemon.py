@@ -447,6 +447,10 @@ class Daemon:
 
             self.follow_charts = follow_charts(style=chart.style if chart is not None else None)
         self.chart = chart if chart is not None else self.follow_charts[0]
+        bank = None
+        if settings.phrases:        # the user's files first: their errors, whatever MIDI has
+            bank = self._load_bank_file(self.chart)
+            self.bank_source = f"file {settings.phrases}"
         try:
             if settings.view.port is not None:
                 from melodyflowd.service.view import DaemonView
@@ -460,10 +464,7 @@ class Daemon:
                 settings = self.settings = replace(
                     settings, ports=replace(settings.ports, backend=backend))
             check_connect_backend(settings.ports)
-            if settings.phrases:
-                bank = self._load_bank_file(self.chart)
-                self.bank_source = f"file {settings.phrases}"
-            else:
+            if bank is None:
                 bank = self._pregenerate(self.chart)
                 if bank is None:
                     log.info("stopped (%s) before the first bank was ready", self.flags.stop)
