@@ -113,7 +113,7 @@ def test_apply_follow_gives_the_notes_the_daemon_plays_in_follow_mode(jack_serve
     # chord-scale: every note on the scale (metrical, the default, allows a chromatic
     # passing note on a weak beat), so that the notes can be checked against the chords
     config.write_text(f"generation:\n  cache_dir: {tmp_path / 'cache'}\n  seed: 3\n"
-                      "  scale: chord-scale\n")
+                      "  scale: chord-scale\n  constraint: hard\n")
     for attempt in range(3):
         daemon = DaemonProcess(jack_server, tmp_path, ["--follow", "--config", str(config)])
         peer = None

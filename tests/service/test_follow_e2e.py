@@ -29,10 +29,10 @@ RIGHT_KEYS = [72, 74, 76, 79, 77]
 @pytest.mark.slow
 def test_follow_plays_the_right_hand_on_the_left_hands_chords(jack_server, tmp_path: Path):
     config = tmp_path / "follow.yaml"
-    # scale: chord-scale, so that every note can be held to the chord's scale; the default
-    # (metrical) lets chromatic approach tones through between the chord's strong notes.
+    # scale: chord-scale with the hard constraint, so that every note can be held to the
+    # chord's scale; the defaults (metrical, soft) let approach tones through.
     config.write_text(f"generation:\n  cache_dir: {tmp_path / 'cache'}\n  seed: 3\n"
-                      "  scale: chord-scale\n")
+                      "  scale: chord-scale\n  constraint: hard\n")
     daemon = DaemonProcess(jack_server, tmp_path, ["--follow", "--config", str(config)])
     peer = None
     try:
@@ -151,7 +151,7 @@ def test_regenerate_with_a_chart_gives_new_follow_lines(jack_server, tmp_path: P
     config = tmp_path / "follow.yaml"
     # chord-scale: every note on the held chord's scale (see the first test)
     config.write_text(f"generation:\n  cache_dir: {tmp_path / 'cache'}\n  seed: 3\n"
-                      "  scale: chord-scale\n")
+                      "  scale: chord-scale\n  constraint: hard\n")
     daemon = DaemonProcess(jack_server, tmp_path, ["--follow", "--chart", str(chart),
                                                    "--phrases", str(bank),
                                                    "--config", str(config)])
