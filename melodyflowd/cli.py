@@ -122,6 +122,15 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def follow_channel_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--chord-channel and --bass-channel, the same for melodyflowd and apply."""
+    command = click.option("--bass-channel", type=click.IntRange(1, 16),
+                           help="In follow mode, this channel's note is the chord's bass "
+                                "(1-16).")(command)
+    return click.option("--chord-channel", type=click.IntRange(1, 16),
+                        help="In follow mode, the chords come from this channel (1-16).")(command)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--chart", help="Chord chart: YAML, an iReal Pro link or playlist, or MusicXML.")
 @click.option("--tune", help="Which tune of a playlist chart (its title).")
@@ -151,10 +160,7 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--follow", is_flag=True, default=None,
               help="Follow the chords you play (keys below the split, or --chord-channel); "
                    "with --chart too, the chart is what is expected and your chord wins.")
-@click.option("--chord-channel", type=click.IntRange(1, 16),
-              help="In follow mode, the chords come from this channel (1-16).")
-@click.option("--bass-channel", type=click.IntRange(1, 16),
-              help="In follow mode, this channel's note is the chord's bass (1-16).")
+@follow_channel_options
 @setting_flags(SETTING_FLAGS)
 @click.version_option(__version__, prog_name="melodyflowd")
 @user_errors
@@ -293,10 +299,7 @@ def render(chart_file: str, tune: str | None, out_file: str, tracks: bool,
 @click.option("--follow", is_flag=True, default=None,
               help="Follow the chords the recording plays (keys below the split, or "
                    "--chord-channel), as melodyflowd --follow does.")
-@click.option("--chord-channel", type=click.IntRange(1, 16),
-              help="In follow mode, the chords come from this channel (1-16).")
-@click.option("--bass-channel", type=click.IntRange(1, 16),
-              help="In follow mode, this channel's note is the chord's bass (1-16).")
+@follow_channel_options
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False),
               help="The performance with the phrase notes (.mid).")
 @click.option("--phrases", type=click.Path(dir_okay=False),
