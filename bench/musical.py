@@ -53,7 +53,7 @@ from melodyflowd.music.chart import Bar, Chart, ChordSpan
 from melodyflowd.music.instruments import CENTRE_SLACK, SEAM_BEATS, SEAM_RANGE, pitch_range
 from melodyflowd.music.theory import Chord, parse_chord
 from melodyflowd.offline.apply import apply_performance
-from melodyflowd.service.config import EngineSettings, GenerationSettings
+from melodyflowd.settings import EngineSettings, GenerationSettings
 from training.prepare import DEFAULT_DB, TICKS_PER_BEAT, Solo, chord_of, load_solos, split_solos
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -356,7 +356,7 @@ def evaluate(model: str, data: str, out: str, *, adapter: str | None = None,
              card: str | None = None, log=print) -> dict:
     from melodyflowd.generate.compose import compose_bank
     from melodyflowd.generate.model import load_model
-    from melodyflowd.service.config import GenerationSettings
+    from melodyflowd.settings import GenerationSettings
 
     set_threads(threads)
     started = time.monotonic()

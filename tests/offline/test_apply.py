@@ -14,7 +14,7 @@ from melodyflowd.cli import tools_main
 from melodyflowd.music.chart import load_chart
 from melodyflowd.music.phrases import load_bank
 from melodyflowd.offline.apply import apply_performance
-from melodyflowd.service.config import EngineSettings
+from melodyflowd.settings import EngineSettings
 from tests.service.test_daemon_e2e import (
     BPM,
     NOTES,

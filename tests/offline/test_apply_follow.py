@@ -17,7 +17,7 @@ from melodyflowd.live.follow import build_follow
 from melodyflowd.music.follow import FIRST_SCALES, LATER_SCALES
 from melodyflowd.music.theory import parse_chord
 from melodyflowd.offline.apply import apply_performance
-from melodyflowd.service.config import EngineSettings
+from melodyflowd.settings import EngineSettings
 from tests.service.test_follow_e2e import PROGRESSIONS, RHYTHM, RIGHT_KEYS
 from tests.support.follow_bank import make_follow_bank
 from tests.support.jack import DaemonProcess, note_balance

@@ -209,7 +209,7 @@ def test_llama_midi_shaped_base_takes_the_same_finetune_command(data_dir, solos,
     and the merged model then play in the generator."""
     from melodyflowd.generate.compose import compose_bank
     from melodyflowd.generate.model import load_model, shipped_profile
-    from melodyflowd.service.config import GenerationSettings
+    from melodyflowd.settings import GenerationSettings
     from tests.support.tiny_model import build_tiny_model, hand_chart
     from training.finetune import main as finetune_main
 
