@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from melodyflowd.music.theory import parse_chord
-from tests.support.jack import DaemonProcess, note_balance, write_bank
+from tests.support.jack import DaemonProcess, MidiPeer, note_balance, take, write_bank
 
 # (chord the left hand plays, its voicing below middle C on channel 1): rooted ii,
 # rootless V and I
@@ -34,11 +34,9 @@ def test_follow_plays_the_right_hand_on_the_left_hands_chords(jack_server, tmp_p
     config.write_text(f"generation:\n  cache_dir: {tmp_path / 'cache'}\n  seed: 3\n"
                       "  scale: chord-scale\n  constraint: hard\n")
     daemon = DaemonProcess(jack_server, tmp_path, ["--follow", "--config", str(config)])
-    peer = None
-    try:
-        daemon.wait_ready(timeout=180)
+    with take(daemon, ready_timeout=180) as run:
         assert daemon.wait_log("following the chords played (keys below 60)", timeout=1)
-        peer = daemon.peer()
+        peer = run.peer
         takes: list[tuple[str, list[list[int]], list[list[int]]]] = []
         for progression in PROGRESSIONS:
             for symbol, voicing in progression:
@@ -60,15 +58,7 @@ def test_follow_plays_the_right_hand_on_the_left_hands_chords(jack_server, tmp_p
                 left = [m for m in got if m[0] in (0x80, 0x90)]
                 right = [m for m in got if m[0] in (0x81, 0x91)]
                 takes.append((symbol, left, right))
-        peer.wait_for(lambda got: not note_balance(got)[0], timeout=3)
-        daemon.stop()
-        loss = daemon.transport_loss(peer)
-    finally:
-        if peer is not None:
-            peer.close()
-        daemon.stop()
-    if loss is not None:
-        pytest.skip(f"JACK lost messages on this busy machine ({loss})")
+    run.skip_if_lost()
     for symbol, left, right in takes:
         scale = set(parse_chord(symbol).scale)
         voicing = dict(p for progression in PROGRESSIONS for p in progression)[symbol]
@@ -99,9 +89,8 @@ def test_follow_with_a_chart_the_played_chord_wins_while_it_differs(jack_server,
     daemon = DaemonProcess(jack_server, tmp_path, ["--follow", "--chart", str(chart),
                                                    "--phrases", str(bank),
                                                    "--config", str(config)])
-    peer = None
 
-    def right_hand(keys: list[int]) -> list[int]:
+    def right_hand(peer: MidiPeer, keys: list[int]) -> list[int]:
         before = len(peer.messages())
         for key in keys:
             peer.send([0x91, key, 90])
@@ -111,28 +100,19 @@ def test_follow_with_a_chart_the_played_chord_wins_while_it_differs(jack_server,
         time.sleep(0.1)
         return [m[1] for m in peer.messages()[before:] if m[0] == 0x91]
 
-    try:
-        daemon.wait_ready(timeout=180)
-        peer = daemon.peer()
+    with take(daemon, ready_timeout=180) as run:
+        peer = run.peer
         start = time.monotonic()                       # the first key starts the clock
-        chart_before = right_hand([72])                # bar 1 (0-2 s): the chart's G7
+        chart_before = right_hand(peer, [72])          # bar 1 (0-2 s): the chart's G7
         for note in (49, 53, 59):                      # Db F B: the tritone substitute
             peer.send([0x90, note, 70])
         time.sleep(0.05)
-        played = right_hand([72, 74, 76, 77])
+        played = right_hand(peer, [72, 74, 76, 77])
         for note in (49, 53, 59):
             peer.send([0x80, note, 0])
         time.sleep(max(0.0, start + 2.3 - time.monotonic()))
-        chart_after = right_hand([72, 74])             # bar 2: no key held, the chart again
-        peer.wait_for(lambda got: not note_balance(got)[0], timeout=3)
-        daemon.stop()
-        loss = daemon.transport_loss(peer)
-    finally:
-        if peer is not None:
-            peer.close()
-        daemon.stop()
-    if loss is not None:
-        pytest.skip(f"JACK lost messages on this busy machine ({loss})")
+        chart_after = right_hand(peer, [72, 74])       # bar 2: no key held, the chart again
+    run.skip_if_lost()
     assert chart_before == CHART_NOTES[:1]
     db7 = set(parse_chord("Db7").scale)
     assert len(played) == 4 and all(p % 12 in db7 for p in played), played
@@ -155,10 +135,9 @@ def test_regenerate_with_a_chart_gives_new_follow_lines(jack_server, tmp_path: P
     daemon = DaemonProcess(jack_server, tmp_path, ["--follow", "--chart", str(chart),
                                                    "--phrases", str(bank),
                                                    "--config", str(config)])
-    peer = None
     keys = [72, 74, 76, 77, 79, 81]
 
-    def over_db7() -> list[int]:
+    def over_db7(peer: MidiPeer) -> list[int]:
         """Db7 held (the chart says G7: the played chord wins), the right hand's figure."""
         for note in (49, 53, 59):
             peer.send([0x90, note, 70])
@@ -175,28 +154,18 @@ def test_regenerate_with_a_chart_gives_new_follow_lines(jack_server, tmp_path: P
         time.sleep(0.1)
         return [m[1] for m in peer.messages()[before:] if m[0] == 0x91]
 
-    try:
-        daemon.wait_ready(timeout=300)
+    with take(daemon, ready_timeout=300) as run:
         assert daemon.wait_log("new follow lines (generated, the other scales)",
                                timeout=300), daemon.log()
-        peer = daemon.peer()
-        old = over_db7()
+        old = over_db7(run.peer)
         mark = len(daemon.lines)
         daemon.send_signal(signal.SIGUSR1)
         assert daemon.wait_log("new follow lines (generated, the first scales)", timeout=300,
                                after=mark), daemon.log()
         assert daemon.wait_log("new follow lines (generated, the other scales)", timeout=300,
                                after=mark), daemon.log()
-        new = over_db7()
-        peer.wait_for(lambda got: not note_balance(got)[0], timeout=3)
-        daemon.stop()
-        loss = daemon.transport_loss(peer)
-    finally:
-        if peer is not None:
-            peer.close()
-        daemon.stop()
-    if loss is not None:
-        pytest.skip(f"JACK lost messages on this busy machine ({loss})")
+        new = over_db7(run.peer)
+    run.skip_if_lost()
     # (which scale the notes sit on is the first tests' subject; here: new lines)
     assert len(old) == len(new) == len(keys), (old, new)
     assert all(p >= 60 for p in old + new), (old, new)      # above the split
