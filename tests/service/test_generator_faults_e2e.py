@@ -14,7 +14,7 @@ import pytest
 
 from tests.service.test_faults import LONG_CHART, _config
 from tests.service.test_robustness_e2e import _play_notes
-from tests.support.jack import DaemonProcess, generator_child, note_balance
+from tests.support.jack import DaemonProcess, generator_child, note_balance, take
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow]
 
@@ -60,11 +60,8 @@ def test_a_stopped_generator_is_logged_and_replaced_and_the_new_bank_plays(jack_
     daemon = DaemonProcess(jack_server, tmp_path, [
         "--chart", str(chart), "--model", str(tiny_model), "--seed", "3",
         "--config", str(_config(tmp_path, variations=8))])
-    peer = None
-    stopped = None
-    try:
-        daemon.wait_ready(timeout=180)
-        peer = daemon.peer()
+    with take(daemon, ready_timeout=180, settle=None) as run:
+        peer = run.peer
         mark = len(daemon.lines)
         daemon.send_signal(signal.SIGUSR1)
         assert daemon.wait_log("generator: generating", timeout=60, after=mark), daemon.log()
@@ -79,12 +76,7 @@ def test_a_stopped_generator_is_logged_and_replaced_and_the_new_bank_plays(jack_
             daemon.log()
         assert generator_child(daemon.proc.pid) not in (None, stopped)
         alive = daemon.proc.poll() is None
-    finally:
-        status = daemon.stop()
-        if peer is not None:
-            time.sleep(0.1)
-            peer.close()
-    assert alive and status == 0, daemon.log()
+    assert alive and run.status == 0, daemon.log()
     assert note_balance(peer.messages())[0] == {}
 
 
@@ -99,20 +91,14 @@ def test_a_long_chart_plays_its_first_bars_while_the_rest_is_written(jack_server
     daemon = DaemonProcess(jack_server, tmp_path, [
         "--chart", str(chart), "--model", str(model), "--seed", "3",
         "--config", str(_config(tmp_path, variations=4))])
-    peer = None
-    try:
-        daemon.wait_ready(timeout=180)
-        ready_at = len(daemon.lines)
+    daemon.wait_ready(timeout=180)
+    ready_at = len(daemon.lines)
+    with take(daemon, settle=None) as run:
         assert any("ready, playing them; the rest follows" in line
                    for line in daemon.lines[:ready_at]), daemon.log()
-        peer = daemon.peer()
+        peer = run.peer
         assert _play_notes(peer, 4) == 4, daemon.log()
         assert daemon.wait_log("phrase bank complete", timeout=180), daemon.log()
         alive = daemon.proc.poll() is None
-    finally:
-        status = daemon.stop()
-        if peer is not None:
-            time.sleep(0.1)
-            peer.close()
-    assert alive and status == 0, daemon.log()
+    assert alive and run.status == 0, daemon.log()
     assert note_balance(peer.messages())[0] == {}
