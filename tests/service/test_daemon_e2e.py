@@ -87,6 +87,14 @@ def write_files(tmp_path: Path, notes=NOTES) -> tuple[Path, Path]:
     return chart, bank
 
 
+def start_daemon(jack_server, workdir: Path, *args: str, **kwargs) -> DaemonProcess:
+    """The daemon on the ii-V-I chart and its saved bank (write_files, in workdir), with
+    more arguments `args`; kwargs go to DaemonProcess."""
+    chart, bank = write_files(workdir)
+    return DaemonProcess(jack_server, workdir,
+                         ["--chart", str(chart), "--phrases", str(bank), *args], **kwargs)
+
+
 PRESSES = [(0, 0.5), (0, 1.5), (0, 2.5), (1, 0.5), (1, 1.5), (1, 2.5),
            (2, 0.5), (2, 2.5), (3, 0.5), (3, 1.5), (3, 2.5), (3, 3.5)]
 
@@ -96,18 +104,11 @@ def ii_v_i(jack_server, tmp_path: Path) -> tuple[list[list[int]], list[int], Dae
     (until_no_loss). Returns what came out, the velocities played and the daemon."""
 
     def once(attempt: int):
-        workdir = tmp_path / f"take{attempt}"
-        chart, bank = write_files(workdir)
-        daemon = DaemonProcess(jack_server, workdir,
-                               ["--chart", str(chart), "--phrases", str(bank)])
-        with take(daemon) as run:
-            clock = ClockSender(run.peer, BPM).start()
-            try:
-                clock.wait_until_beat(0.2)
-                run.peer.send([0xB0, 7, 99])                     # a CC: passes through
-                velocities = play(clock, run.peer, PRESSES)
-            finally:
-                clock.stop(send_stop=True)
+        daemon = start_daemon(jack_server, tmp_path / f"take{attempt}")
+        with take(daemon) as run, ClockSender(run.peer, BPM) as clock:
+            clock.wait_until_beat(0.2)
+            run.peer.send([0xB0, 7, 99])                         # a CC: passes through
+            velocities = play(clock, run.peer, PRESSES)
         return (run.peer.messages(), velocities, daemon), run.loss
 
     return until_no_loss(once)
@@ -132,8 +133,7 @@ def test_ii_v_i_with_midi_clock_plays_the_banks_notes_for_each_bar(jack_server, 
 
 @pytest.mark.jack
 def test_sigterm_with_keys_held_sends_note_offs_and_exits_0(jack_server, tmp_path):
-    chart, bank = write_files(tmp_path)
-    daemon = DaemonProcess(jack_server, tmp_path, ["--chart", str(chart), "--phrases", str(bank)])
+    daemon = start_daemon(jack_server, tmp_path)
     with take(daemon, settle=None) as run:
         peer = run.peer
         peer.send([0x90, 60, 100])                 # channel 1, held
@@ -152,8 +152,7 @@ def test_sigterm_with_keys_held_sends_note_offs_and_exits_0(jack_server, tmp_pat
 
 @pytest.mark.jack
 def test_sigint_stops_cleanly_too(jack_server, tmp_path):
-    chart, bank = write_files(tmp_path)
-    daemon = DaemonProcess(jack_server, tmp_path, ["--chart", str(chart), "--phrases", str(bank)])
+    daemon = start_daemon(jack_server, tmp_path)
     try:
         daemon.wait_ready()
     finally:
@@ -175,31 +174,27 @@ def test_sighup_invalid_chart_keeps_the_old_one_and_a_new_bank_swaps_at_the_bar_
         chart, bank = write_files(workdir)
         daemon = DaemonProcess(jack_server, workdir,
                                ["--chart", str(chart), "--phrases", str(bank)])
-        with take(daemon) as run:
+        with take(daemon) as run, ClockSender(run.peer, BPM) as clock:
             peer = run.peer
-            clock = ClockSender(peer, BPM).start()
-            try:
-                play(clock, peer, first)
-                # Bar 1: the chart file turns invalid; SIGHUP; the old chart keeps playing.
-                clock.wait_until_beat(4.1)
-                chart.write_text(CHART.replace("G7", "Q#lydian"))
-                mark = len(daemon.lines)
-                daemon.send_signal(signal.SIGHUP)
-                assert daemon.wait_log("chart reload failed", timeout=2, after=mark), \
-                    daemon.log()
-                play(clock, peer, second)
-                # Bar 3: a valid chart and a new bank (an octave lower); SIGHUP mid-bar. The
-                # rest of this bar is still the old bank; from the next bar line, the new.
-                clock.wait_until_beat(12.2)
-                write_files(workdir, NOTES_LOW)
-                mark = len(daemon.lines)
-                daemon.send_signal(signal.SIGHUP)
-                assert daemon.wait_log("swaps in at the next bar line", timeout=2,
-                                       after=mark), daemon.log()
-                play(clock, peer, third)
-                play(clock, peer, fourth)
-            finally:
-                clock.stop(send_stop=True)
+            play(clock, peer, first)
+            # Bar 1: the chart file turns invalid; SIGHUP; the old chart keeps playing.
+            clock.wait_until_beat(4.1)
+            chart.write_text(CHART.replace("G7", "Q#lydian"))
+            mark = len(daemon.lines)
+            daemon.send_signal(signal.SIGHUP)
+            assert daemon.wait_log("chart reload failed", timeout=2, after=mark), \
+                daemon.log()
+            play(clock, peer, second)
+            # Bar 3: a valid chart and a new bank (an octave lower); SIGHUP mid-bar. The
+            # rest of this bar is still the old bank; from the next bar line, the new.
+            clock.wait_until_beat(12.2)
+            write_files(workdir, NOTES_LOW)
+            mark = len(daemon.lines)
+            daemon.send_signal(signal.SIGHUP)
+            assert daemon.wait_log("swaps in at the next bar line", timeout=2,
+                                   after=mark), daemon.log()
+            play(clock, peer, third)
+            play(clock, peer, fourth)
         return (peer.messages(), daemon), run.loss
 
     got, daemon = until_no_loss(once)
@@ -214,12 +209,10 @@ def test_sighup_invalid_chart_keeps_the_old_one_and_a_new_bank_swaps_at_the_bar_
 
 @pytest.mark.jack
 def test_control_cc_watchdog_stats_and_a_bad_config_on_sighup(jack_server, tmp_path):
-    chart, bank = write_files(tmp_path)
     config = tmp_path / "config.yaml"
     config.write_text("stats_interval: 0.3\n")
-    daemon = DaemonProcess(jack_server, tmp_path,
-                           ["--chart", str(chart), "--phrases", str(bank), "--config",
-                            str(config)], env={"WATCHDOG_USEC": "600000"})
+    daemon = start_daemon(jack_server, tmp_path, "--config", str(config),
+                          env={"WATCHDOG_USEC": "600000"})
     with take(daemon, settle=None) as run:
         peer = run.peer
         # The regenerate control CC (20 by default): with a saved bank it rereads the file.

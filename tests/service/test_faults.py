@@ -72,6 +72,16 @@ def _config(tmp_path: Path, variations: int = 2) -> Path:
     return config
 
 
+def long_chart_daemon(jack_server, tmp_path: Path, model: Path, variations: int = 8
+                      ) -> DaemonProcess:
+    """The daemon writing LONG_CHART's bank with `model` (seed 3) into tmp_path's cache."""
+    chart = tmp_path / "long.yaml"
+    chart.write_text(LONG_CHART)
+    return DaemonProcess(jack_server, tmp_path, [
+        "--chart", str(chart), "--model", str(model), "--seed", "3",
+        "--config", str(_config(tmp_path, variations=variations))])
+
+
 def _keys(peer, count: int, channel: int = 0, pause: float = 0.03) -> None:
     for i in range(count):
         peer.send([0x90 | channel, 60 + i % 12, 90])
@@ -94,11 +104,7 @@ def _cache_files(tmp_path: Path) -> list[Path]:
 
 @pytest.mark.slow
 def test_generator_child_sigkilled_mid_generation(jack_server, tmp_path, tiny_model):
-    chart = tmp_path / "long.yaml"
-    chart.write_text(LONG_CHART)
-    daemon = DaemonProcess(jack_server, tmp_path, [
-        "--chart", str(chart), "--model", str(tiny_model), "--seed", "3",
-        "--config", str(_config(tmp_path, variations=8))])
+    daemon = long_chart_daemon(jack_server, tmp_path, tiny_model)
     with take(daemon, ready_timeout=180, settle=None) as run:
         old_files = _cache_files(tmp_path)
         assert len(old_files) == 1, old_files

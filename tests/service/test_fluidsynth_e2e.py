@@ -131,8 +131,7 @@ def test_fluidsynth_plays_the_banks_notes_in_order_and_releases_the_last(
         # Any keys, any dynamics: the rhythm is the player's, the pitches the bank's.
         presses = [(bar, beat) for bar, notes in enumerate(NOTES) for _, beat, _ in notes]
         velocities = []
-        clock = ClockSender(player, BPM).start()
-        try:
+        with ClockSender(player, BPM) as clock:
             for i, (bar, beat) in enumerate(presses):
                 key, velocity = 40 + (i * 5) % 40, 40 + (i * 11) % 80
                 clock.wait_until_beat(bar * 4 + beat + 0.1)
@@ -140,8 +139,6 @@ def test_fluidsynth_plays_the_banks_notes_in_order_and_releases_the_last(
                 clock.wait_until_beat(bar * 4 + beat + 0.4)
                 player.send([0x80, key, 0])
                 velocities.append(velocity)
-        finally:
-            clock.stop(send_stop=True)
         expected = [pitch for bar in NOTES for pitch, _, _ in bar]
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.test_daemon_e2e import write_files
+from tests.service.test_daemon_e2e import start_daemon, write_files
 from tests.support.jack import (
     DaemonProcess,
     generator_child,
@@ -58,12 +58,11 @@ def final_stats(daemon: DaemonProcess) -> str:
 def _bad_input_once(jack_server, tmp_path: Path):
     """One take: bad messages, SysEx, all 16 channels, then a flood of 1000 notes/s for
     two seconds. Returns (alive, exit status, messages out, daemon, peer, JACK loss)."""
-    chart, bank = write_files(tmp_path)
     config = tmp_path / "sysex.yaml"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     config.write_text("ports:\n  sysex: true\n")
-    daemon = DaemonProcess(jack_server, tmp_path, ["--chart", str(chart), "--phrases", str(bank),
-                                                   "--config", str(config),
-                                                   "--channels", "all"])     # 10 too
+    daemon = start_daemon(jack_server, tmp_path, "--config", str(config),
+                          "--channels", "all")                              # 10 too
     with take(daemon, settle=None) as run:
         peer = run.peer
         for message in BAD:
@@ -203,11 +202,10 @@ def test_jack_server_restarted_under_the_daemon_is_exit_1(jack_server, tmp_path)
     so that systemd (Restart=on-failure) starts it again on the new server."""
     from tests.support.jack import JackServer
 
-    chart, bank = write_files(tmp_path)
     own = JackServer().start()                   # not the session's server: we kill this one
     daemon = None
     try:
-        daemon = DaemonProcess(own, tmp_path, ["--chart", str(chart), "--phrases", str(bank)])
+        daemon = start_daemon(own, tmp_path)
         daemon.wait_ready()
         own.proc.kill()                          # SIGKILL, then a new server of that name
         own.proc.wait()
@@ -228,11 +226,10 @@ def test_jack_server_restarted_under_the_daemon_is_exit_1(jack_server, tmp_path)
 def _sysex_take(jack_server, tmp_path: Path):
     """One take of the attack: returns (what failed or None, messages out, daemon, JACK
     loss or None, alive, exit status)."""
-    chart, bank = write_files(tmp_path)
     config = tmp_path / "poly.yaml"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     config.write_text("engine:\n  mode: poly\n")
-    daemon = DaemonProcess(jack_server, tmp_path, ["--chart", str(chart), "--phrases", str(bank),
-                                                   "--config", str(config)])
+    daemon = start_daemon(jack_server, tmp_path, "--config", str(config))
     failed = None
     # The four F0 7D 01 are dropped at the port: no messages for the engine.
     with take(daemon, settle=None, joined=4) as run:

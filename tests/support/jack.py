@@ -334,7 +334,8 @@ def note_balance(messages: Iterable[Sequence[int]]
 
 class ClockSender:
     """Sends MIDI clock (24 ppqn) at a tempo from a thread: Start, then 0xF8 ticks; the
-    first tick (sent at once) is beat 0."""
+    first tick (sent at once) is beat 0. As a context manager: started on entry, stopped
+    with a Stop message on exit."""
 
     def __init__(self, peer: MidiPeer, bpm: float) -> None:
         self.peer = peer
@@ -373,6 +374,12 @@ class ClockSender:
         self._thread.join(timeout=2)
         if send_stop:
             self.peer.send([0xFC])
+
+    def __enter__(self) -> ClockSender:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop(send_stop=True)
 
 
 # The baseline the benches measure against: a plain python-rtmidi client whose
