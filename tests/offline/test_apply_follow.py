@@ -18,7 +18,7 @@ from melodyflowd.music.follow import FIRST_SCALES, LATER_SCALES
 from melodyflowd.music.theory import parse_chord
 from melodyflowd.offline.apply import apply_performance
 from melodyflowd.settings import EngineSettings
-from tests.service.test_follow_e2e import PROGRESSIONS, RHYTHM, RIGHT_KEYS
+from tests.service.test_follow_e2e import PROGRESSIONS, RHYTHM, RIGHT_KEYS, follow_config
 from tests.support.follow_bank import make_follow_bank
 from tests.support.jack import DaemonProcess, note_balance, take, until_no_loss
 
@@ -109,11 +109,7 @@ def test_apply_follow_without_a_chart_or_follow_is_one_line_status_2(tmp_path):
 @pytest.mark.slow
 def test_apply_follow_gives_the_notes_the_daemon_plays_in_follow_mode(jack_server,
                                                                       tmp_path: Path):
-    config = tmp_path / "follow.yaml"
-    # chord-scale: every note on the scale (metrical, the default, allows a chromatic
-    # passing note on a weak beat), so that the notes can be checked against the chords
-    config.write_text(f"generation:\n  cache_dir: {tmp_path / 'cache'}\n  seed: 3\n"
-                      "  scale: chord-scale\n  constraint: hard\n")
+    config = follow_config(tmp_path)             # every note on the held chord's scale
 
     def once(attempt: int):
         daemon = DaemonProcess(jack_server, tmp_path, ["--follow", "--config", str(config)])
