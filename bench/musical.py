@@ -230,8 +230,9 @@ def cached_bank(key: dict, make: Callable[[], object]):
 
 
 def play_config(name: str, change: dict, cases: Sequence[Case], loaded, engine: EngineSettings,
-                base: GenerationSettings, log=print) -> list[list[int]]:
-    """Each case's output pitches (a note each of the human's) under one configuration."""
+                base: GenerationSettings, log=print, seed_base: int = 0) -> list[list[int]]:
+    """Each case's output pitches (a note each of the human's) under one configuration;
+    case i's bank has the seed seed_base + i."""
     from melodyflowd.generate.compose import compose_bank
 
     change = dict(change)
@@ -242,7 +243,8 @@ def play_config(name: str, change: dict, cases: Sequence[Case], loaded, engine: 
     t0 = time.monotonic()
     made = 0
     for i, case in enumerate(cases):
-        case_settings = replace(settings, seed=i)
+        seed = seed_base + i
+        case_settings = replace(settings, seed=seed)
         if case_settings.instrument == "solo":        # each solo at its own instrument's
             case_settings = replace(case_settings, instrument=INSTRUMENT_NAMES.get(
                 case.solo.instrument, "any"))
@@ -252,8 +254,8 @@ def play_config(name: str, change: dict, cases: Sequence[Case], loaded, engine: 
             made += 1
             return compose_bank(case.chart, loaded, case_settings)
 
-        key = {"melid": case.solo.melid, "bars": len(case.chart.bars), "seed": i,
-               "model": loaded.name, "settings": {**fingerprint, "seed": i},
+        key = {"melid": case.solo.melid, "bars": len(case.chart.bars), "seed": seed,
+               "model": loaded.name, "settings": {**fingerprint, "seed": seed},
                "version": 1}
         if case_settings.scale == "metrical":
             key["rules"] = RULES          # metrical.py's rules changed: not the same bank
@@ -428,6 +430,21 @@ def compare(results: dict[str, dict]) -> dict[str, dict]:
     return table
 
 
+def single_register_floor(human_register: dict[str, dict]) -> tuple[float, float]:
+    """(pitch, offset): the one median pitch that comes nearest every instrument's human
+    median (notes-weighted: their weighted median), and the median offset a line sitting
+    exactly there for every instrument would still have."""
+    medians = sorted((h["median"], h["notes"]) for h in human_register.values())
+    total = sum(n for _, n in medians)
+    seen, index = 0, 0
+    while 2 * (seen + medians[index][1]) < total:
+        seen += medians[index][1]
+        index += 1
+    pitch = medians[index][0]
+    offset = sum(abs(m - pitch) * n for m, n in medians) / max(1, total)
+    return pitch, round(offset, 2)
+
+
 # -- the report -----------------------------------------------------------------------
 
 COLUMNS = [("js_pc", "JS pitch class"), ("js_interval", "JS intervals"),
@@ -459,6 +476,7 @@ def markdown(result: dict, plots: Sequence[str]) -> str:
             cells.append(f"{r['median']:g} ({r['p10']:g}-{r['p90']:g})")
         reg_lines.append(f"| {inst} | {h['notes']} | {h['median']:g} ({h['p10']:g}-{h['p90']:g}) | "
                          + " | ".join(cells) + " |")
+    seed_text = f"{result['seed_base']} + " if result.get("seed_base") else ""
     return "\n".join([
         "# What the instrument plays under a human rhythm",
         "",
@@ -467,7 +485,8 @@ def markdown(result: dict, plots: Sequence[str]) -> str:
         f"{result['notes']} notes, the first {result['bars']} bars of each), each played "
         "through `melodyflow apply` with the daemon's engine settings: the solo's own "
         "beat-by-beat chords as the chart, the solo's rhythm as the take, a bank of 4 "
-        "variations a solo (seed = the solo's index; the first variation plays). Every "
+        f"variations a solo (seed = {seed_text}the solo's index; the first variation plays). "
+        "Every "
         "number compares the pitches that come out with the pitches the human played on "
         "the same notes; the humans' row is the human line measured the same way. Model: "
         f"`{result['model']}`, no style adapter. Took {result['minutes']} min.",
@@ -482,6 +501,11 @@ def markdown(result: dict, plots: Sequence[str]) -> str:
         "- Median pitch: per instrument, the offset from the human's median, weighted by "
         "notes. Leaps: mean absolute interval in semitones into the first note after a "
         "chord change / a bar line.",
+        "- One register for every instrument: a line whose median sat at MIDI {:g} for "
+        "every instrument (the pitch nearest all the instruments' medians) would still be "
+        "{:g} semitones off. `instrument: any` does not know the instrument, so it can "
+        "come below this only by chance (the tunes of one instrument's solos favour some "
+        "keys).".format(*single_register_floor(result["metrics"][HUMANS]["register"])),
         "",
         "## Register by instrument (median pitch, 10-90 % range)",
         "",
@@ -547,7 +571,7 @@ def make_plots(result: dict, out_dir: Path, prefix: str) -> list[str]:
 def run(*, db: str = str(DEFAULT_DB), n_solos: int = 36, max_bars: int = 32,
         configs: dict[str, dict | None] | None = None, model: str | None = None,
         base: GenerationSettings | None = None, engine: EngineSettings | None = None,
-        log=print) -> dict:
+        log=print, seed_base: int = 0) -> dict:
     import torch
 
     from melodyflowd.generate.model import load_model
@@ -567,10 +591,12 @@ def run(*, db: str = str(DEFAULT_DB), n_solos: int = 36, max_bars: int = 32,
             low, high, _centre = pitch_range(base.instrument, base.low, base.high)
             lines[name] = random_pitches(cases, low, high)
         else:
-            lines[name] = play_config(name, change, cases, loaded, engine, base, log)
+            lines[name] = play_config(name, change, cases, loaded, engine, base, log,
+                                      seed_base)
     results = {name: metrics(group, ctx) for name, group in lines.items()}
     return {"solos": len(cases), "bars": max_bars, "notes": sum(len(c.pitches) for c in cases),
             "melids": [c.solo.melid for c in cases], "model": loaded.name,
+            "seed_base": seed_base,
             "metrics": results, "table": compare(results),
             "minutes": round((time.monotonic() - started) / 60, 1)}
 
@@ -610,6 +636,9 @@ def main(argv: list[str] | None = None) -> int:
                         help='more configurations: NAME=JSON, e.g. \'wide={"low": 50}\'; '
                         'the key "engine" holds engine settings: {"engine": {"register": '
                         '"keys"}}')
+    parser.add_argument("--seed-base", type=int, default=0,
+                        help="solo i's bank has the seed SEED_BASE + i (another draw of "
+                        "every bank: how much of a difference is chance)")
     parser.add_argument("--name", default="musical", help="report name: OUT/NAME.md")
     parser.add_argument("--card", help="also put the report into this model dir's card")
     args = parser.parse_args(argv)
@@ -618,7 +647,8 @@ def main(argv: list[str] | None = None) -> int:
         name, _, text = item.partition("=")
         configs[name] = json.loads(text)
     result = run(db=args.db, n_solos=args.solos, max_bars=args.bars, configs=configs,
-                 log=lambda s: print(s, file=sys.stderr, flush=True))
+                 log=lambda s: print(s, file=sys.stderr, flush=True),
+                 seed_base=args.seed_base)
     results = RESULTS if args.name == "musical" else RESULTS.with_name(f"{args.name}.json")
     results.write_text(json.dumps(result, indent=1) + "\n")
     target = write_report(result, Path(args.out), args.name)
