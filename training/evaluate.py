@@ -38,6 +38,7 @@ from melodyflowd.errors import UserError, run_reporting_user_errors
 from melodyflowd.music.theory import Chord
 
 from .common import set_threads, write_json
+from .histograms import js_distance
 from .prepare import (
     Solo,
     chord_of,
@@ -324,19 +325,6 @@ def line_metrics(lines: Sequence[Line]) -> dict:
     return {"notes": sum(len(x.pitches) for x in lines), "in_scale": in_scale / max(1, total),
             "pc_hist": pc_hist, "interval_hist": iv_hist,
             "repeat_share": iv_hist[INTERVAL_CLIP] / max(1, sum(iv_hist))}
-
-
-def js_distance(p: Sequence[float], q: Sequence[float]) -> float:
-    """Jensen-Shannon distance, base 2 (0: same distribution, 1: disjoint)."""
-    sp, sq = sum(p) or 1, sum(q) or 1
-    p = [x / sp for x in p]
-    q = [x / sq for x in q]
-    m = [(a + b) / 2 for a, b in zip(p, q, strict=True)]
-
-    def kl(a, b):
-        return sum(x * math.log2(x / y) for x, y in zip(a, b, strict=True) if x > 0)
-
-    return math.sqrt(max(0.0, (kl(p, m) + kl(q, m)) / 2))
 
 
 # -- the run --------------------------------------------------------------------------

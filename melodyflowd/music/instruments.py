@@ -36,7 +36,7 @@ REGISTERS: dict[str, Register] = {
     "vibes": Register(61, 83, 72, 3458),
 }
 INSTRUMENTS = tuple(REGISTERS)
-CENTRE_SLACK = 3        # semitones the trend's centre may stray from the register's median
+CENTRE_SLACK = 1        # semitones the trend's centre may stray from the register's median
 # Where the parts of a long chart meet (written side by side, neither sees the other):
 # the part before ends, and the part after begins, within SEAM_RANGE semitones of the
 # median, so the two meet near each other. SEAM_BEATS: how long before its end a part ends.
