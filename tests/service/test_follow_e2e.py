@@ -25,13 +25,13 @@ RHYTHM = [0.0, 0.25, 0.375, 0.5, 0.75]       # seconds after the chord: a right-
 RIGHT_KEYS = [72, 74, 76, 79, 77]
 
 
-def follow_config(tmp_path: Path, on_the_scale: bool = True) -> Path:
-    """The daemon's config: seed 3, a cache in tmp_path. on_the_scale: scale chord-scale
-    with the hard constraint, so that every note can be checked against the held chord's
-    scale (the defaults, metrical and soft, let approach and passing tones through)."""
+def follow_config(tmp_path: Path) -> Path:
+    """The daemon's config: seed 3, a cache in tmp_path, scale chord-scale with the hard
+    constraint, so that every note can be checked against the held chord's scale (the
+    defaults, metrical and soft, let approach and passing tones through)."""
     config = tmp_path / "follow.yaml"
     config.write_text(f"generation:\n  cache_dir: {tmp_path / 'cache'}\n  seed: 3\n"
-                      + ("  scale: chord-scale\n  constraint: hard\n" if on_the_scale else ""))
+                      "  scale: chord-scale\n  constraint: hard\n")
     return config
 
 
@@ -123,7 +123,7 @@ def over_the_chart(jack_server, tmp_path: Path, config: Path) -> DaemonProcess:
 @pytest.mark.slow
 def test_follow_with_a_chart_the_played_chord_wins_while_it_differs(jack_server,
                                                                       tmp_path: Path):
-    daemon = over_the_chart(jack_server, tmp_path, follow_config(tmp_path, on_the_scale=False))
+    daemon = over_the_chart(jack_server, tmp_path, follow_config(tmp_path))
     with take(daemon, ready_timeout=180) as run:
         start = time.monotonic()                       # the first key starts the clock
         # bar 1 (0-2 s): the chart's G7, then the tritone substitute held

@@ -72,4 +72,5 @@ def test_special_and_hostile_files_on_reload_keep_the_old_state_and_stop_cleanly
         # SIGTERM must end it by itself: ignored, stop() kills it and the status is not 0.
         status = daemon.stop(timeout=30)
     assert status == 0, daemon.log()
+    run.skip_if_lost()               # a note-off JACK dropped would look like a stuck note
     assert note_balance(peer.messages())[0] == {}
