@@ -119,6 +119,9 @@ class Connector:
         self.links.close()
 
 
+_PIP_NAMES = {"jack": "JACK-Client", "alsa_midi": "alsa-midi"}     # module -> package
+
+
 def _library(module: str, needs: str) -> Any:
     """The library a backend's graph is reached through, or one line saying how to get it."""
     try:
@@ -126,9 +129,6 @@ def _library(module: str, needs: str) -> Any:
     except (ImportError, OSError) as exc:
         raise UserError(f"connecting {needs} ({exc}); pip install {_PIP_NAMES[module]}"
                         ) from exc
-
-
-_PIP_NAMES = {"jack": "JACK-Client", "alsa_midi": "alsa-midi"}
 
 
 class _Graph:
