@@ -50,8 +50,9 @@ from pathlib import Path
 import mido
 
 from melodyflowd.generate.metrical import RULES
+from melodyflowd.music import instruments
 from melodyflowd.music.chart import Bar, Chart, ChordSpan
-from melodyflowd.music.instruments import CENTRE_SLACK, SEAM_BEATS, SEAM_RANGE, pitch_range
+from melodyflowd.music.instruments import pitch_range
 from melodyflowd.music.theory import Chord, parse_chord
 from melodyflowd.offline.apply import apply_performance
 from melodyflowd.settings import EngineSettings, GenerationSettings
@@ -262,7 +263,10 @@ def play_config(name: str, change: dict, cases: Sequence[Case], loaded, engine: 
         if case_settings.scale == "metrical":
             key["rules"] = RULES          # metrical.py's rules changed: not the same bank
         if case_settings.instrument is not None:   # the register pull and the seams
-            key["register"] = [CENTRE_SLACK, SEAM_RANGE, SEAM_BEATS]
+            key["register"] = [instruments.CENTRE_SLACK, instruments.SEAM_RANGE,
+                               instruments.SEAM_BEATS]
+            if instruments.ARC_DEPTH:
+                key["register"] += [instruments.ARC_DEPTH, instruments.ARC_BEATS]
         bank = cached_bank(key, make)
         played = note_on_pitches(apply_performance(case.take, case.chart, bank, engine))
         if len(played) != len(case.pitches):

@@ -133,7 +133,7 @@ def rules_identity() -> dict[str, Any]:
     """The versions of the generation rules: a build with other rules makes other banks."""
     return {"metrical": metrical.RULES,
             "register": [instruments.CENTRE_SLACK, instruments.SEAM_RANGE,
-                         instruments.SEAM_BEATS]}
+                         instruments.SEAM_BEATS, instruments.ARC_DEPTH, instruments.ARC_BEATS]}
 
 
 def key_material(chart: Chart, generation: GenerationSettings) -> dict[str, Any]:
