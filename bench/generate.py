@@ -55,6 +55,7 @@ from transformers import LogitsProcessor, LogitsProcessorList  # noqa: E402
 
 from melodyflowd.generate import compose, kernels  # noqa: E402
 from melodyflowd.generate.constraint import Timeline, allowed_pitch_classes  # noqa: E402
+from melodyflowd.generate.environment import environment  # noqa: E402
 from melodyflowd.generate.model import DEFAULT_MODEL_DIR, load_model  # noqa: E402
 from melodyflowd.generate.textformat import (  # noqa: E402
     TextNote,
@@ -63,7 +64,7 @@ from melodyflowd.generate.textformat import (  # noqa: E402
     parse_text,
     render_prompt,
 )
-from melodyflowd.service.config import GenerationSettings, environment  # noqa: E402
+from melodyflowd.settings import GenerationSettings  # noqa: E402
 
 
 class DecodeEverythingProcessor(LogitsProcessor):

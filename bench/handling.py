@@ -43,7 +43,7 @@ from melodyflowd.live.ports import Timing, _make_callback  # noqa: E402
 from melodyflowd.live.transport import Transport  # noqa: E402
 from melodyflowd.music.chart import parse_chart  # noqa: E402
 from melodyflowd.music.phrases import load_bank  # noqa: E402
-from melodyflowd.service.config import EngineSettings  # noqa: E402
+from melodyflowd.settings import EngineSettings  # noqa: E402
 from tests.support.jack import bench_chart  # noqa: E402
 
 

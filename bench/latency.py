@@ -51,7 +51,7 @@ CHART = bench_chart("latency bench")
 # that returns the message. Its handling times are the floor the engine's sit on.
 SHELL_ECHO = """
 import json, signal, sys, time
-from melodyflowd.service.config import PortSettings
+from melodyflowd.settings import PortSettings
 from melodyflowd.live.ports import open_ports
 ports = open_ports(PortSettings(backend="jack", in_name=sys.argv[1], out_name=sys.argv[2]),
                    lambda message, now: (message,))

@@ -41,7 +41,7 @@ torch.set_num_threads(1)
 from melodyflowd.generate import compose
 from melodyflowd.generate.model import load_model
 from melodyflowd.music.chart import parse_chart
-from melodyflowd.service.config import GenerationSettings
+from melodyflowd.settings import GenerationSettings
 
 bars, variations = int(sys.argv[1]), int(sys.argv[2])
 chart = parse_chart(sys.stdin.read(), "<bench>")

@@ -1,6 +1,7 @@
 """What the instrument plays under a human rhythm, against what the human played.
 
-    python3 -m bench.musical [--solos 36] [--bars 32] [--out docs] [--card DIR]
+    python3 -m bench.musical [--solos 36] [--bars 32] [--draws 3] [--seed-base 0]
+                             [--only NAME ...] [--try NAME=JSON ...] [--out docs] [--card DIR]
 
 Over a fixed subset of the WJazzD validation solos (training/prepare.py's split, the
 first --solos by melid), each solo becomes:
@@ -10,9 +11,9 @@ first --solos by melid), each solo becomes:
 - a take: the solo's rhythm as a MIDI file (onsets, durations and positions in the bar
   from the `melody` table as training/prepare.py puts them on the beat grid), the human's
   pitch as the key, velocity 80;
-- for each configuration, a bank for that chart (the shipped 4 variations, seed = solo
-  index; cached) and `apply` (offline/apply.py: the daemon's engine with its default
-  settings: the first variation plays).
+- for each configuration, --draws banks for that chart (the shipped 4 variations, each
+  draw with its own seeds; cached) and `apply` (offline/apply.py: the daemon's engine
+  with its default settings: the first variation plays); the numbers pool the draws.
 The pitches that come out are compared with the human's on the same notes:
 
 - JS distance (base 2) of the chord-relative pitch-class histogram and of the interval
@@ -49,11 +50,13 @@ from pathlib import Path
 import mido
 
 from melodyflowd.generate.metrical import RULES
+from melodyflowd.music import instruments
 from melodyflowd.music.chart import Bar, Chart, ChordSpan
-from melodyflowd.music.instruments import CENTRE_SLACK, SEAM_BEATS, SEAM_RANGE, pitch_range
+from melodyflowd.music.instruments import pitch_range
 from melodyflowd.music.theory import Chord, parse_chord
 from melodyflowd.offline.apply import apply_performance
-from melodyflowd.service.config import EngineSettings, GenerationSettings
+from melodyflowd.settings import EngineSettings, GenerationSettings
+from training.histograms import js_distance
 from training.prepare import DEFAULT_DB, TICKS_PER_BEAT, Solo, chord_of, load_solos, split_solos
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -230,8 +233,9 @@ def cached_bank(key: dict, make: Callable[[], object]):
 
 
 def play_config(name: str, change: dict, cases: Sequence[Case], loaded, engine: EngineSettings,
-                base: GenerationSettings, log=print) -> list[list[int]]:
-    """Each case's output pitches (a note each of the human's) under one configuration."""
+                base: GenerationSettings, log=print, seed_base: int = 0) -> list[list[int]]:
+    """Each case's output pitches (a note each of the human's) under one configuration;
+    case i's bank has the seed seed_base + i."""
     from melodyflowd.generate.compose import compose_bank
 
     change = dict(change)
@@ -242,7 +246,8 @@ def play_config(name: str, change: dict, cases: Sequence[Case], loaded, engine: 
     t0 = time.monotonic()
     made = 0
     for i, case in enumerate(cases):
-        case_settings = replace(settings, seed=i)
+        seed = seed_base + i
+        case_settings = replace(settings, seed=seed)
         if case_settings.instrument == "solo":        # each solo at its own instrument's
             case_settings = replace(case_settings, instrument=INSTRUMENT_NAMES.get(
                 case.solo.instrument, "any"))
@@ -252,13 +257,16 @@ def play_config(name: str, change: dict, cases: Sequence[Case], loaded, engine: 
             made += 1
             return compose_bank(case.chart, loaded, case_settings)
 
-        key = {"melid": case.solo.melid, "bars": len(case.chart.bars), "seed": i,
-               "model": loaded.name, "settings": {**fingerprint, "seed": i},
+        key = {"melid": case.solo.melid, "bars": len(case.chart.bars), "seed": seed,
+               "model": loaded.name, "settings": {**fingerprint, "seed": seed},
                "version": 1}
         if case_settings.scale == "metrical":
             key["rules"] = RULES          # metrical.py's rules changed: not the same bank
         if case_settings.instrument is not None:   # the register pull and the seams
-            key["register"] = [CENTRE_SLACK, SEAM_RANGE, SEAM_BEATS]
+            key["register"] = [instruments.CENTRE_SLACK, instruments.SEAM_RANGE,
+                               instruments.SEAM_BEATS]
+            if instruments.ARC_DEPTH:
+                key["register"] += [instruments.ARC_DEPTH, instruments.ARC_BEATS]
         bank = cached_bank(key, make)
         played = note_on_pitches(apply_performance(case.take, case.chart, bank, engine))
         if len(played) != len(case.pitches):
@@ -399,12 +407,6 @@ def metrics(lines: Sequence[Sequence[int]], ctx: Context) -> dict:
             "seams": len(leaps_seam), "register": registers}
 
 
-def js_distance(p: Sequence[float], q: Sequence[float]) -> float:
-    from training.evaluate import js_distance as js
-
-    return js(p, q)
-
-
 def compare(results: dict[str, dict]) -> dict[str, dict]:
     """The table: each configuration's numbers against the humans'."""
     human = results[HUMANS]
@@ -421,11 +423,28 @@ def compare(results: dict[str, dict]) -> dict[str, dict]:
             "repeats": round(m["repeats"], 4),
             "cycles": round(m["cycles"], 4),
             "median_offset": round(sum(offsets) / max(1, m["notes"]), 2),
+            "range_width": round(sum((reg[k]["p90"] - reg[k]["p10"]) * reg[k]["notes"]
+                                     for k in reg) / max(1, m["notes"]), 1),
             "leap_change": round(m["leap_change"], 2),
             "leap_bar": round(m["leap_bar"], 2),
             "leap_seam": round(m.get("leap_seam", 0.0), 2),
         }
     return table
+
+
+def single_register_floor(human_register: dict[str, dict]) -> tuple[float, float]:
+    """(pitch, offset): the one median pitch that comes nearest every instrument's human
+    median (notes-weighted: their weighted median), and the median offset a line sitting
+    exactly there for every instrument would still have."""
+    medians = sorted((h["median"], h["notes"]) for h in human_register.values())
+    total = sum(n for _, n in medians)
+    seen, index = 0, 0
+    while 2 * (seen + medians[index][1]) < total:
+        seen += medians[index][1]
+        index += 1
+    pitch = medians[index][0]
+    offset = sum(abs(m - pitch) * n for m, n in medians) / max(1, total)
+    return pitch, round(offset, 2)
 
 
 # -- the report -----------------------------------------------------------------------
@@ -434,6 +453,7 @@ COLUMNS = [("js_pc", "JS pitch class"), ("js_interval", "JS intervals"),
            ("in_scale", "in chord-scale"), ("strong_chord_tones", "chord tones on strong notes"),
            ("repeats", "repeated pitches"), ("cycles", "in short cycles"),
            ("median_offset", "median pitch off the human's (semitones)"),
+           ("range_width", "10-90 % range (semitones)"),
            ("leap_change", "leap at chord changes"), ("leap_bar", "leap at bar lines"),
            ("leap_seam", "leap where parts meet")]
 PERCENT = {"in_scale", "strong_chord_tones", "repeats", "cycles"}
@@ -459,15 +479,19 @@ def markdown(result: dict, plots: Sequence[str]) -> str:
             cells.append(f"{r['median']:g} ({r['p10']:g}-{r['p90']:g})")
         reg_lines.append(f"| {inst} | {h['notes']} | {h['median']:g} ({h['p10']:g}-{h['p90']:g}) | "
                          + " | ".join(cells) + " |")
+    seed_text = f"{result['seed_base']} + " if result.get("seed_base") else ""
+    draws = result.get("draws", 1)
     return "\n".join([
         "# What the instrument plays under a human rhythm",
         "",
-        f"`python3 -m bench.musical --solos {result['solos']} --bars {result['bars']}`: "
-        f"{result['solos']} WJazzD validation solos (the first by melid; "
+        f"`python3 -m bench.musical --solos {result['solos']} --bars {result['bars']} "
+        f"--draws {draws}`: {result['solos']} WJazzD validation solos (the first by melid; "
         f"{result['notes']} notes, the first {result['bars']} bars of each), each played "
         "through `melodyflow apply` with the daemon's engine settings: the solo's own "
-        "beat-by-beat chords as the chart, the solo's rhythm as the take, a bank of 4 "
-        "variations a solo (seed = the solo's index; the first variation plays). Every "
+        f"beat-by-beat chords as the chart, the solo's rhythm as the take, {draws} bank(s) "
+        "of 4 variations a solo, each played once (seed = "
+        f"{seed_text}{DRAW_SEEDS} x the draw + the solo's index; the first variation "
+        "plays), the draws pooled. Every "
         "number compares the pitches that come out with the pitches the human played on "
         "the same notes; the humans' row is the human line measured the same way. Model: "
         f"`{result['model']}`, no style adapter. Took {result['minutes']} min.",
@@ -480,8 +504,14 @@ def markdown(result: dict, plots: Sequence[str]) -> str:
         "change; a chord tone is a tone of the written chord (written tensions included).",
         "- Short cycles: notes in a run of ≥ 6 that repeats with period 2 or 3.",
         "- Median pitch: per instrument, the offset from the human's median, weighted by "
-        "notes. Leaps: mean absolute interval in semitones into the first note after a "
-        "chord change / a bar line.",
+        "notes. Range: per instrument, from the 10th to the 90th percentile of the "
+        "pitches, weighted by notes. Leaps: mean absolute interval in semitones into the "
+        "first note after a chord change / a bar line.",
+        "- One register for every instrument: a line whose median sat at MIDI {:g} for "
+        "every instrument (the pitch nearest all the instruments' medians) would still be "
+        "{:g} semitones off. `instrument: any` does not know the instrument, so it can "
+        "come below this only by chance (the tunes of one instrument's solos favour some "
+        "keys).".format(*single_register_floor(result["metrics"][HUMANS]["register"])),
         "",
         "## Register by instrument (median pitch, 10-90 % range)",
         "",
@@ -544,10 +574,15 @@ def make_plots(result: dict, out_dir: Path, prefix: str) -> list[str]:
 
 # -- the run --------------------------------------------------------------------------
 
+DRAW_SEEDS = 1000     # draw d's banks have the seeds seed_base + d * DRAW_SEEDS + solo index
+
+
 def run(*, db: str = str(DEFAULT_DB), n_solos: int = 36, max_bars: int = 32,
         configs: dict[str, dict | None] | None = None, model: str | None = None,
         base: GenerationSettings | None = None, engine: EngineSettings | None = None,
-        log=print) -> dict:
+        log=print, seed_base: int = 0, draws: int = 1) -> dict:
+    """Every configuration over the solos, `draws` times with other seeds; the metrics pool
+    the draws (each draw's lines against the same human lines)."""
     import torch
 
     from melodyflowd.generate.model import load_model
@@ -558,19 +593,25 @@ def run(*, db: str = str(DEFAULT_DB), n_solos: int = 36, max_bars: int = 32,
     base = base or GenerationSettings()
     engine = engine or EngineSettings()
     cases = load_cases(db, n_solos, max_bars)
-    log(f"musical: {len(cases)} solos, {sum(len(c.pitches) for c in cases)} notes")
+    log(f"musical: {len(cases)} solos, {sum(len(c.pitches) for c in cases)} notes, "
+        f"{draws} draw(s)")
     loaded = load_model(model)
-    ctx = Context.of(cases, loaded)
-    lines: dict[str, list[list[int]]] = {HUMANS: [c.pitches for c in cases]}
+    pooled = [case for _ in range(draws) for case in cases]
+    ctx = Context.of(pooled, loaded)
+    lines: dict[str, list[list[int]]] = {HUMANS: [c.pitches for c in pooled]}
     for name, change in configs.items():
         if change is None:
             low, high, _centre = pitch_range(base.instrument, base.low, base.high)
-            lines[name] = random_pitches(cases, low, high)
-        else:
-            lines[name] = play_config(name, change, cases, loaded, engine, base, log)
+            lines[name] = random_pitches(pooled, low, high)
+            continue
+        lines[name] = []
+        for draw in range(draws):
+            lines[name] += play_config(name, change, cases, loaded, engine, base, log,
+                                       seed_base + draw * DRAW_SEEDS)
     results = {name: metrics(group, ctx) for name, group in lines.items()}
     return {"solos": len(cases), "bars": max_bars, "notes": sum(len(c.pitches) for c in cases),
             "melids": [c.solo.melid for c in cases], "model": loaded.name,
+            "seed_base": seed_base, "draws": draws,
             "metrics": results, "table": compare(results),
             "minutes": round((time.monotonic() - started) / 60, 1)}
 
@@ -610,6 +651,13 @@ def main(argv: list[str] | None = None) -> int:
                         help='more configurations: NAME=JSON, e.g. \'wide={"low": 50}\'; '
                         'the key "engine" holds engine settings: {"engine": {"register": '
                         '"keys"}}')
+    parser.add_argument("--seed-base", type=int, default=0,
+                        help="solo i's bank has the seed SEED_BASE + i (another draw of "
+                        "every bank: how much of a difference is chance)")
+    parser.add_argument("--draws", type=int, default=3,
+                        help="banks a solo and configuration, each with other seeds; the "
+                        "numbers pool them (one draw alone moves the seam leap by 2 "
+                        "semitones)")
     parser.add_argument("--name", default="musical", help="report name: OUT/NAME.md")
     parser.add_argument("--card", help="also put the report into this model dir's card")
     args = parser.parse_args(argv)
@@ -618,7 +666,8 @@ def main(argv: list[str] | None = None) -> int:
         name, _, text = item.partition("=")
         configs[name] = json.loads(text)
     result = run(db=args.db, n_solos=args.solos, max_bars=args.bars, configs=configs,
-                 log=lambda s: print(s, file=sys.stderr, flush=True))
+                 log=lambda s: print(s, file=sys.stderr, flush=True),
+                 seed_base=args.seed_base, draws=args.draws)
     results = RESULTS if args.name == "musical" else RESULTS.with_name(f"{args.name}.json")
     results.write_text(json.dumps(result, indent=1) + "\n")
     target = write_report(result, Path(args.out), args.name)

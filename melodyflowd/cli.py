@@ -18,8 +18,7 @@ from melodyflowd import __version__
 from melodyflowd.errors import UserError
 from melodyflowd.music.instruments import INSTRUMENTS
 from melodyflowd.music.scale_modes import SCALE_MODES
-
-BACKENDS = ["auto", "alsa", "jack", "coremidi", "windows"]
+from melodyflowd.settings import BACKENDS, ENGINE_MODES, LOG_LEVELS
 
 
 class NoteParam(click.ParamType):
@@ -71,7 +70,7 @@ class ChannelsParam(click.ParamType):
 # Flags that each set one setting of the config (same names, same checks): the daemon takes
 # them all. A new setting gets its flag by a row here.
 SETTING_FLAGS: tuple[tuple[str, str, click.ParamType, str], ...] = (
-    ("--mode", "engine.mode", click.Choice(["mono", "poly"]),
+    ("--mode", "engine.mode", click.Choice(ENGINE_MODES),
      "mono: a new key ends the sounding note; poly: keys overlap."),
     ("--split", "engine.split", NoteParam(),
      "Keys at or above this note are remapped, lower ones pass through (60 or C4: middle C)."),
@@ -151,7 +150,7 @@ def follow_channel_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--seed", type=int, help="Random seed for reproducible phrases.")
 @click.option("--phrases", type=click.Path(dir_okay=False),
               help="Play a saved phrase bank (.json) instead of generating.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--log-level", type=click.Choice(LOG_LEVELS))
 @click.option("--view", "view_port", type=click.IntRange(0, 65535), is_flag=False,
               flag_value=8765, default=None, metavar="[PORT]",
               help="Serve the live view in the browser on PORT (default 8765; 0: any free "

@@ -17,7 +17,7 @@ DEFAULT_THREADS = 2
 
 
 def set_threads(threads: int | None = None) -> None:
-    from melodyflowd.service.config import environment
+    from melodyflowd.generate.environment import environment
 
     torch.set_num_threads(threads or environment().threads or DEFAULT_THREADS)
 

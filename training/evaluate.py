@@ -38,6 +38,7 @@ from melodyflowd.errors import UserError, run_reporting_user_errors
 from melodyflowd.music.theory import Chord
 
 from .common import set_threads, write_json
+from .histograms import js_distance
 from .prepare import (
     Solo,
     chord_of,
@@ -326,19 +327,6 @@ def line_metrics(lines: Sequence[Line]) -> dict:
             "repeat_share": iv_hist[INTERVAL_CLIP] / max(1, sum(iv_hist))}
 
 
-def js_distance(p: Sequence[float], q: Sequence[float]) -> float:
-    """Jensen-Shannon distance, base 2 (0: same distribution, 1: disjoint)."""
-    sp, sq = sum(p) or 1, sum(q) or 1
-    p = [x / sp for x in p]
-    q = [x / sq for x in q]
-    m = [(a + b) / 2 for a, b in zip(p, q, strict=True)]
-
-    def kl(a, b):
-        return sum(x * math.log2(x / y) for x, y in zip(a, b, strict=True) if x > 0)
-
-    return math.sqrt(max(0.0, (kl(p, m) + kl(q, m)) / 2))
-
-
 # -- the run --------------------------------------------------------------------------
 
 CONDITIONS = {
@@ -356,7 +344,7 @@ def evaluate(model: str, data: str, out: str, *, adapter: str | None = None,
              card: str | None = None, log=print) -> dict:
     from melodyflowd.generate.compose import compose_bank
     from melodyflowd.generate.model import load_model
-    from melodyflowd.service.config import GenerationSettings
+    from melodyflowd.settings import GenerationSettings
 
     set_threads(threads)
     started = time.monotonic()

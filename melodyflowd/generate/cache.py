@@ -41,17 +41,17 @@ from typing import TYPE_CHECKING, Any
 
 from melodyflowd import __version__
 from melodyflowd.generate import metrical
+from melodyflowd.generate.environment import attention_kind, environment
 from melodyflowd.generate.model import (  # model.py imports torch lazily
     DEFAULT_MODEL_DIR,
     adapter_for,
 )
 from melodyflowd.music import instruments
-from melodyflowd.service.config import attention_kind, environment
 
 if TYPE_CHECKING:
     from melodyflowd.music.chart import Chart
     from melodyflowd.music.phrases import PhraseBank
-    from melodyflowd.service.config import GenerationSettings
+    from melodyflowd.settings import GenerationSettings
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def rules_identity() -> dict[str, Any]:
     """The versions of the generation rules: a build with other rules makes other banks."""
     return {"metrical": metrical.RULES,
             "register": [instruments.CENTRE_SLACK, instruments.SEAM_RANGE,
-                         instruments.SEAM_BEATS]}
+                         instruments.SEAM_BEATS, instruments.ARC_DEPTH, instruments.ARC_BEATS]}
 
 
 def key_material(chart: Chart, generation: GenerationSettings) -> dict[str, Any]:

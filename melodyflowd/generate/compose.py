@@ -32,6 +32,7 @@ import torch
 
 from melodyflowd.errors import UserError
 from melodyflowd.generate.constraint import MelodyControl
+from melodyflowd.generate.environment import environment
 from melodyflowd.generate.model import LoadedModel
 from melodyflowd.generate.textformat import (
     TextNote,
@@ -44,7 +45,7 @@ from melodyflowd.music.chart import Chart
 from melodyflowd.music.instruments import pitch_range
 from melodyflowd.music.phrases import BarPhrase, PhraseBank, PhraseNote, bank_bars
 from melodyflowd.music.timeline import Timeline
-from melodyflowd.service.config import GenerationSettings, environment
+from melodyflowd.settings import GenerationSettings
 
 MIN_NOTES_PER_BAR = 3       # "a few": a bar never ends with fewer
 MAX_NOTES_PER_BAR = 16      # keeps the run bounded whatever the model does

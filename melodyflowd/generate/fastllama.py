@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from melodyflowd.generate import kernels
-from melodyflowd.service.config import MATMUL_KINDS, environment
+from melodyflowd.generate.environment import MATMUL_KINDS, environment
 
 LAYER_KEYS = ("input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
                "self_attn.v_proj.weight", "self_attn.o_proj.weight",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from melodyflowd.music.chart import Chart
     from melodyflowd.music.phrases import PhraseBank
-    from melodyflowd.service.config import GenerationSettings
+    from melodyflowd.settings import GenerationSettings
 
 # every message is plain immutable data
 message = dataclass(frozen=True, slots=True)

@@ -72,7 +72,7 @@ from melodyflowd.generate.messages import (  # noqa: F401 - the events are worke
     Working,
 )
 from melodyflowd.generate.model import adapter_for  # model.py imports torch lazily
-from melodyflowd.service.config import GenerationSettings, Settings
+from melodyflowd.settings import GenerationSettings, Settings
 
 if TYPE_CHECKING:
     from melodyflowd.music.chart import Chart

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import importlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -118,29 +119,56 @@ class Connector:
         self.links.close()
 
 
+_PIP_NAMES = {"jack": "JACK-Client", "alsa_midi": "alsa-midi"}     # module -> package
+
+
+def _library(module: str, needs: str) -> Any:
+    """The library a backend's graph is reached through, or one line saying how to get it."""
+    try:
+        return importlib.import_module(module)
+    except (ImportError, OSError) as exc:
+        raise UserError(f"connecting {needs} ({exc}); pip install {_PIP_NAMES[module]}"
+                        ) from exc
+
+
+class _Graph:
+    """What the two backends share: sources and destinations from one port listing."""
+
+    client: Any
+
+    def _ports(self, sending: bool) -> list[PortName]:
+        raise NotImplementedError
+
+    def sources(self) -> list[PortName]:
+        return self._ports(sending=True)
+
+    def destinations(self) -> list[PortName]:
+        return self._ports(sending=False)
+
+    def close(self) -> None:
+        self.client.close()
+
+
 # -- JACK ---------------------------------------------------------------------------------
 
-class JackLinks:
+class JackLinks(_Graph):
     """The JACK graph through JACK-Client (a client without ports of its own)."""
 
     def __init__(self, name: str) -> None:
-        try:
-            import jack
-        except (ImportError, OSError) as exc:
-            raise UserError(f"connecting JACK ports needs the JACK-Client package and "
-                            f"libjack ({exc}); pip install JACK-Client") from exc
-        self._jack = jack
+        jack = self._jack = _library("jack", "JACK ports needs the JACK-Client package and "
+                                             "libjack")
         try:
             self.client = jack.Client(name, no_start_server=True)
         except jack.JackError as exc:
             raise RetryError(f"cannot reach the JACK server to connect ports: {exc}") from exc
 
-    def _ports(self, **kind: bool) -> list[PortName]:
+    def _ports(self, sending: bool) -> list[PortName]:
         # Keyed by name and the client's uuid (new for every client, where port uuids are
         # reused): a client that restarts between two polls is joined again.
         clients: dict[str, str] = {}
         found = []
-        for port in self.client.get_ports(is_midi=True, **kind):
+        for port in self.client.get_ports(is_midi=True, is_output=sending,
+                                          is_input=not sending):
             owner = port.name.split(":", 1)[0]
             if owner not in clients:
                 try:
@@ -149,12 +177,6 @@ class JackLinks:
                     continue
             found.append(PortName((port.name, clients[owner]), (port.name, *port.aliases)))
         return found
-
-    def sources(self) -> list[PortName]:
-        return self._ports(is_output=True)
-
-    def destinations(self) -> list[PortName]:
-        return self._ports(is_input=True)
 
     def connect(self, source: PortName, destination: PortName) -> None:
         try:
@@ -166,38 +188,26 @@ class JackLinks:
     def port(self, full_name: str) -> PortName:
         return PortName((full_name, None), (full_name,))
 
-    def close(self) -> None:
-        self.client.close()
-
 
 # -- ALSA ---------------------------------------------------------------------------------
 
-class AlsaLinks:
+class AlsaLinks(_Graph):
     """The ALSA sequencer graph through alsa-midi (a client without ports of its own)."""
 
     def __init__(self, name: str) -> None:
+        alsa = self._alsa = _library("alsa_midi", "ALSA ports needs the alsa-midi package")
         try:
-            import alsa_midi
-        except (ImportError, OSError) as exc:
-            raise UserError(f"connecting ALSA ports needs the alsa-midi package ({exc}); "
-                            "pip install alsa-midi") from exc
-        self._alsa = alsa_midi
-        try:
-            self.client = alsa_midi.SequencerClient(name)
-        except alsa_midi.ALSAError as exc:
-            raise UserError(f"cannot open the ALSA sequencer to connect ports: {exc}"
-                            ) from exc
+            self.client = alsa.SequencerClient(name)
+        except alsa.ALSAError as exc:
+            raise RetryError(f"cannot open the ALSA sequencer to connect ports: {exc}"
+                             ) from exc
 
-    def _ports(self, **kind: bool) -> list[PortName]:
-        found = self.client.list_ports(type=self._alsa.PortType.ANY, sort=False, **kind)
+    def _ports(self, sending: bool) -> list[PortName]:
+        # alsa-midi's "input" ports are those we can read from: the senders.
+        found = self.client.list_ports(type=self._alsa.PortType.ANY, sort=False,
+                                       input=sending, output=not sending)
         return [PortName((info.client_id, info.port_id),
                          (f"{info.client_name}:{info.name}",)) for info in found]
-
-    def sources(self) -> list[PortName]:
-        return self._ports(input=True)
-
-    def destinations(self) -> list[PortName]:
-        return self._ports(output=True)
 
     def connect(self, source: PortName, destination: PortName) -> None:
         try:
@@ -213,9 +223,6 @@ class AlsaLinks:
             if f"{info.client_name}:{info.name}" == client_and_port:
                 return PortName((info.client_id, info.port_id), (client_and_port,))
         raise UserError(f"cannot find our own ALSA port {client_and_port!r} to connect")
-
-    def close(self) -> None:
-        self.client.close()
 
 
 def check_connect_backend(port_settings: Any) -> None:

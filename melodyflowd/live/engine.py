@@ -91,7 +91,7 @@ if TYPE_CHECKING:
     from melodyflowd.music.chart import Chart
     from melodyflowd.music.phrases import PhraseBank
     from melodyflowd.music.theory import Chord
-    from melodyflowd.service.config import EngineSettings
+    from melodyflowd.settings import EngineSettings
 
 NOTE_OFF = 0x80
 NOTE_ON = 0x90

@@ -268,26 +268,7 @@ class Follower:
             self.gesture = program.context[self.chord] \
                 if program is not None and self.chord >= 0 else NO_CONTEXT
         held[note] = held.get(note, 0) + 1
-        if program is None:
-            return
-        # _recognize, inline (this runs in the MIDI callback for every chord key)
-        mask = 0
-        lowest = 128
-        for n in held:
-            mask |= _BIT[n]
-            if n < lowest:
-                lowest = n
-        if self.bass >= 0:
-            mask |= _BIT[self.bass]
-            lowest = self.bass
-        row = program.codes.get(_PC[lowest] << 12 | mask)
-        if row is not None:
-            chord = row[self.gesture]
-            if chord >= 0:
-                if chord != self.chord:
-                    self.changes += 1
-                    self.chord = chord
-                self.fresh = True
+        self._recognize()
 
     def chord_up(self, note: int) -> None:
         held = self.held

@@ -31,11 +31,11 @@ from typing import Any
 
 from melodyflowd.errors import RetryError, UserError
 from melodyflowd.live.midistream import SYSEX, SYSEX_CLEAR, split_messages, sysex_passes
+from melodyflowd.settings import AUTO_BACKEND, BACKENDS
 
 Handler = Callable[[list[int], float], Sequence[Sequence[int]]]
 
-BACKEND_NAMES = ("alsa", "jack", "coremidi", "windows")
-AUTO = "auto"                        # ALSA where there is a sequencer, else a running JACK
+BACKEND_NAMES = tuple(name for name in BACKENDS if name != AUTO_BACKEND)
 ALSA_SEQUENCER = "/dev/snd/seq"
 RING_SIZE = 4096                     # a power of two: the callback masks, never divides
 _RING_MASK = RING_SIZE - 1
@@ -128,7 +128,7 @@ def choose_backend(requested: str) -> str:
     """The backend to open: `auto` is ALSA where there is a sequencer, else a running JACK
     server (on Linux; the platform's own elsewhere). An explicit choice is checked the same
     way, so either fails in one line before any phrase is generated."""
-    if requested == AUTO:
+    if requested == AUTO_BACKEND:
         if sys.platform == "darwin":
             return "coremidi"
         if sys.platform.startswith("win"):

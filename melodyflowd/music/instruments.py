@@ -3,13 +3,14 @@
 From the Weimar Jazz Database's transcribed solos (concert pitch, all notes of every solo
 of that instrument in the training copy): the 5th and 95th percentile of the pitches, and
 the median. `generation.instrument` sets the phrases' range (`low`..`high`) to these, and
-keeps the line's pitch trend within CENTRE_SLACK semitones of the median (a model left to
-itself drifts to the bottom of any range); `any` is where the solos of every instrument
-together sit.
+keeps the line's pitch trend within CENTRE_SLACK semitones of a centre that arcs around
+the median (a model left to itself drifts to the bottom of any range, and stays in a band
+narrower than the players'); `any` is where the solos of every instrument together sit.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -36,12 +37,24 @@ REGISTERS: dict[str, Register] = {
     "vibes": Register(61, 83, 72, 3458),
 }
 INSTRUMENTS = tuple(REGISTERS)
-CENTRE_SLACK = 3        # semitones the trend's centre may stray from the register's median
+CENTRE_SLACK = 1        # semitones the trend's centre may stray from the register's median
 # Where the parts of a long chart meet (written side by side, neither sees the other):
 # the part before ends, and the part after begins, within SEAM_RANGE semitones of the
 # median, so the two meet near each other. SEAM_BEATS: how long before its end a part ends.
 SEAM_RANGE = 2
 SEAM_BEATS = 2.0
+# Arcs: the centre the trend is held near rises and falls around the median, ARC_DEPTH
+# semitones either way, once every ARC_BEATS beats from the chart's start (a four-bar
+# phrase in 4/4: up in its first half, down in its second; 0 = no arc).
+ARC_DEPTH = 4
+ARC_BEATS = 16.0
+
+
+def arc_offset(beat: float) -> int:
+    """Semitones the register's centre sits above its median at this beat of the chart."""
+    if not ARC_DEPTH:
+        return 0
+    return round(ARC_DEPTH * math.sin(2 * math.pi * beat / ARC_BEATS))
 
 
 def pitch_range(instrument: str | None, low: int, high: int

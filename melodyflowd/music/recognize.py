@@ -187,6 +187,10 @@ def _dominant_symbol(tensions: frozenset[int], fifth: bool) -> str:
     return head + ("(#11)" if sharp11 else "")
 
 
+# Qualities whose only tension in a symbol is the ninth: the name with it.
+_WITH_NINTH = {"6": "6/9", "": "add9", "m6": "m6/9", "m(maj7)": "m(maj9)", "m": "m(add9)"}
+
+
 def _suffix(quality: Quality, tensions: frozenset[int], intervals: frozenset[int]) -> str:
     """The symbol's suffix for a quality with these tensions held."""
     name = quality.name
@@ -197,22 +201,14 @@ def _suffix(quality: Quality, tensions: frozenset[int], intervals: frozenset[int
         if 6 in tensions:
             return head + "#11"
         return "maj13" if 9 in tensions and 2 in tensions else head
-    if name == "6":
-        return "6/9" if 2 in tensions else "6"
-    if name == "":
-        return "add9" if 2 in tensions else ""
+    if name in _WITH_NINTH:
+        return _WITH_NINTH[name] if 2 in tensions else name
     if name == "m7":
         if 1 in tensions:
             return "m7b9"
         if 8 in tensions:
             return "m7(b13)"
         return "m11" if 5 in tensions else "m9" if 2 in tensions else "m7"
-    if name == "m6":
-        return "m6/9" if 2 in tensions else "m6"
-    if name == "m(maj7)":
-        return "m(maj9)" if 2 in tensions else "m(maj7)"
-    if name == "m":
-        return "m(add9)" if 2 in tensions else "m"
     if name == "7sus4":
         if 1 in tensions:
             return "7b9sus4"

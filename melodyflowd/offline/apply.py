@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from melodyflowd.live.follow import FollowProgram
     from melodyflowd.music.chart import Chart
     from melodyflowd.music.phrases import PhraseBank
-    from melodyflowd.service.config import EngineSettings, Settings
+    from melodyflowd.settings import EngineSettings, Settings
 
 DEFAULT_TEMPO = 500000                 # microseconds a quarter note, MIDI's default (120 bpm)
 _TRANSPORT_TYPES = frozenset({"clock", "start", "continue", "stop", "songpos",

@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING
 
 from melodyflowd.errors import UserError
 from melodyflowd.files import atomic_file
-from melodyflowd.service.config import Settings
+from melodyflowd.settings import Settings
 
 if TYPE_CHECKING:
     from melodyflowd.music.chart import Chart

@@ -1,21 +1,18 @@
-"""Config file + CLI overrides -> one frozen Settings.
+"""Config file + CLI overrides -> one frozen Settings (melodyflowd/settings.py).
 
-The dataclasses and field names are the fixed interface shared by engine, generator
-and daemon: add fields freely, do not rename them. A new field is read from config
-files automatically (its type hint is its schema); give it a commented entry in
-melodyflowd/default.yaml (tests/service/test_config.py checks that every field has one), and
-a range or choices below if it has them.
+The packaged defaults file, then the --config file, then command-line flags; every value
+is checked here, at the edge, against its field's type hint and the ranges and choices
+below, and every problem is one UserError naming file:line and what is accepted.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib.util
 import os
 import types
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 
@@ -23,120 +20,17 @@ import yaml
 
 from melodyflowd.errors import UserError
 from melodyflowd.files import CONFIG_MAX_BYTES, read_bytes
-from melodyflowd.music.instruments import INSTRUMENTS
-from melodyflowd.music.scale_modes import SCALE_MODES
+from melodyflowd.generate.environment import environment
 from melodyflowd.numbers import plain
+from melodyflowd.settings import CHOICES, ControlMap, Settings
 from melodyflowd.yamlnodes import hostile_detail, node_kind, yaml_problem
-
-
-@dataclass(frozen=True, slots=True)
-class PortSettings:
-    backend: str = "auto"                   # auto | alsa | jack | coremidi | windows
-    in_name: str = "melodyflowd in"
-    out_name: str = "melodyflowd out"
-    sysex: bool = False                      # pass whole SysEx messages on (off: dropped)
-    # Name patterns (live/connect.py): ports that send to our input / that our output
-    # sends to, joined at start and whenever such a port appears.
-    connect_in: tuple[str, ...] = ()
-    connect_out: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ControlMap:
-    """Control-change numbers the engine consumes instead of passing through (None = off)."""
-
-    channel: int | None = None       # 0-15; None = any channel
-    regenerate: int | None = 20
-    next_variation: int | None = 21
-    previous_variation: int | None = 22
-    select_variation: int | None = 23   # value = variation index (wraps)
-    panic: int | None = 24
-
-
-@dataclass(frozen=True, slots=True)
-class EngineSettings:
-    mode: str = "mono"                      # mono | poly
-    channels: tuple[int, ...] = ()          # input channels 0-15 remapped; () = all but 9
-                                            # (MIDI channel 10: drums)
-    out_channel: int | None = None          # 0-15; None = same channel as the key
-    split: int | None = None                # keys >= split are remapped, below pass through
-    anticipation_ms: float = 0.0            # play the next chord's phrase this early
-    contour: bool = False                   # keys up/down prefer phrase notes up/down
-    register: str = "line"                  # line | keys: keys = the line's octave follows
-                                            # the register of the keys played
-    rotate_variations: bool = False         # next variation each time the form repeats
-    follow: bool = False                    # play over the chord the chord keys hold
-    chord_channel: int | None = None        # 0-15: follow the chords on this channel
-    bass_channel: int | None = None         # 0-15: its note is the followed chord's bass
-    controls: ControlMap = field(default_factory=ControlMap)
-
-
-@dataclass(frozen=True, slots=True)
-class GenerationSettings:
-    model: str | None = None                # None = the embedded default model
-    adapter: str | None = None              # peft dir or a style name in the model's adapters/
-    variations: int = 4
-    seed: int | None = None
-    scale: str = "metrical"                 # metrical | chord-scale | pentatonic | chord-tones
-                                            # | chromatic
-    constraint: str = "soft"                # soft | hard
-    penalty: float = 0.3                    # soft penalty, in std devs of the pitch logits
-    temperature: float = 0.9
-    top_p: float = 0.95
-    trend_notes: int = 4
-    trend_range: int = 5                    # semitones around the recent pitch trend
-    low: int = 55                           # lowest pitch allowed
-    high: int = 84                          # highest pitch allowed
-    instrument: str | None = "any"          # a register from music/instruments.py: wins
-                                            # over low/high
-    cache_dir: str = "~/.cache/melodyflowd"
-
-
-@dataclass(frozen=True, slots=True)
-class ViewSettings:
-    """The live view in the browser (melodyflowd/service/view.py)."""
-
-    port: int | None = None                 # None = no view; 0 = any free port
-    address: str = "127.0.0.1"              # where it listens; another only when named
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    chart: str | None = None
-    tune: str | None = None                 # which tune of a playlist chart
-    phrases: str | None = None              # play a saved bank instead of generating
-    log_level: str = "info"
-    stats_interval: float = 60.0            # seconds between stats lines; 0 = off
-    ports: PortSettings = field(default_factory=PortSettings)
-    engine: EngineSettings = field(default_factory=EngineSettings)
-    generation: GenerationSettings = field(default_factory=GenerationSettings)
-    view: ViewSettings = field(default_factory=ViewSettings)
-    # Where these settings came from (not settings themselves, not in any config file):
-    # `reload_settings(settings)` reads the same file with the same overrides again (SIGHUP).
-    config_file: str | None = None
-    overrides: tuple[tuple[str, object], ...] = ()
-
 
 # ---------------------------------------------------------------------------------------------
 # Loading: the packaged defaults file <- the --config file <- command-line overrides.
 # ---------------------------------------------------------------------------------------------
 
-BACKENDS = ("auto", "alsa", "jack", "coremidi", "windows")
-LOG_LEVELS = ("debug", "info", "warning", "error")
-SCALES = SCALE_MODES
-
 # Settings that are not read from any config file (they record where the others came from).
 _INTERNAL = frozenset({"config_file", "overrides"})
-
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "log_level": LOG_LEVELS,
-    "ports.backend": BACKENDS,
-    "engine.mode": ("mono", "poly"),
-    "engine.register": ("line", "keys"),
-    "generation.scale": SCALES,
-    "generation.instrument": INSTRUMENTS,
-    "generation.constraint": ("soft", "hard"),
-}
 
 # (low, high, low is exclusive); None = unbounded. Values in Settings units.
 _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
@@ -154,8 +48,8 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "generation.high": (0, 127, False),
     "view.port": (0, 65535, False),
 }
-_CONTROL_KEYS = ("regenerate", "next_variation", "previous_variation", "select_variation",
-                 "panic")
+# Every field of ControlMap but its channel is a control CC.
+_CONTROL_KEYS = tuple(f.name for f in fields(ControlMap) if f.name != "channel")
 for _name in _CONTROL_KEYS:
     _RANGES[f"engine.controls.{_name}"] = (1, 119, False)
 # CCs a control may not take, because the engine must pass them on: bank select (it goes
@@ -387,7 +281,7 @@ def _text(dotted: str, item: _Value) -> str:
     if limit is not None and len(value.encode()) > limit:
         raise item.error(dotted, f"{value[:20]!r}... is {len(value.encode())} bytes long; "
                          f"at most {limit} bytes are accepted")
-    choices = _CHOICES.get(dotted)
+    choices = CHOICES.get(dotted)
     if choices and value not in choices:
         close = difflib.get_close_matches(value, choices, n=1)
         hint_text = f" (did you mean '{close[0]}'?)" if close else ""
@@ -442,8 +336,8 @@ def _accepted(dotted: str, hint: object, channel: bool) -> str:
                 f"{'and at most' if exclusive else 'to'} {plain(high)}"
     elif low is not None:
         text += f" of at least {plain(low)}"
-    if dotted in _CHOICES:
-        text += ": " + ", ".join(_CHOICES[dotted])
+    if dotted in CHOICES:
+        text += ": " + ", ".join(CHOICES[dotted])
     if dotted in _NULL_IS_AUTO:
         text += f", or {_NULL_IS_AUTO[dotted]}"
     return text
@@ -514,67 +408,6 @@ def _is_address(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-MATMUL_KINDS = ("auto", "bf16", "fp32")
-ATTENTION_KINDS = ("auto", "torch")
-
-
-@dataclass(frozen=True)
-class Environment:
-    """The four MELODYFLOW_* switches that are not settings (they tune how decoding runs,
-    not what it plays): read and checked here only, passed on as typed values.
-
-    - matmul (MELODYFLOW_MATMUL): "auto" (bfloat16 products where the CPU has them, see
-      generate/fastllama.py), "bf16" or "fp32";
-    - attention (MELODYFLOW_ATTENTION): "auto" (the compiled loops of generate/kernels.py
-      where numba is installed) or "torch";
-    - threads (MELODYFLOW_THREADS): torch threads for decoding; None when unset;
-    - hf_forward (MELODYFLOW_HF_FORWARD=1): transformers' forward instead of FastLlama.
-    """
-
-    matmul: str = "auto"
-    attention: str = "auto"
-    threads: int | None = None
-    hf_forward: bool = False
-
-    @property
-    def compiled_attention(self) -> bool:
-        return self.attention != "torch"
-
-
-def _env_kind(name: str, kinds: tuple[str, ...], what: str) -> str:
-    kind = (os.environ.get(name) or "auto").strip().lower()
-    if kind not in kinds:
-        raise UserError(f"{name}={kind!r} is not {what}; accepted: {', '.join(kinds)}")
-    return kind
-
-
-def _env_threads(name: str) -> int | None:
-    text = (os.environ.get(name) or "").strip()
-    if not text:
-        return None
-    if not text.isdigit() or int(text) < 1:
-        raise UserError(f"{name}={text!r} is not a number of threads; accepted: 1 or more")
-    return int(text)
-
-
-def environment() -> Environment:
-    """The MELODYFLOW_* switches as they are now; a bad value is a UserError naming it."""
-    return Environment(
-        matmul=_env_kind("MELODYFLOW_MATMUL", MATMUL_KINDS, "a kind of matrix product"),
-        attention=_env_kind("MELODYFLOW_ATTENTION", ATTENTION_KINDS, "a kind of attention"),
-        threads=_env_threads("MELODYFLOW_THREADS"),
-        hf_forward=os.environ.get("MELODYFLOW_HF_FORWARD", "") not in ("", "0"))
-
-
-def attention_kind(env: Environment | None = None) -> str:
-    """"compiled" or "torch": what decoding will attend with, as far as can be told without
-    importing numba (the bank cache keys on it: the two round differently)."""
-    env = environment() if env is None else env
-    if not env.compiled_attention or importlib.util.find_spec("numba") is None:
-        return "torch"
-    return "compiled"
 
 
 def load_settings(config_file: str | None = None, overrides: dict[str, object] | None = None

@@ -23,7 +23,7 @@ from melodyflowd.music.phrases import (
     load_bank,
 )
 from melodyflowd.music.theory import Chord
-from melodyflowd.service.config import GenerationSettings
+from melodyflowd.settings import GenerationSettings
 
 
 def chord(symbol: str, root: int) -> Chord:

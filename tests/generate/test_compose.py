@@ -19,7 +19,7 @@ from melodyflowd.generate.textformat import (
     parse_text,
 )
 from melodyflowd.music.phrases import bank_to_json
-from melodyflowd.service.config import GenerationSettings
+from melodyflowd.settings import GenerationSettings
 from tests.support.tiny_model import build_tiny_model, hand_chart
 
 

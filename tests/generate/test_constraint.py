@@ -324,8 +324,9 @@ def test_range_continuations_equal_the_tensor_rule(nt):
 
 def test_parts_meet_near_the_register_median(nt):
     """Two parts written side by side: the first ends and the second begins within
-    SEAM_RANGE of the median, so the seam between them leaps little."""
-    from melodyflowd.music.instruments import SEAM_BEATS, SEAM_RANGE
+    SEAM_RANGE of the register's centre where they meet (the median, moved by its arc),
+    so the seam between them leaps little."""
+    from melodyflowd.music.instruments import SEAM_BEATS, SEAM_RANGE, arc_offset
 
     chart = hand_chart()
     seam = 2 * chart.beats_per_bar
@@ -341,10 +342,42 @@ def test_parts_meet_near_the_register_median(nt):
     ending = [(t, v[0]) for t, v in first if t >= seam - SEAM_BEATS]
     assert second                 # (the first part may have no note in its last beats)
     for onset, pitch in ending + [(second[0][0], second[0][1][0])]:
-        near = [p for p in range(50, 85) if abs(p - 66) <= SEAM_RANGE
+        centre = 66 + arc_offset(onset)
+        near = [p for p in range(50, 85) if abs(p - centre) <= SEAM_RANGE
                 and _in_scale(proc, onset, p)]
         if near:
-            assert abs(pitch - 66) <= SEAM_RANGE, (onset, pitch)
+            assert abs(pitch - centre) <= SEAM_RANGE, (onset, pitch)
     # elsewhere the trend's own reach holds: a part's inside is not pinned to the median
     inside = [v[0] for t, v in first if t < seam - SEAM_BEATS]
     assert max(abs(p - 66) for p in inside) > SEAM_RANGE
+
+
+def test_the_register_centre_arcs_around_the_median():
+    """Up ARC_DEPTH semitones a quarter of the way through each arc, down as far three
+    quarters of the way, back at the median at its start and middle."""
+    from melodyflowd.music.instruments import ARC_BEATS, ARC_DEPTH, arc_offset
+
+    assert ARC_DEPTH > 0
+    for start in (0.0, ARC_BEATS, 5 * ARC_BEATS):
+        assert arc_offset(start) == 0
+        assert arc_offset(start + ARC_BEATS / 4) == ARC_DEPTH
+        assert arc_offset(start + ARC_BEATS / 2) == 0
+        assert arc_offset(start + 3 * ARC_BEATS / 4) == -ARC_DEPTH
+    steps = [arc_offset(i / 4) for i in range(4 * int(ARC_BEATS) + 1)]
+    assert all(abs(a - b) <= 1 for a, b in zip(steps, steps[1:], strict=False))
+
+
+def test_allowed_pitches_follow_the_arc(nt):
+    """With no trend to follow (trend_notes 0) the allowed pitches are the register's
+    centre at that beat, give or take trend_range: higher at the arc's top than at its
+    bottom by twice its depth."""
+    from melodyflowd.generate.constraint.state import RowState
+    from melodyflowd.music.instruments import ARC_BEATS, ARC_DEPTH
+
+    chart = hand_chart()
+    proc = MelodyControlLogitsProcessor(nt, chart, scale="chromatic", hard=True, low=40,
+                                        high=90, centre=66, trend_notes=0, trend_range=3)
+    top = proc.pitches_for(RowState(time=ARC_BEATS / 4)).values
+    bottom = proc.pitches_for(RowState(time=3 * ARC_BEATS / 4)).values
+    assert top == frozenset(range(66 + ARC_DEPTH - 3, 66 + ARC_DEPTH + 4))
+    assert bottom == frozenset(range(66 - ARC_DEPTH - 3, 66 - ARC_DEPTH + 4))

@@ -319,7 +319,7 @@ def test_attention_kind_comes_from_the_environment(monkeypatch, tmp_path):
     with what it says, and kernels.load() gives the loops to whoever asks."""
     from melodyflowd.errors import UserError
     from melodyflowd.generate import kernels
-    from melodyflowd.service.config import environment
+    from melodyflowd.generate.environment import environment
 
     model = AutoModelForCausalLM.from_pretrained(build_tiny_model(tmp_path / "m"),
                                                  use_safetensors=True).eval()

@@ -226,7 +226,7 @@ def test_lean_path_never_imports_transformers(tiny_dir):
     code = (
         "import sys\n"
         "from tests.support.tiny_model import hand_chart\n"
-        "from melodyflowd.service.config import GenerationSettings\n"
+        "from melodyflowd.settings import GenerationSettings\n"
         "from melodyflowd.generate.compose import compose_bank\n"
         "from melodyflowd.generate.model import load_model\n"
         f"loaded = load_model({str(tiny_dir)!r})\n"

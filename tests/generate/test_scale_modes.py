@@ -10,7 +10,8 @@ from melodyflowd.generate.compose import compose_bank
 from melodyflowd.generate.model import load_model
 from melodyflowd.music import theory
 from melodyflowd.music.scale_modes import PER_CHORD_MODES, SCALE_MODES
-from melodyflowd.service import config
+from melodyflowd.service.config import load_settings
+from melodyflowd.settings import CHOICES
 from tests.support.tiny_model import build_tiny_model, hand_chart
 
 
@@ -25,19 +26,19 @@ def _cli_scale_choices(command) -> tuple[str, ...]:
 
 
 def test_config_cli_and_theory_take_their_names_from_one_list():
-    assert config._CHOICES["generation.scale"] == SCALE_MODES
+    assert CHOICES["generation.scale"] == SCALE_MODES
     assert _cli_scale_choices(cli.render) == SCALE_MODES
     assert _cli_scale_choices(cli.apply) == SCALE_MODES
     assert theory.MODES == PER_CHORD_MODES and set(PER_CHORD_MODES) < set(SCALE_MODES)
 
 
 @pytest.mark.parametrize("constraint", ["soft", "hard"])
-@pytest.mark.parametrize("mode", config._CHOICES["generation.scale"])
+@pytest.mark.parametrize("mode", CHOICES["generation.scale"])
 def test_every_mode_the_config_accepts_composes(loaded, mode, constraint):
-    settings = config.load_settings(None, {"generation.scale": mode,
-                                           "generation.constraint": constraint,
-                                           "generation.variations": 1,
-                                           "generation.seed": 3}).generation
+    settings = load_settings(None, {"generation.scale": mode,
+                                    "generation.constraint": constraint,
+                                    "generation.variations": 1,
+                                    "generation.seed": 3}).generation
     chart = hand_chart(2)
     bank = compose_bank(chart, loaded, settings)
     assert bank.n_variations == 1 and len(bank.bars) == 2

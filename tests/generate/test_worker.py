@@ -24,7 +24,7 @@ from melodyflowd.generate.worker import (
 )
 from melodyflowd.music.chart import load_chart
 from melodyflowd.music.phrases import bank_to_json
-from melodyflowd.service.config import GenerationSettings, Settings
+from melodyflowd.settings import GenerationSettings, Settings
 
 CHART = """title: Worker blues
 tempo: 160

@@ -15,7 +15,8 @@ import pytest
 from melodyflowd.errors import UserError
 from melodyflowd.live.connect import matches, open_connector
 from melodyflowd.live.ports import choose_backend, open_ports
-from melodyflowd.service.config import PortSettings, load_settings
+from melodyflowd.service.config import load_settings
+from melodyflowd.settings import PortSettings
 
 NO_SEQUENCER = pytest.mark.skipif(os.path.exists("/dev/snd/seq"),
                                   reason="this machine has an ALSA sequencer")

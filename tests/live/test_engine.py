@@ -11,7 +11,7 @@ from melodyflowd.live.transport import Transport
 from melodyflowd.music.chart import Bar, Chart, ChordSpan
 from melodyflowd.music.phrases import BarPhrase, PhraseBank, PhraseNote, bank_bars
 from melodyflowd.music.theory import parse_chord
-from melodyflowd.service.config import ControlMap, EngineSettings
+from melodyflowd.settings import ControlMap, EngineSettings
 
 BEAT = 0.5            # seconds a beat at 120 bpm
 BAR = 4 * BEAT

@@ -18,7 +18,7 @@ from melodyflowd.live.transport import CLOCK, CONTINUE, SONG_POSITION, START, ST
 from melodyflowd.music.chart import Bar, Chart, ChordSpan
 from melodyflowd.music.phrases import BarPhrase, PhraseBank, bank_bars
 from melodyflowd.music.theory import parse_chord
-from melodyflowd.service.config import EngineSettings
+from melodyflowd.settings import EngineSettings
 from tests.live.test_engine import make_bank, make_chart, notes
 from tests.live.test_engine_properties import engine_settings, message, narrow
 

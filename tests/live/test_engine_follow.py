@@ -12,7 +12,7 @@ from melodyflowd.live.engine import Engine
 from melodyflowd.live.follow import FollowProgram, build_follow
 from melodyflowd.live.transport import Transport
 from melodyflowd.music.theory import parse_chord
-from melodyflowd.service.config import EngineSettings
+from melodyflowd.settings import EngineSettings
 from tests.live.test_engine import make_bank, make_chart
 from tests.live.test_engine_fast import SlowEngine
 from tests.support.follow_bank import make_follow_bank

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from melodyflowd.live.engine import Engine, build_program
 from melodyflowd.live.transport import Transport
 from melodyflowd.music.phrases import BarPhrase, PhraseBank
-from melodyflowd.service.config import EngineSettings
+from melodyflowd.settings import EngineSettings
 from tests.live.test_engine import make_bank, make_chart
 
 CONTROL_CCS = {20, 21, 22, 23, 24}          # the ControlMap defaults, any channel

@@ -26,7 +26,7 @@ from melodyflowd.music.follow import (
     scale_key,
 )
 from melodyflowd.music.theory import SCALES, parse_chord
-from melodyflowd.service.config import EngineSettings
+from melodyflowd.settings import EngineSettings
 from tests.support.follow_bank import make_follow_bank
 
 NAMES = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")

@@ -10,7 +10,7 @@ from melodyflowd.live.engine import Engine, build_program, locate
 from melodyflowd.live.transport import CLOCK, CONTINUE, SONG_POSITION, START, Transport
 from melodyflowd.music.chart import Chart, parse_chart
 from melodyflowd.music.phrases import BarPhrase, PhraseBank, PhraseNote, bank_bars
-from melodyflowd.service.config import EngineSettings
+from melodyflowd.settings import EngineSettings
 from tests.live.test_engine_fast import SlowEngine
 
 CHART = """\

@@ -11,7 +11,7 @@ import pytest
 
 from melodyflowd.errors import UserError
 from melodyflowd.live.ports import RING_SIZE, Timing, _split_name, list_ports, open_ports
-from melodyflowd.service.config import PortSettings
+from melodyflowd.settings import PortSettings
 from tests.support.jack import MidiPeer
 
 

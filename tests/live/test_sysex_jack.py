@@ -20,7 +20,7 @@ from melodyflowd.live.ports import open_ports
 from melodyflowd.live.transport import Transport
 from melodyflowd.music.chart import load_chart
 from melodyflowd.music.phrases import load_bank
-from melodyflowd.service.config import EngineSettings, PortSettings
+from melodyflowd.settings import EngineSettings, PortSettings
 from tests.service.test_daemon_e2e import write_files
 from tests.support.jack import MidiPeer, note_balance, note_ons
 

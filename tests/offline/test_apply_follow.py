@@ -17,10 +17,10 @@ from melodyflowd.live.follow import build_follow
 from melodyflowd.music.follow import FIRST_SCALES, LATER_SCALES
 from melodyflowd.music.theory import parse_chord
 from melodyflowd.offline.apply import apply_performance
-from melodyflowd.service.config import EngineSettings
-from tests.service.test_follow_e2e import PROGRESSIONS, RHYTHM, RIGHT_KEYS
+from melodyflowd.settings import EngineSettings
+from tests.service.test_follow_e2e import PROGRESSIONS, RHYTHM, RIGHT_KEYS, follow_config
 from tests.support.follow_bank import make_follow_bank
-from tests.support.jack import DaemonProcess, note_balance
+from tests.support.jack import DaemonProcess, note_balance, take, until_no_loss
 
 TPB = 480
 TICKS_A_SECOND = TPB * 2                 # 120 bpm
@@ -109,41 +109,26 @@ def test_apply_follow_without_a_chart_or_follow_is_one_line_status_2(tmp_path):
 @pytest.mark.slow
 def test_apply_follow_gives_the_notes_the_daemon_plays_in_follow_mode(jack_server,
                                                                       tmp_path: Path):
-    config = tmp_path / "follow.yaml"
-    # chord-scale: every note on the scale (metrical, the default, allows a chromatic
-    # passing note on a weak beat), so that the notes can be checked against the chords
-    config.write_text(f"generation:\n  cache_dir: {tmp_path / 'cache'}\n  seed: 3\n"
-                      "  scale: chord-scale\n  constraint: hard\n")
-    for attempt in range(3):
+    config = follow_config(tmp_path)             # every note on the held chord's scale
+
+    def once(attempt: int):
         daemon = DaemonProcess(jack_server, tmp_path, ["--follow", "--config", str(config)])
-        peer = None
-        try:
-            daemon.wait_ready(timeout=300)
+        with take(daemon, ready_timeout=300) as run:
             # every scale's lines in, as apply has them
             assert daemon.wait_log("new follow lines (generated, the other scales)",
                                    timeout=300), daemon.log()
-            peer = daemon.peer()
             start = time.monotonic()
             for seconds, data in take_events():
                 time.sleep(max(0.0, start + seconds - time.monotonic()))
-                peer.send(data)
-            peer.wait_for(lambda got: not note_balance(got)[0], timeout=3)
-            daemon.stop()
-            time.sleep(0.1)
-            live = [list(m) for m in peer.messages() if len(m) == 3 and m[0] < 0xF0]
-            loss = daemon.transport_loss(peer)
-        finally:
-            if peer is not None:
-                peer.close()
-            daemon.stop()
-        if loss is None:
-            break
-        print(f"take {attempt}: {loss}; again")
-    assert loss is None, f"every take lost messages in JACK: {loss}"
-    take = tmp_path / "take.mid"
-    two_handed().save(str(take))
+                run.peer.send(data)
+        live = [list(m) for m in run.peer.messages() if len(m) == 3 and m[0] < 0xF0]
+        return (live, daemon), run.loss
+
+    live, daemon = until_no_loss(once)
+    take_file = tmp_path / "take.mid"
+    two_handed().save(str(take_file))
     out = tmp_path / "out.mid"
-    result = CliRunner().invoke(tools_main, ["apply", str(take), "--follow", "--config",
+    result = CliRunner().invoke(tools_main, ["apply", str(take_file), "--follow", "--config",
                                              str(config), "--out", str(out)])
     assert result.exit_code == 0, result.output
     offline = mido.MidiFile(str(out))

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from melodyflowd.cli import daemon_main
-from tests.support.jack import DaemonProcess, note_ons, write_bank
+from tests.support.jack import DaemonProcess, note_ons, take, write_bank
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (INFO|WARNING|ERROR) ")
 
@@ -72,19 +72,12 @@ def test_channels_and_split_flags_choose_what_is_remapped(jack_server, tmp_path)
     daemon = DaemonProcess(jack_server, tmp_path, ["--chart", str(chart), "--phrases",
                                                    str(bank), "--channels", "2",
                                                    "--split", "C4"])
-    peer = None
-    try:
-        daemon.wait_ready()
-        peer = daemon.peer()
+    with take(daemon, settle=None) as run:
         for message in ([0x90, 64, 100], [0x91, 59, 100], [0x91, 64, 100], [0x99, 36, 100]):
-            peer.send(message)                     # ch 1; ch 2 below C4; ch 2; ch 10 drums
-        assert peer.wait_for(lambda got: len(note_ons(got)) >= 4), daemon.log()
-    finally:
-        if peer is not None:
-            peer.close()
-        status = daemon.stop()
-    assert status == 0, daemon.log()
-    assert note_ons(peer.messages()) == [(0, 64), (1, 59), (1, 88), (9, 36)]
+            run.peer.send(message)                 # ch 1; ch 2 below C4; ch 2; ch 10 drums
+        assert run.peer.wait_for(lambda got: len(note_ons(got)) >= 4), daemon.log()
+    assert run.status == 0, daemon.log()
+    assert note_ons(run.peer.messages()) == [(0, 64), (1, 59), (1, 88), (9, 36)]
     # Not the journal (a pipe): every log line carries the time.
     logged = [line for line in daemon.lines if " INFO " in line]
     assert logged and all(STAMP.match(line) for line in logged), daemon.lines[:5]

@@ -15,12 +15,12 @@ from click.testing import CliRunner
 from melodyflowd.cli import tools_main
 from melodyflowd.errors import UserError
 from melodyflowd.service.config import (
-    Settings,
     default_config_path,
     default_config_text,
     load_settings,
     reload_settings,
 )
+from melodyflowd.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

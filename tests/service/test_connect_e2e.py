@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -15,13 +16,20 @@ from tests.support.jack import DaemonProcess, write_bank
 CHART = 'title: connect test\ntempo: 120\ntime: 4/4\nchords: "| Cmaj7 |"\n'
 
 
-@pytest.mark.jack
-def test_daemon_joins_a_synth_at_start_and_a_keyboard_plugged_in_later(jack_server, tmp_path):
-    tag = uuid.uuid4().hex[:6]
+def song(tmp_path: Path, notes: list[tuple[int, float]]) -> tuple[Path, Path]:
+    """CHART (a bar of Cmaj7) and a saved bank whose phrase is `notes` (pitch, beat)."""
     chart = tmp_path / "song.yaml"
     chart.write_text(CHART)
     bank = write_bank(tmp_path / "bank.json", [[("Cmaj7", 0, 4)]],
-                      [[[(76, 0.0, "Cmaj7"), (79, 2.0, "Cmaj7")]]], title="connect test")
+                      [[[(pitch, beat, "Cmaj7") for pitch, beat in notes]]],
+                      title="connect test")
+    return chart, bank
+
+
+@pytest.mark.jack
+def test_daemon_joins_a_synth_at_start_and_a_keyboard_plugged_in_later(jack_server, tmp_path):
+    tag = uuid.uuid4().hex[:6]
+    chart, bank = song(tmp_path, [(76, 0.0), (79, 2.0)])
     synth = Synth(f"synth{tag}")
     keys = None
     daemon = DaemonProcess(jack_server, tmp_path,
@@ -50,10 +58,7 @@ def test_daemon_joins_a_synth_at_start_and_a_keyboard_plugged_in_later(jack_serv
 @pytest.mark.jack
 def test_new_patterns_in_the_config_apply_at_sighup(jack_server, tmp_path):
     tag = uuid.uuid4().hex[:6]
-    chart = tmp_path / "song.yaml"
-    chart.write_text(CHART)
-    bank = write_bank(tmp_path / "bank.json", [[("Cmaj7", 0, 4)]],
-                      [[[(76, 0.0, "Cmaj7")]]], title="connect test")
+    chart, bank = song(tmp_path, [(76, 0.0)])
     config = tmp_path / "my.yaml"
     config.write_text("ports:\n  connect_out: []\n")
     synth = Synth(f"synth{tag}")

@@ -44,6 +44,7 @@ from tests.support.jack import (
     generator_child,
     note_balance,
     note_ons,
+    take,
 )
 from tests.support.jack_registry import reclaim_stale_servers
 
@@ -71,6 +72,16 @@ def _config(tmp_path: Path, variations: int = 2) -> Path:
     return config
 
 
+def long_chart_daemon(jack_server, tmp_path: Path, model: Path, variations: int = 8
+                      ) -> DaemonProcess:
+    """The daemon writing LONG_CHART's bank with `model` (seed 3) into tmp_path's cache."""
+    chart = tmp_path / "long.yaml"
+    chart.write_text(LONG_CHART)
+    return DaemonProcess(jack_server, tmp_path, [
+        "--chart", str(chart), "--model", str(model), "--seed", "3",
+        "--config", str(_config(tmp_path, variations=variations))])
+
+
 def _keys(peer, count: int, channel: int = 0, pause: float = 0.03) -> None:
     for i in range(count):
         peer.send([0x90 | channel, 60 + i % 12, 90])
@@ -93,20 +104,14 @@ def _cache_files(tmp_path: Path) -> list[Path]:
 
 @pytest.mark.slow
 def test_generator_child_sigkilled_mid_generation(jack_server, tmp_path, tiny_model):
-    chart = tmp_path / "long.yaml"
-    chart.write_text(LONG_CHART)
-    daemon = DaemonProcess(jack_server, tmp_path, [
-        "--chart", str(chart), "--model", str(tiny_model), "--seed", "3",
-        "--config", str(_config(tmp_path, variations=8))])
-    peer = None
-    try:
-        daemon.wait_ready(timeout=180)
+    daemon = long_chart_daemon(jack_server, tmp_path, tiny_model)
+    with take(daemon, ready_timeout=180, settle=None) as run:
         old_files = _cache_files(tmp_path)
         assert len(old_files) == 1, old_files
         old_pitches = _bank_pitches(old_files[0])
         first_child = generator_child(daemon.proc.pid)
         assert first_child is not None, daemon.log()
-        peer = daemon.peer()
+        peer = run.peer
         _keys(peer, 4)
         assert peer.wait_for(lambda got: len(note_ons(got)) >= 4, timeout=3), daemon.log()
 
@@ -146,12 +151,9 @@ def test_generator_child_sigkilled_mid_generation(jack_server, tmp_path, tiny_mo
         assert peer.wait_for(lambda got: len(note_ons(got)) >= 8, timeout=3), daemon.log()
         assert {p for _, p in note_ons(peer.messages())} <= new_pitches
         alive = daemon.proc.poll() is None
-    finally:
-        if peer is not None:
-            peer.close()
-        status = daemon.stop()
-    assert alive and status == 0, daemon.log()
-    assert note_balance(peer.messages()) == ({}, [])
+        got = peer.messages()        # before the stop: its note-offs must not hide a stuck note
+    assert alive and run.status == 0, daemon.log()
+    assert note_balance(got) == ({}, [])
     assert "Traceback" not in daemon.log()
     assert re.search(r"bank swaps 1\b", daemon.log()), daemon.log()
 
@@ -187,13 +189,12 @@ def test_jack_server_restarted_daemon_exits_1_and_a_restart_plays(tmp_path):
 
         # What systemd does next (Restart=on-failure): the same command on the new server.
         again = DaemonProcess(server, tmp_path, ["--chart", str(chart), "--phrases", str(bank)])
-        again.wait_ready()
-        peer = again.peer()
-        _keys(peer, 3)
-        assert peer.wait_for(lambda got: len(note_ons(got)) >= 3 and not note_balance(got)[0],
-                             timeout=3), again.log()
-        peer.close()
-        assert again.stop() == 0, again.log()
+        with take(again, settle=None) as run:
+            _keys(run.peer, 3)
+            assert run.peer.wait_for(
+                lambda got: len(note_ons(got)) >= 3 and not note_balance(got)[0],
+                timeout=3), again.log()
+        assert run.status == 0, again.log()
     finally:
         for proc in (daemon, again):
             if proc is not None:
@@ -222,15 +223,12 @@ def test_damaged_cache_file_is_ignored_and_rebuilt_by_the_daemon(jack_server, tm
     good = files[0].read_text()
     files[0].write_text(good[: len(good) // 2])            # cut in half: not JSON any more
 
-    second = start()
-    peer = second.peer()
-    try:
-        _keys(peer, 3)
-        assert peer.wait_for(lambda got: len(note_ons(got)) >= 3, timeout=3), second.log()
-    finally:
-        peer.close()
-        status = second.stop()
-    assert status == 0, second.log()
+    second = DaemonProcess(jack_server, tmp_path, args)
+    with take(second, ready_timeout=180, settle=None) as run:
+        _keys(run.peer, 3)
+        assert run.peer.wait_for(lambda got: len(note_ons(got)) >= 3, timeout=3), \
+            second.log()
+    assert run.status == 0, second.log()
     log = second.log()
     assert "ignoring damaged cache file" in log, log
     assert re.search(r"phrase bank ready in [\d.]+ s \(start-up\)", log), log  # generated
@@ -285,10 +283,8 @@ def test_invalid_chart_and_sighup_with_the_generator_keeps_playing(jack_server, 
     daemon = DaemonProcess(jack_server, tmp_path, [
         "--chart", str(chart), "--model", str(tiny_model), "--seed", "4",
         "--config", str(_config(tmp_path))])
-    peer = None
-    try:
-        daemon.wait_ready(timeout=180)
-        peer = daemon.peer()
+    with take(daemon, ready_timeout=180, settle=None) as run:
+        peer = run.peer
         _keys(peer, 3)
         assert peer.wait_for(lambda got: len(note_ons(got)) >= 3, timeout=3), daemon.log()
 
@@ -315,10 +311,7 @@ def test_invalid_chart_and_sighup_with_the_generator_keeps_playing(jack_server, 
         assert daemon.wait_log("swaps in at the next bar line", timeout=120, after=mark), \
             daemon.log()
         assert not any("reload failed" in line for line in daemon.lines[mark:])
-    finally:
-        if peer is not None:
-            peer.close()
-        status = daemon.stop()
-    assert status == 0, daemon.log()
-    assert note_balance(peer.messages()) == ({}, [])
+        got = peer.messages()        # before the stop: its note-offs must not hide a stuck note
+    assert run.status == 0, daemon.log()
+    assert note_balance(got) == ({}, [])
     assert "Traceback" not in daemon.log()

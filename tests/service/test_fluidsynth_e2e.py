@@ -13,14 +13,20 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.support.jack import ClockSender, DaemonProcess, JackServer, MidiPeer, write_bank
+from tests.support.jack import (
+    ClockSender,
+    DaemonProcess,
+    JackServer,
+    MidiPeer,
+    OutputLines,
+    write_bank,
+)
 
 pytestmark = pytest.mark.jack
 
@@ -50,20 +56,14 @@ class FluidSynth:
     def __init__(self, server: JackServer) -> None:
         self.name = f"fsynth-{uuid.uuid4().hex[:6]}"
         self.server = server
-        self.lines: list[str] = []
         self.proc = subprocess.Popen(
             [FLUIDSYNTH, "-v", "-r", "48000", "-g", "0.2", "-a", "jack", "-m", "jack",
              "-o", f"midi.jack.id={self.name}", "-o", f"audio.jack.id={self.name}",
              str(SOUNDFONT)],
             env=server.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+        self._output = OutputLines(self.proc)
+        self.lines = self._output.lines
 
     def midi_port(self) -> str:
         self.server.wait_for_ports([f"{self.name}:midi"], timeout=30, proc=self.proc)
@@ -94,9 +94,7 @@ class FluidSynth:
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
-        self._reader.join(timeout=2)
-        if self.proc.stdout:
-            self.proc.stdout.close()
+        self._output.close()
 
 
 @pytest.fixture
@@ -133,8 +131,7 @@ def test_fluidsynth_plays_the_banks_notes_in_order_and_releases_the_last(
         # Any keys, any dynamics: the rhythm is the player's, the pitches the bank's.
         presses = [(bar, beat) for bar, notes in enumerate(NOTES) for _, beat, _ in notes]
         velocities = []
-        clock = ClockSender(player, BPM).start()
-        try:
+        with ClockSender(player, BPM) as clock:
             for i, (bar, beat) in enumerate(presses):
                 key, velocity = 40 + (i * 5) % 40, 40 + (i * 11) % 80
                 clock.wait_until_beat(bar * 4 + beat + 0.1)
@@ -142,8 +139,6 @@ def test_fluidsynth_plays_the_banks_notes_in_order_and_releases_the_last(
                 clock.wait_until_beat(bar * 4 + beat + 0.4)
                 player.send([0x80, key, 0])
                 velocities.append(velocity)
-        finally:
-            clock.stop(send_stop=True)
         expected = [pitch for bar in NOTES for pitch, _, _ in bar]
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from melodyflowd.music.theory import parse_chord
-from tests.support.jack import DaemonProcess, note_balance, write_bank
+from tests.support.jack import DaemonProcess, MidiPeer, note_balance, take, write_bank
 
 # (chord the left hand plays, its voicing below middle C on channel 1): rooted ii,
 # rootless V and I
@@ -25,20 +25,24 @@ RHYTHM = [0.0, 0.25, 0.375, 0.5, 0.75]       # seconds after the chord: a right-
 RIGHT_KEYS = [72, 74, 76, 79, 77]
 
 
+def follow_config(tmp_path: Path) -> Path:
+    """The daemon's config: seed 3, a cache in tmp_path, scale chord-scale with the hard
+    constraint, so that every note can be checked against the held chord's scale (the
+    defaults, metrical and soft, let approach and passing tones through)."""
+    config = tmp_path / "follow.yaml"
+    config.write_text(f"generation:\n  cache_dir: {tmp_path / 'cache'}\n  seed: 3\n"
+                      "  scale: chord-scale\n  constraint: hard\n")
+    return config
+
+
 @pytest.mark.jack
 @pytest.mark.slow
 def test_follow_plays_the_right_hand_on_the_left_hands_chords(jack_server, tmp_path: Path):
-    config = tmp_path / "follow.yaml"
-    # scale: chord-scale with the hard constraint, so that every note can be held to the
-    # chord's scale; the defaults (metrical, soft) let approach tones through.
-    config.write_text(f"generation:\n  cache_dir: {tmp_path / 'cache'}\n  seed: 3\n"
-                      "  scale: chord-scale\n  constraint: hard\n")
-    daemon = DaemonProcess(jack_server, tmp_path, ["--follow", "--config", str(config)])
-    peer = None
-    try:
-        daemon.wait_ready(timeout=180)
+    daemon = DaemonProcess(jack_server, tmp_path,
+                           ["--follow", "--config", str(follow_config(tmp_path))])
+    with take(daemon, ready_timeout=180) as run:
         assert daemon.wait_log("following the chords played (keys below 60)", timeout=1)
-        peer = daemon.peer()
+        peer = run.peer
         takes: list[tuple[str, list[list[int]], list[list[int]]]] = []
         for progression in PROGRESSIONS:
             for symbol, voicing in progression:
@@ -60,15 +64,7 @@ def test_follow_plays_the_right_hand_on_the_left_hands_chords(jack_server, tmp_p
                 left = [m for m in got if m[0] in (0x80, 0x90)]
                 right = [m for m in got if m[0] in (0x81, 0x91)]
                 takes.append((symbol, left, right))
-        peer.wait_for(lambda got: not note_balance(got)[0], timeout=3)
-        daemon.stop()
-        loss = daemon.transport_loss(peer)
-    finally:
-        if peer is not None:
-            peer.close()
-        daemon.stop()
-    if loss is not None:
-        pytest.skip(f"JACK lost messages on this busy machine ({loss})")
+    run.skip_if_lost()
     for symbol, left, right in takes:
         scale = set(parse_chord(symbol).scale)
         voicing = dict(p for progression in PROGRESSIONS for p in progression)[symbol]
@@ -84,55 +80,59 @@ def test_follow_plays_the_right_hand_on_the_left_hands_chords(jack_server, tmp_p
 CHART = 'title: follow over a chart\ntempo: 120\ntime: 4/4\nkey: C\nchords: "| G7 | G7 |"\n'
 CHART_NOTES = [67, 71, 74, 77]
 
+DB7 = (49, 53, 59)                 # Db F B: G7's tritone substitute, in the left hand
 
-@pytest.mark.jack
-@pytest.mark.slow
-def test_follow_with_a_chart_the_played_chord_wins_while_it_differs(jack_server,
-                                                                      tmp_path: Path):
+
+def right_hand(peer: MidiPeer, keys: list[int], length: float, gap: float,
+               held: tuple[int, ...] = ()) -> list[int]:
+    """Play `keys` on channel 2, each `length` s then `gap` s of rest, while the left hand
+    holds `held` on channel 1 (pressed before, released after); returns the pitches that
+    came out on channel 2."""
+    for note in held:
+        peer.send([0x90, note, 70])
+    if held:
+        time.sleep(0.05)
+    before = len(peer.messages())
+    for key in keys:
+        peer.send([0x91, key, 90])
+        time.sleep(length)
+        peer.send([0x81, key, 0])
+        time.sleep(gap)
+    time.sleep(0.1)
+    for note in held:
+        peer.send([0x80, note, 0])
+    if held:
+        time.sleep(0.1)
+    return [m[1] for m in peer.messages()[before:] if m[0] == 0x91]
+
+
+def over_the_chart(jack_server, tmp_path: Path, config: Path) -> DaemonProcess:
+    """The daemon following what is played over CHART (two bars of G7) and its saved bank
+    (CHART_NOTES in both bars)."""
     chart = tmp_path / "g7.yaml"
     chart.write_text(CHART)
     bank = write_bank(tmp_path / "bank.json", [[("G7", 0, 4)], [("G7", 0, 4)]],
                       [[[(p, i, "G7") for i, p in enumerate(CHART_NOTES)]] * 2],
                       title="follow over a chart", tempo=120)
-    config = tmp_path / "follow.yaml"
-    config.write_text(f"generation:\n  cache_dir: {tmp_path / 'cache'}\n  seed: 3\n")
-    daemon = DaemonProcess(jack_server, tmp_path, ["--follow", "--chart", str(chart),
-                                                   "--phrases", str(bank),
-                                                   "--config", str(config)])
-    peer = None
+    return DaemonProcess(jack_server, tmp_path, ["--follow", "--chart", str(chart),
+                                                 "--phrases", str(bank),
+                                                 "--config", str(config)])
 
-    def right_hand(keys: list[int]) -> list[int]:
-        before = len(peer.messages())
-        for key in keys:
-            peer.send([0x91, key, 90])
-            time.sleep(0.1)
-            peer.send([0x81, key, 0])
-            time.sleep(0.05)
-        time.sleep(0.1)
-        return [m[1] for m in peer.messages()[before:] if m[0] == 0x91]
 
-    try:
-        daemon.wait_ready(timeout=180)
-        peer = daemon.peer()
+@pytest.mark.jack
+@pytest.mark.slow
+def test_follow_with_a_chart_the_played_chord_wins_while_it_differs(jack_server,
+                                                                      tmp_path: Path):
+    daemon = over_the_chart(jack_server, tmp_path, follow_config(tmp_path))
+    with take(daemon, ready_timeout=180) as run:
         start = time.monotonic()                       # the first key starts the clock
-        chart_before = right_hand([72])                # bar 1 (0-2 s): the chart's G7
-        for note in (49, 53, 59):                      # Db F B: the tritone substitute
-            peer.send([0x90, note, 70])
-        time.sleep(0.05)
-        played = right_hand([72, 74, 76, 77])
-        for note in (49, 53, 59):
-            peer.send([0x80, note, 0])
+        # bar 1 (0-2 s): the chart's G7, then the tritone substitute held
+        chart_before = right_hand(run.peer, [72], 0.1, 0.05)
+        played = right_hand(run.peer, [72, 74, 76, 77], 0.1, 0.05, held=DB7)
         time.sleep(max(0.0, start + 2.3 - time.monotonic()))
-        chart_after = right_hand([72, 74])             # bar 2: no key held, the chart again
-        peer.wait_for(lambda got: not note_balance(got)[0], timeout=3)
-        daemon.stop()
-        loss = daemon.transport_loss(peer)
-    finally:
-        if peer is not None:
-            peer.close()
-        daemon.stop()
-    if loss is not None:
-        pytest.skip(f"JACK lost messages on this busy machine ({loss})")
+        # bar 2: no key held, the chart again
+        chart_after = right_hand(run.peer, [72, 74], 0.1, 0.05)
+    run.skip_if_lost()
     assert chart_before == CHART_NOTES[:1]
     db7 = set(parse_chord("Db7").scale)
     assert len(played) == 4 and all(p % 12 in db7 for p in played), played
@@ -143,60 +143,21 @@ def test_follow_with_a_chart_the_played_chord_wins_while_it_differs(jack_server,
 @pytest.mark.jack
 @pytest.mark.slow
 def test_regenerate_with_a_chart_gives_new_follow_lines(jack_server, tmp_path: Path):
-    chart = tmp_path / "g7.yaml"
-    chart.write_text(CHART)
-    bank = write_bank(tmp_path / "bank.json", [[("G7", 0, 4)], [("G7", 0, 4)]],
-                      [[[(p, i, "G7") for i, p in enumerate(CHART_NOTES)]] * 2],
-                      title="follow over a chart", tempo=120)
-    config = tmp_path / "follow.yaml"
-    # chord-scale: every note on the held chord's scale (see the first test)
-    config.write_text(f"generation:\n  cache_dir: {tmp_path / 'cache'}\n  seed: 3\n"
-                      "  scale: chord-scale\n  constraint: hard\n")
-    daemon = DaemonProcess(jack_server, tmp_path, ["--follow", "--chart", str(chart),
-                                                   "--phrases", str(bank),
-                                                   "--config", str(config)])
-    peer = None
+    daemon = over_the_chart(jack_server, tmp_path, follow_config(tmp_path))
     keys = [72, 74, 76, 77, 79, 81]
-
-    def over_db7() -> list[int]:
-        """Db7 held (the chart says G7: the played chord wins), the right hand's figure."""
-        for note in (49, 53, 59):
-            peer.send([0x90, note, 70])
-        time.sleep(0.05)
-        before = len(peer.messages())
-        for key in keys:
-            peer.send([0x91, key, 90])
-            time.sleep(0.08)
-            peer.send([0x81, key, 0])
-            time.sleep(0.04)
-        time.sleep(0.1)
-        for note in (49, 53, 59):
-            peer.send([0x80, note, 0])
-        time.sleep(0.1)
-        return [m[1] for m in peer.messages()[before:] if m[0] == 0x91]
-
-    try:
-        daemon.wait_ready(timeout=300)
+    with take(daemon, ready_timeout=300) as run:
         assert daemon.wait_log("new follow lines (generated, the other scales)",
                                timeout=300), daemon.log()
-        peer = daemon.peer()
-        old = over_db7()
+        # Db7 held (the chart says G7: the played chord wins), the right hand's figure
+        old = right_hand(run.peer, keys, 0.08, 0.04, held=DB7)
         mark = len(daemon.lines)
         daemon.send_signal(signal.SIGUSR1)
         assert daemon.wait_log("new follow lines (generated, the first scales)", timeout=300,
                                after=mark), daemon.log()
         assert daemon.wait_log("new follow lines (generated, the other scales)", timeout=300,
                                after=mark), daemon.log()
-        new = over_db7()
-        peer.wait_for(lambda got: not note_balance(got)[0], timeout=3)
-        daemon.stop()
-        loss = daemon.transport_loss(peer)
-    finally:
-        if peer is not None:
-            peer.close()
-        daemon.stop()
-    if loss is not None:
-        pytest.skip(f"JACK lost messages on this busy machine ({loss})")
+        new = right_hand(run.peer, keys, 0.08, 0.04, held=DB7)
+    run.skip_if_lost()
     # (which scale the notes sit on is the first tests' subject; here: new lines)
     assert len(old) == len(new) == len(keys), (old, new)
     assert all(p >= 60 for p in old + new), (old, new)      # above the split

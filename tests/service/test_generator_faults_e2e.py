@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.test_faults import LONG_CHART, _config
+from tests.service.test_faults import long_chart_daemon
 from tests.service.test_robustness_e2e import _play_notes
-from tests.support.jack import DaemonProcess, generator_child, note_balance
+from tests.support.jack import generator_child, note_balance, take
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow]
 
@@ -29,11 +29,7 @@ def tiny_model(tmp_path_factory) -> Path:
 def test_generator_killed_three_times_while_starting_is_exit_1_not_2(jack_server, tmp_path,
                                                                       tiny_model):
     """The OOM killer, say: not the user's file or setting, so systemd must try again."""
-    chart = tmp_path / "long.yaml"
-    chart.write_text(LONG_CHART)
-    daemon = DaemonProcess(jack_server, tmp_path, [
-        "--chart", str(chart), "--model", str(tiny_model), "--seed", "3",
-        "--config", str(_config(tmp_path, variations=8))])
+    daemon = long_chart_daemon(jack_server, tmp_path, tiny_model)
     killed: list[int] = []
     try:
         deadline = time.monotonic() + 120
@@ -55,16 +51,9 @@ def test_generator_killed_three_times_while_starting_is_exit_1_not_2(jack_server
 
 def test_a_stopped_generator_is_logged_and_replaced_and_the_new_bank_plays(jack_server,
                                                                           tmp_path, tiny_model):
-    chart = tmp_path / "long.yaml"
-    chart.write_text(LONG_CHART)
-    daemon = DaemonProcess(jack_server, tmp_path, [
-        "--chart", str(chart), "--model", str(tiny_model), "--seed", "3",
-        "--config", str(_config(tmp_path, variations=8))])
-    peer = None
-    stopped = None
-    try:
-        daemon.wait_ready(timeout=180)
-        peer = daemon.peer()
+    daemon = long_chart_daemon(jack_server, tmp_path, tiny_model)
+    with take(daemon, ready_timeout=180, settle=None) as run:
+        peer = run.peer
         mark = len(daemon.lines)
         daemon.send_signal(signal.SIGUSR1)
         assert daemon.wait_log("generator: generating", timeout=60, after=mark), daemon.log()
@@ -79,12 +68,7 @@ def test_a_stopped_generator_is_logged_and_replaced_and_the_new_bank_plays(jack_
             daemon.log()
         assert generator_child(daemon.proc.pid) not in (None, stopped)
         alive = daemon.proc.poll() is None
-    finally:
-        status = daemon.stop()
-        if peer is not None:
-            time.sleep(0.1)
-            peer.close()
-    assert alive and status == 0, daemon.log()
+    assert alive and run.status == 0, daemon.log()
     assert note_balance(peer.messages())[0] == {}
 
 
@@ -94,25 +78,15 @@ def test_a_long_chart_plays_its_first_bars_while_the_rest_is_written(jack_server
     from tests.support.tiny_model import build_tiny_model
 
     model = build_tiny_model(tmp_path / "short", context=200)
-    chart = tmp_path / "long.yaml"
-    chart.write_text(LONG_CHART)
-    daemon = DaemonProcess(jack_server, tmp_path, [
-        "--chart", str(chart), "--model", str(model), "--seed", "3",
-        "--config", str(_config(tmp_path, variations=4))])
-    peer = None
-    try:
-        daemon.wait_ready(timeout=180)
-        ready_at = len(daemon.lines)
+    daemon = long_chart_daemon(jack_server, tmp_path, model, variations=4)
+    daemon.wait_ready(timeout=180)
+    ready_at = len(daemon.lines)
+    with take(daemon, settle=None) as run:
         assert any("ready, playing them; the rest follows" in line
                    for line in daemon.lines[:ready_at]), daemon.log()
-        peer = daemon.peer()
+        peer = run.peer
         assert _play_notes(peer, 4) == 4, daemon.log()
         assert daemon.wait_log("phrase bank complete", timeout=180), daemon.log()
         alive = daemon.proc.poll() is None
-    finally:
-        status = daemon.stop()
-        if peer is not None:
-            time.sleep(0.1)
-            peer.close()
-    assert alive and status == 0, daemon.log()
+    assert alive and run.status == 0, daemon.log()
     assert note_balance(peer.messages())[0] == {}

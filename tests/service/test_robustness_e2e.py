@@ -9,8 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.test_daemon_e2e import write_files
-from tests.support.jack import DaemonProcess, generator_child, note_balance, note_ons
+from tests.service.test_daemon_e2e import start_daemon, write_files
+from tests.support.jack import (
+    DaemonProcess,
+    generator_child,
+    note_balance,
+    note_ons,
+    take,
+    until_no_loss,
+)
 
 pytestmark = pytest.mark.jack
 
@@ -51,18 +58,13 @@ def final_stats(daemon: DaemonProcess) -> str:
 def _bad_input_once(jack_server, tmp_path: Path):
     """One take: bad messages, SysEx, all 16 channels, then a flood of 1000 notes/s for
     two seconds. Returns (alive, exit status, messages out, daemon, peer, JACK loss)."""
-    chart, bank = write_files(tmp_path)
     config = tmp_path / "sysex.yaml"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     config.write_text("ports:\n  sysex: true\n")
-    daemon = DaemonProcess(jack_server, tmp_path, ["--chart", str(chart), "--phrases", str(bank),
-                                                   "--config", str(config),
-                                                   "--channels", "all"])     # 10 too
-    peer = None
-    alive = False
-    try:
-        daemon.wait_ready()
-        peer = daemon.peer()
-
+    daemon = start_daemon(jack_server, tmp_path, "--config", str(config),
+                          "--channels", "all")                              # 10 too
+    with take(daemon, settle=None) as run:
+        peer = run.peer
         for message in BAD:
             peer.send(message)
             time.sleep(0.002)
@@ -106,31 +108,25 @@ def _bad_input_once(jack_server, tmp_path: Path):
             peer.send(message)
         peer.wait_for(lambda got: not note_balance(got)[0], timeout=5)
         alive = daemon.proc.poll() is None
-    finally:
-        status = daemon.stop()
-        if peer is not None:
-            time.sleep(0.1)
-            peer.close()
     # The engine is handed as many messages as were sent: [F0 90 40 F7] comes apart into
     # three pieces (the cut SysEx, dropped at the port, [90 40] and [F7]), and [F0 7D 01]
     # is dropped at the port.
-    return alive, status, peer.messages(), daemon, peer, daemon.transport_loss(peer)
+    return alive, run.status, peer.messages(), daemon, peer, run.loss
 
 
 def test_bad_input_all_channels_sysex_and_a_flood(jack_server, tmp_path):
     # A take in which JACK dropped messages (a client missed a period on this busy machine:
     # the daemon's counters against the peer's show it) cannot prove note balance at the
     # far end: take again (the daemon must have survived every take).
-    for take in range(3):
+    def once(attempt: int):
         alive, status, got, daemon, peer, loss = _bad_input_once(jack_server,
-                                                                 tmp_path / f"take{take}")
+                                                                 tmp_path / f"take{attempt}")
         assert alive and status == 0, daemon.log()
         stats = final_stats(daemon)
         assert "engine errors 0" in stats and "callback errors 0" in stats, stats
-        if loss is None:
-            break
-        print(f"take {take}: {loss}; again")
-    assert loss is None, f"every take lost messages in JACK: {loss}"
+        return (got, daemon, peer, stats), loss
+
+    got, daemon, peer, stats = until_no_loss(once)
     sounding, orphans = note_balance(got)
     assert sounding == {} and orphans == []
     assert SYSEX in got and LONG_SYSEX in got               # SysEx passes through whole
@@ -169,14 +165,12 @@ def test_generator_child_killed_the_old_bank_keeps_playing_and_a_new_child_comes
     config.write_text(f"generation:\n  cache_dir: {tmp_path / 'cache'}\n  variations: 2\n")
     daemon = DaemonProcess(jack_server, tmp_path, ["--chart", str(chart), "--model", str(model),
                                                    "--config", str(config), "--seed", "5"])
-    peer = None
-    try:
-        daemon.wait_ready(timeout=120)
+    with take(daemon, ready_timeout=120, settle=None) as run:
         lines = daemon.notify.lines()
         ready_at = lines.index("READY=1")
         assert any(line.startswith("STATUS=phrases: generating") for line in lines[:ready_at])
         assert daemon.wait_log("phrase bank ready")
-        peer = daemon.peer()
+        peer = run.peer
         assert _play_notes(peer, 4) == 4, daemon.log()
 
         first_child = generator_child(daemon.proc.pid)
@@ -195,15 +189,10 @@ def test_generator_child_killed_the_old_bank_keeps_playing_and_a_new_child_comes
         assert second_child not in (None, first_child)
         assert _play_notes(peer, 2) == 2, daemon.log()
         alive = daemon.proc.poll() is None
-    finally:
-        status = daemon.stop()
-        if peer is not None:
-            time.sleep(0.1)
-            peer.close()
-    assert alive and status == 0, daemon.log()
+    assert alive and run.status == 0, daemon.log()
     sounding, orphans = note_balance(peer.messages())
     assert sounding == {}
-    if daemon.transport_loss(peer) is None:          # (a lost note-on leaves its off alone)
+    if run.loss is None:                             # (a lost note-on leaves its off alone)
         assert orphans == []
 
 
@@ -213,11 +202,10 @@ def test_jack_server_restarted_under_the_daemon_is_exit_1(jack_server, tmp_path)
     so that systemd (Restart=on-failure) starts it again on the new server."""
     from tests.support.jack import JackServer
 
-    chart, bank = write_files(tmp_path)
     own = JackServer().start()                   # not the session's server: we kill this one
     daemon = None
     try:
-        daemon = DaemonProcess(own, tmp_path, ["--chart", str(chart), "--phrases", str(bank)])
+        daemon = start_daemon(own, tmp_path)
         daemon.wait_ready()
         own.proc.kill()                          # SIGKILL, then a new server of that name
         own.proc.wait()
@@ -238,17 +226,14 @@ def test_jack_server_restarted_under_the_daemon_is_exit_1(jack_server, tmp_path)
 def _sysex_take(jack_server, tmp_path: Path):
     """One take of the attack: returns (what failed or None, messages out, daemon, JACK
     loss or None, alive, exit status)."""
-    chart, bank = write_files(tmp_path)
     config = tmp_path / "poly.yaml"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     config.write_text("engine:\n  mode: poly\n")
-    daemon = DaemonProcess(jack_server, tmp_path, ["--chart", str(chart), "--phrases", str(bank),
-                                                   "--config", str(config)])
-    peer = None
+    daemon = start_daemon(jack_server, tmp_path, "--config", str(config))
     failed = None
-    alive = False
-    try:
-        daemon.wait_ready()
-        peer = daemon.peer()
+    # The four F0 7D 01 are dropped at the port: no messages for the engine.
+    with take(daemon, settle=None, joined=4) as run:
+        peer = run.peer
         for ending in ([[0x80, k, 0] for k in (60, 64, 67)], [[0xB0, 24, 127]],
                        [[0xB0, 123, 0]]):
             before = len(note_ons(peer.messages()))
@@ -276,15 +261,7 @@ def _sysex_take(jack_server, tmp_path: Path):
             peer.wait_for(lambda got, n=before: len(note_ons(got)) >= n + 2000, timeout=10)
             peer.wait_for(lambda got: not note_balance(got)[0], timeout=5)
         alive = daemon.proc.poll() is None
-    finally:
-        status = daemon.stop()
-        if peer is not None:
-            time.sleep(0.1)
-            peer.close()
-    got = peer.messages() if peer is not None else []
-    # The four F0 7D 01 are dropped at the port: no messages for the engine.
-    loss = daemon.transport_loss(peer, joined=4) if peer is not None else None
-    return failed, got, daemon, loss, alive, status
+    return failed, peer.messages(), daemon, run.loss, alive, run.status
 
 
 def test_unterminated_sysex_never_makes_the_daemon_deaf_nor_leaves_a_note_on(jack_server,
@@ -292,14 +269,13 @@ def test_unterminated_sysex_never_makes_the_daemon_deaf_nor_leaves_a_note_on(jac
     """The attack of the issue: poly mode, three keys held, F0 7D 01 (no F7); the key-ups,
     panic (CC 24), All Notes Off (CC 123) and the notes after it all work. A take in which
     JACK itself lost messages (this busy machine) proves nothing: take again."""
-    for take in range(3):
+    def once(attempt: int):
         failed, got, daemon, loss, alive, status = _sysex_take(jack_server,
-                                                               tmp_path / f"take{take}")
+                                                               tmp_path / f"take{attempt}")
         assert alive and status == 0, daemon.log()
-        if loss is None:
-            break
-        print(f"take {take}: {loss}; again")
-    assert loss is None, f"every take lost messages in JACK: {loss}"
+        return (failed, got, daemon), loss
+
+    failed, got, daemon = until_no_loss(once)
     assert failed is None, (failed, daemon.log())
     assert note_balance(got)[0] == {}
     assert len(note_ons(got)) == 9 + 2000

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from melodyflowd.errors import UserError
-from melodyflowd.service.config import ControlMap, load_settings
+from melodyflowd.service.config import load_settings
 from melodyflowd.service.view import (
     ViewServer,
     control_message,
@@ -23,6 +23,7 @@ from melodyflowd.service.view import (
     origin_allowed,
 )
 from melodyflowd.service.viewstate import NOTES_EVERY, Watcher, chart_layout
+from melodyflowd.settings import ControlMap
 from tests.live.test_engine import BAR, BEAT, make_chart, make_engine
 from tests.service.test_daemon_e2e import BARS, CHART, NOTES
 from tests.support.jack import DAEMON_CMD, write_bank

@@ -20,9 +20,12 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 JACKD = shutil.which("jackd")
 # 256 frames at 48 kHz: a 5.3 ms period. Shorter periods drop MIDI on the dummy driver.
@@ -331,7 +334,8 @@ def note_balance(messages: Iterable[Sequence[int]]
 
 class ClockSender:
     """Sends MIDI clock (24 ppqn) at a tempo from a thread: Start, then 0xF8 ticks; the
-    first tick (sent at once) is beat 0."""
+    first tick (sent at once) is beat 0. As a context manager: started on entry, stopped
+    with a Stop message on exit."""
 
     def __init__(self, peer: MidiPeer, bpm: float) -> None:
         self.peer = peer
@@ -370,6 +374,12 @@ class ClockSender:
         self._thread.join(timeout=2)
         if send_stop:
             self.peer.send([0xFC])
+
+    def __enter__(self) -> ClockSender:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop(send_stop=True)
 
 
 # The baseline the benches measure against: a plain python-rtmidi client whose
@@ -445,6 +455,32 @@ class NotifyListener:
             os.unlink(self.path)
 
 
+class OutputLines:
+    """A text-mode process's stdout, collected line by line in a thread (a pipe that
+    nobody reads fills up, and then the process blocks in write())."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def join(self) -> None:
+        """Wait (a little) for the lines of a process that has ended."""
+        self._reader.join(timeout=2)
+
+    def close(self) -> None:
+        """After the process ended: its last lines in, the pipe closed."""
+        self.join()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
 class DaemonProcess:
     """`melodyflowd ... --backend jack` as a subprocess on a JackServer, with its stderr
     collected line by line and its sd_notify messages on a real socket."""
@@ -456,20 +492,14 @@ class DaemonProcess:
         self.in_name = f"mfd{tag} in"
         self.out_name = f"mfd{tag} out"
         self.notify = NotifyListener(workdir)
-        self.lines: list[str] = []
         cmd = [*DAEMON_CMD, *args, "--backend", "jack", "--in-name", self.in_name,
                "--out-name", self.out_name]
         self.proc = subprocess.Popen(
             cmd, env={**server.env, "NOTIFY_SOCKET": self.notify.path, **(env or {})},
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, cwd=workdir, preexec_fn=die_with_parent)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+        self._output = OutputLines(self.proc)
+        self.lines = self._output.lines
 
     def log(self) -> str:
         return "\n".join(self.lines)
@@ -493,7 +523,7 @@ class DaemonProcess:
                 self.server.wait_for_ports([self.in_name, self.out_name], timeout=5)
                 return
             if self.proc.poll() is not None:
-                self._reader.join(timeout=2)
+                self._output.join()
                 raise RuntimeError(f"melodyflowd exited with {self.proc.returncode}:\n"
                                    + self.log())
             time.sleep(0.02)
@@ -543,11 +573,72 @@ class DaemonProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._reader.join(timeout=2)
-        if self.proc.stdout:
-            self.proc.stdout.close()
+        self._output.close()
         self.notify.close()
         return self.proc.returncode
+
+
+# How long the peer's reader gets, after the daemon stopped, to take in what it sent last.
+DRAIN = 0.1
+
+
+@dataclass
+class Take:
+    """One take through a daemon: the peer that played it and, once the `take` block
+    ended, the daemon's exit status and why JACK (not the daemon) may have lost messages
+    (`DaemonProcess.transport_loss`; None: nothing lost)."""
+
+    daemon: DaemonProcess
+    peer: MidiPeer
+    status: int | None = None
+    loss: str | None = None
+
+    def skip_if_lost(self) -> None:
+        """A take in which JACK dropped messages proves nothing either way: skip the test."""
+        if self.loss is not None:
+            # (imported here: bench/ imports this module, and runs without pytest)
+            import pytest
+
+            pytest.skip(f"JACK lost messages on this busy machine ({self.loss})")
+
+
+@contextlib.contextmanager
+def take(daemon: DaemonProcess, ready_timeout: float = 30.0, settle: float | None = 3.0,
+         joined: int = 0, signum: int = signal.SIGTERM) -> Iterator[Take]:
+    """Wait for the daemon's READY, open a peer on its ports and yield the Take to play.
+
+    When the block ends normally: wait up to `settle` seconds for every note to end
+    (None: do not wait), stop the daemon with `signum` (the status goes into the Take),
+    let the peer take in the rest and work out the loss (`joined`: see transport_loss).
+    In every case the daemon is stopped and the peer closed."""
+    peer = None
+    try:
+        daemon.wait_ready(timeout=ready_timeout)
+        peer = daemon.peer()
+        run = Take(daemon, peer)
+        yield run
+        if settle is not None:
+            peer.wait_for(lambda got: not note_balance(got)[0], timeout=settle)
+        run.status = daemon.stop(signum)
+        time.sleep(DRAIN)
+        run.loss = daemon.transport_loss(peer, joined=joined)
+    finally:
+        daemon.stop(signum)
+        if peer is not None:
+            peer.close()
+
+
+def until_no_loss(one_take: Callable[[int], tuple[T, str | None]], tries: int = 3) -> T:
+    """Run `one_take(attempt)` (it returns its result and its JACK loss) until a take
+    loses nothing; a take in which JACK dropped messages (a client that missed a period
+    on this busy machine) proves nothing either way. Fails when every take lost some."""
+    loss = None
+    for attempt in range(tries):
+        result, loss = one_take(attempt)
+        if loss is None:
+            return result
+        print(f"take {attempt}: {loss}; again")
+    raise AssertionError(f"every take lost messages in JACK: {loss}")
 
 
 def write_bank(path: Path, bars: Sequence[Sequence[tuple[str, float, float]]],

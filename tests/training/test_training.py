@@ -13,6 +13,7 @@ from melodyflowd.errors import UserError
 from melodyflowd.generate.textformat import ChordMarker, TextNote, parse_text
 from training import evaluate as ev
 from training import prepare as prep
+from training.histograms import js_distance
 
 N_SOLOS = 6
 
@@ -129,8 +130,8 @@ def test_trigram_is_a_distribution_and_js_distance_bounds():
         total += tri.prob(seq, 2)
     assert abs(total - 1) < 1e-9
     assert tri.prob([60, 62, 64], 2) > tri.prob([60, 62, 63], 2)
-    assert ev.js_distance([1, 2, 3], [2, 4, 6]) == pytest.approx(0.0, abs=1e-9)
-    assert ev.js_distance([1, 0], [0, 1]) == pytest.approx(1.0)
+    assert js_distance([1, 2, 3], [2, 4, 6]) == pytest.approx(0.0, abs=1e-9)
+    assert js_distance([1, 0], [0, 1]) == pytest.approx(1.0)
 
 
 def test_pipeline_end_to_end(data_dir, solos, tmp_path):
@@ -209,7 +210,7 @@ def test_llama_midi_shaped_base_takes_the_same_finetune_command(data_dir, solos,
     and the merged model then play in the generator."""
     from melodyflowd.generate.compose import compose_bank
     from melodyflowd.generate.model import load_model, shipped_profile
-    from melodyflowd.service.config import GenerationSettings
+    from melodyflowd.settings import GenerationSettings
     from tests.support.tiny_model import build_tiny_model, hand_chart
     from training.finetune import main as finetune_main
 

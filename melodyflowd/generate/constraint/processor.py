@@ -24,7 +24,7 @@ from melodyflowd.generate.constraint.state import RowState
 from melodyflowd.generate.constraint.tokens import NoteTokenizer
 from melodyflowd.generate.metrical import metrical_choice, resolving
 from melodyflowd.music.chart import Chart
-from melodyflowd.music.instruments import CENTRE_SLACK, SEAM_BEATS, SEAM_RANGE
+from melodyflowd.music.instruments import CENTRE_SLACK, SEAM_BEATS, SEAM_RANGE, arc_offset
 from melodyflowd.music.scale_modes import SCALE_MODES
 from melodyflowd.music.theory import Chord, pitch_classes
 from melodyflowd.music.timeline import Timeline
@@ -185,11 +185,12 @@ class MelodyControl:
         center = round(sum(recent) / len(recent)) if recent else None
         reach = self.trend_range
         if self.centre is not None:
-            center = self.centre if center is None else \
-                min(max(center, self.centre - CENTRE_SLACK), self.centre + CENTRE_SLACK)
+            middle = self.centre + arc_offset(state.time)
+            center = middle if center is None else \
+                min(max(center, middle - CENTRE_SLACK), middle + CENTRE_SLACK)
             if (state.seam_start and not state.notes) or \
                     (state.seam_end is not None and state.time >= state.seam_end):
-                center, reach = self.centre, SEAM_RANGE    # where parts meet: near the median
+                center, reach = middle, SEAM_RANGE    # where parts meet: near the same pitch
         key = (pcs, center, resolve_from, back, reach)
         cached = self._pitch_cache.get(key)
         if cached is None:
