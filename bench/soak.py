@@ -86,26 +86,6 @@ class SoakConfig:
     window: float = 60.0        # seconds per row of the per-window table ("each minute")
 
 
-class StampedDaemon(DaemonProcess):
-    """DaemonProcess that also keeps when each stderr line arrived (perf_counter)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.stamps: list[float] = []
-        super().__init__(*args, **kwargs)
-
-    def _read(self) -> None:
-        # support_jack merges the daemon's stderr into its stdout (older versions: stderr)
-        stream = self.proc.stderr if self.proc.stderr is not None else self.proc.stdout
-        assert stream is not None
-        for line in stream:
-            self.stamps.append(time.perf_counter())
-            self.lines.append(line.rstrip("\n"))
-
-    def events(self, text: str, t0: float) -> list[float]:
-        return [round(s - t0, 3) for s, line in zip(self.stamps, list(self.lines), strict=False)
-                if text in line]
-
-
 @contextlib.contextmanager
 def start_jack(realtime: bool):
     """A private JackServer. With realtime threads, jackd is started without support_jack's
@@ -253,7 +233,7 @@ def run_soak(cfg: SoakConfig, workdir: Path, log=print) -> dict[str, Any]:
     with start_jack(cfg.realtime) as server:
         echo = subprocess.Popen([sys.executable, "-c", ECHO_CLIENT, "soak echo in",
                                  "soak echo out"], env=server.env)
-        daemon = StampedDaemon(server, workdir, ["--chart", str(chart), "--model", model,
+        daemon = DaemonProcess(server, workdir, ["--chart", str(chart), "--model", model,
                                                  "--config", str(config),
                                                  "--seed", str(cfg.seed),
                                                  "--channels", "all"], tag="soak")
@@ -313,7 +293,7 @@ def run_soak(cfg: SoakConfig, workdir: Path, log=print) -> dict[str, Any]:
     return result
 
 
-def _play(cfg: SoakConfig, daemon: StampedDaemon, echo: subprocess.Popen,
+def _play(cfg: SoakConfig, daemon: DaemonProcess, echo: subprocess.Popen,
           peers: dict[str, MidiPeer], log) -> dict[str, Any]:
     player = Player(peers, cfg.seed)
     pid = daemon.proc.pid

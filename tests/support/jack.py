@@ -462,12 +462,14 @@ class OutputLines:
     def __init__(self, proc: subprocess.Popen[str]) -> None:
         self.proc = proc
         self.lines: list[str] = []
+        self.stamps: list[float] = []        # perf_counter() when each line came in
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
+            self.stamps.append(time.perf_counter())
             self.lines.append(line.rstrip("\n"))
 
     def join(self) -> None:
@@ -503,6 +505,11 @@ class DaemonProcess:
 
     def log(self) -> str:
         return "\n".join(self.lines)
+
+    def events(self, text: str, t0: float) -> list[float]:
+        """When (seconds after perf_counter() t0) each line containing text came in."""
+        return [round(stamp - t0, 3) for stamp, line in
+                zip(self._output.stamps, list(self.lines), strict=False) if text in line]
 
     def wait_log(self, text: str, timeout: float = 10.0, after: int = 0) -> bool:
         """True once a stderr line (from index `after` on) contains text."""
